@@ -1,0 +1,5 @@
+"""Allow ``python -m m365watch``."""
+
+from m365watch.cli import main
+
+main()

@@ -1,0 +1,56 @@
+"""Every error m365watch raises on purpose, each with the exit code the CLI uses.
+
+Only the CLI catches these; library code raises them with a one-sentence
+message that says what happened and what to do. Messages never hold secrets.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+EXIT_DELIVERY = 3
+EXIT_NOT_FOUND = 4
+EXIT_LOCKED = 75  # EX_TEMPFAIL from sysexits.h: try again later
+
+
+class M365WatchError(Exception):
+    """Base of all m365watch errors; ``exit_code`` is what the CLI exits with."""
+
+    exit_code = EXIT_RUNTIME
+
+
+class ConfigError(M365WatchError):
+    """The configuration file or command line is wrong."""
+
+    exit_code = EXIT_USAGE
+
+
+class AuthError(M365WatchError):
+    """Signing in to Microsoft Entra ID failed."""
+
+
+class GraphError(M365WatchError):
+    """Microsoft Graph answered with an error or could not be reached."""
+
+
+class NotFoundError(M365WatchError):
+    """The thing asked for (an issue id) does not exist."""
+
+    exit_code = EXIT_NOT_FOUND
+
+
+class StateError(M365WatchError):
+    """The local state file cannot be read or written."""
+
+
+class LockedError(M365WatchError):
+    """Another m365watch process holds the state lock."""
+
+    exit_code = EXIT_LOCKED
+
+
+class DeliveryError(M365WatchError):
+    """At least one notification could not be delivered (kept for retry)."""
+
+    exit_code = EXIT_DELIVERY
