@@ -1,0 +1,260 @@
+"""The command line: the only place that wires adapters, prints, and picks exit codes.
+
+Heavy libraries (msal, requests, apprise, tinydb) are imported inside the
+commands that need them, so ``--help`` and cached queries stay fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from m365watch import __version__
+from m365watch.errors import (
+    EXIT_DELIVERY,
+    EXIT_LOCKED,
+    EXIT_NOT_FOUND,
+    EXIT_RUNTIME,
+    EXIT_USAGE,
+    ConfigError,
+    M365WatchError,
+)
+
+if TYPE_CHECKING:
+    from m365watch.config import Settings
+    from m365watch.service import PollResult
+
+log = logging.getLogger("m365watch")
+
+EXIT_CODES_HELP = f"""\b
+Exit codes:
+  0   success
+  {EXIT_RUNTIME}   runtime failure (sign-in, Microsoft Graph, state file); nothing was committed
+  {EXIT_USAGE}   usage or configuration error
+  {EXIT_DELIVERY}   the poll finished but a notification failed; it is kept and retried next poll
+  {EXIT_NOT_FOUND}   the issue asked for does not exist
+  {EXIT_LOCKED}  another poll holds the state lock; try again later
+"""
+
+
+class Context:
+    """What every command gets: where the config is, how loud to be."""
+
+    def __init__(self, config: Path | None, verbose: int, quiet: bool) -> None:
+        self.config_option = config
+        self.verbose = verbose
+        self.quiet = quiet
+
+    def config_path(self) -> Path:
+        """The configuration file: -c, else $M365WATCH_CONFIG, else the user config dir."""
+        from m365watch.config import default_config_path
+
+        return self.config_option or default_config_path()
+
+    def settings(self) -> Settings:
+        """Load and validate the configuration; print its warnings."""
+        from m365watch.config import load_settings
+
+        settings = load_settings(self.config_path())
+        for warning in settings.warnings:
+            click.echo(f"Warning: {warning}", err=True)
+        return settings
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING
+    if quiet:
+        level = logging.ERROR
+    elif verbose == 1:
+        level = logging.INFO
+    elif verbose >= 2:
+        level = logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("m365watch: %(levelname)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # Apprise's and MSAL's debug output can hold whole webhook URLs or tokens.
+    for noisy in ("apprise", "msal", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose >= 3 else logging.WARNING)
+
+
+def fail(error: M365WatchError, verbose: int) -> NoReturn:
+    """Print ``Error: …`` (a traceback only with -v) and exit with the error's code."""
+    if verbose:
+        import traceback
+
+        traceback.print_exception(error, file=sys.stderr)
+    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(error.exit_code)
+
+
+def run_guarded(ctx: Context, action: Callable[[], int]) -> NoReturn:
+    """Run ``action``; turn M365WatchError into ``Error: …`` and its exit code."""
+    try:
+        code = action()
+    except M365WatchError as error:
+        fail(error, ctx.verbose)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    sys.exit(code)
+
+
+@click.group(epilog=EXIT_CODES_HELP)
+@click.option(
+    "-c",
+    "--config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Configuration file (default: $M365WATCH_CONFIG, else the user config dir).",
+)
+@click.option("-v", "--verbose", count=True, help="More output; -vv for debug logs.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors (for cron).")
+@click.version_option(__version__, prog_name="m365watch")
+@click.pass_context
+def main(click_ctx: click.Context, config: Path | None, verbose: int, quiet: bool) -> None:
+    """Watch Microsoft 365 service health and notify Teams, Slack, email and more."""
+    _setup_logging(verbose, quiet)
+    click_ctx.obj = Context(config, verbose, quiet)
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.option("--dry-run", is_flag=True, help="Print what would be sent; change nothing.")
+@click.option(
+    "--notify-existing",
+    is_flag=True,
+    help="On the first run, also send the issues that are already open.",
+)
+@click.pass_obj
+def poll(ctx: Context, dry_run: bool, notify_existing: bool) -> NoReturn:
+    """Fetch service-health issues once and send what is new or changed."""
+
+    def action() -> int:
+        settings = ctx.settings()
+        result = poll_once(settings, dry_run=dry_run, notify_existing=notify_existing)
+        print_poll_result(result, quiet=ctx.quiet)
+        return EXIT_DELIVERY if result.failed else 0
+
+    run_guarded(ctx, action)
+
+
+def build_graph(settings: Settings) -> Any:
+    """The Graph adapter, signed in through MSAL with the configured credential."""
+    from m365watch.auth import CLOUDS, Certificate, ClientSecret, TokenProvider
+    from m365watch.graph import GraphClient
+
+    tenant = settings.tenant
+    if tenant is None:
+        raise ConfigError(
+            f"{settings.source} has no [tenant] table: add tenant_id, client_id and "
+            "client_secret or certificate_path (see config.example.toml)"
+        )
+    authority_host, graph_endpoint = CLOUDS[tenant.cloud]
+    credential: ClientSecret | Certificate
+    if tenant.certificate_path is not None:
+        credential = Certificate(tenant.certificate_path, tenant.certificate_password)
+    else:
+        credential = ClientSecret(tenant.client_secret or "")
+    graph_endpoint = tenant.graph_endpoint or graph_endpoint
+    tokens = TokenProvider(
+        tenant_id=tenant.tenant_id,
+        client_id=tenant.client_id,
+        credential=credential,
+        authority_host=tenant.authority or authority_host,
+        graph_endpoint=graph_endpoint,
+        cache_dir=settings.state_path.parent,
+    )
+    return GraphClient(graph_endpoint=graph_endpoint, get_token=tokens.get_token)
+
+
+def build_sender(settings: Settings, *, throttle: bool = True) -> Any:
+    """The Apprise adapter for the configured targets (imports apprise)."""
+    from m365watch.notify import Notifier
+
+    return Notifier({t.name: t.urls for t in settings.targets}, throttle=throttle)
+
+
+def poll_once(
+    settings: Settings, *, dry_run: bool = False, notify_existing: bool = False
+) -> PollResult:
+    """Wire the real adapters and run one poll."""
+    from m365watch.service import run_poll
+    from m365watch.store import StateStore
+
+    return run_poll(
+        source=build_graph(settings),
+        store=StateStore(settings.state_path),
+        make_sender=lambda: build_sender(settings),
+        poll=settings.poll,
+        targets=settings.targets,
+        targets_fingerprint=settings.targets_fingerprint,
+        now=datetime.now(timezone.utc),
+        dry_run=dry_run,
+        notify_existing=notify_existing,
+    )
+
+
+def print_poll_result(result: PollResult, *, quiet: bool = False) -> None:
+    """The summary of a poll for people (and cron mail)."""
+    for delivery in result.failed:
+        click.echo(
+            f"Warning: {delivery.issue_id} not delivered to {delivery.target}: "
+            f"{delivery.reason or 'failed'} (kept; retried next poll)",
+            err=True,
+        )
+    if result.dry_run:
+        for target, message in result.previews:
+            click.echo(f"--- would send to {target}: {message.title}")
+            click.echo(message.text)
+            click.echo()
+    if quiet:
+        return
+    if result.baseline:
+        click.echo(
+            f"First poll: recorded {result.issues_seen} issues as the baseline; "
+            + (
+                f"{len(result.changes)} open issue(s) queued."
+                if result.changes
+                else "nothing sent (use --notify-existing to send open issues)."
+            )
+        )
+    sent = sum(1 for d in result.deliveries if d.ok)
+    prefix = "Dry run: " if result.dry_run else ""
+    tail = f", {len(result.previews)} message(s) would be sent" if result.dry_run else ""
+    click.echo(
+        f"{prefix}{result.issues_seen} issues, {len(result.changes)} change(s), "
+        f"{sent} message(s) sent, {len(result.failed)} failed, "
+        f"{result.pending} delivery(ies) pending{tail}."
+    )
+
+
+@main.command(epilog="Needs no tenant and no configuration.")
+@click.option(
+    "--notify",
+    "notify_urls",
+    multiple=True,
+    metavar="URL",
+    help="Send the demo's notifications to this Apprise URL instead of the terminal.",
+)
+@click.pass_obj
+def demo(ctx: Context, notify_urls: tuple[str, ...]) -> NoReturn:
+    """Replay a bundled incident timeline through the real pipeline."""
+    from m365watch.demo import run_demo
+
+    def action() -> int:
+        failed = run_demo(notify_urls, echo=click.echo)
+        return EXIT_DELIVERY if failed else 0
+
+    run_guarded(ctx, action)
+
+
+# Allow "python -m m365watch.cli".
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,414 @@
+"""Load and validate the TOML configuration into frozen settings; no network.
+
+``${VAR}`` in any string is replaced from the environment. Every mistake is a
+:class:`ConfigError` naming the key and saying what to write instead; unknown
+keys are rejected so that a typo never silently disables something.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import stat
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from m365watch.diff import EVENTS
+from m365watch.errors import ConfigError
+from m365watch.models import CLASSIFICATIONS
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+APP_NAME = "m365watch"
+CLOUD_NAMES: tuple[str, ...] = ("global", "usgov", "dod", "china")
+DEFAULT_ALERT_AFTER = 3
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+_TENANT = re.compile(
+    r"^([0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}|[A-Za-z0-9.-]+\.[A-Za-z]{2,})$"
+)
+_TEAMS_CONNECTOR = re.compile(r"^msteams://|webhook\.office(365)?\.com", re.IGNORECASE)
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+_KEYS: dict[str, frozenset[str]] = {
+    "": frozenset({"tenant", "state", "poll", "notify", "health"}),
+    "tenant": frozenset(
+        {
+            "tenant_id",
+            "client_id",
+            "client_secret",
+            "certificate_path",
+            "certificate_password",
+            "cloud",
+            "authority",
+            "graph_endpoint",
+        }
+    ),
+    "state": frozenset({"path"}),
+    "poll": frozenset({"services", "classifications", "notify_existing"}),
+    "notify": frozenset({"name", "url", "urls", "services", "classifications", "events", "digest"}),
+    "health": frozenset({"alert_after"}),
+}
+
+
+@dataclass(frozen=True)
+class TenantSettings:
+    """Who m365watch signs in as, and where."""
+
+    tenant_id: str
+    client_id: str
+    client_secret: str | None = field(default=None, repr=False)
+    certificate_path: Path | None = None
+    certificate_password: str | None = field(default=None, repr=False)
+    cloud: str = "global"
+    authority: str | None = None
+    graph_endpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class PollSettings:
+    """Which issues are worth notifying about."""
+
+    services: tuple[str, ...] = ()
+    classifications: tuple[str, ...] = CLASSIFICATIONS
+    notify_existing: bool = False
+
+
+@dataclass(frozen=True)
+class TargetSettings:
+    """One ``[[notify]]`` block: where to send, and which changes."""
+
+    name: str
+    urls: tuple[str, ...] = field(repr=False)
+    services: tuple[str, ...] = ()
+    classifications: tuple[str, ...] = ()
+    events: tuple[str, ...] = ()
+    digest: bool = False
+
+    @property
+    def schemes(self) -> tuple[str, ...]:
+        """The URL schemes (``slack``, ``mailtos``…): safe to show, unlike the URLs."""
+        return tuple(scheme_of(u) for u in self.urls)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the configuration file says, validated."""
+
+    tenant: TenantSettings | None
+    state_path: Path
+    poll: PollSettings = PollSettings()
+    targets: tuple[TargetSettings, ...] = ()
+    alert_after: int = DEFAULT_ALERT_AFTER
+    source: Path | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def targets_fingerprint(self) -> str:
+        """A hash of the notification targets, to notice when they need checking again."""
+        digest = hashlib.sha256()
+        for target in self.targets:
+            digest.update(target.name.encode() + b"\0")
+            for url in target.urls:
+                digest.update(url.encode() + b"\0")
+        return digest.hexdigest()
+
+
+def scheme_of(url: str) -> str:
+    """The scheme of a notification URL, or ``?``; never the rest (it holds secrets)."""
+    match = _SCHEME.match(url.strip())
+    return match.group(1).lower() if match else "?"
+
+
+def default_config_path(env: Mapping[str, str] | None = None) -> Path:
+    """``$M365WATCH_CONFIG``, systemd's ``$CONFIGURATION_DIRECTORY``, or the user config dir."""
+    env = os.environ if env is None else env
+    if env.get("M365WATCH_CONFIG"):
+        return Path(env["M365WATCH_CONFIG"])
+    if env.get("CONFIGURATION_DIRECTORY"):
+        return Path(env["CONFIGURATION_DIRECTORY"].split(":")[0]) / "config.toml"
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
+
+
+def default_state_path(env: Mapping[str, str] | None = None) -> Path:
+    """systemd's ``$STATE_DIRECTORY`` when set, else the platform's user state dir."""
+    env = os.environ if env is None else env
+    if env.get("STATE_DIRECTORY"):
+        return Path(env["STATE_DIRECTORY"].split(":")[0]) / "state.json"
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir(APP_NAME)) / "state.json"
+
+
+def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
+    """Read, expand and validate the configuration file at ``path``."""
+    env = os.environ if env is None else env
+    try:
+        raw_text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"no configuration file at {path}: copy config.example.toml there, "
+            "or pass -c FILE or set M365WATCH_CONFIG"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc}") from None
+    try:
+        document = tomllib.loads(raw_text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    settings = parse_settings(document, env=env, base_dir=path.parent)
+    warnings = list(settings.warnings)
+    warnings += _permission_warnings(path, document)
+    return Settings(
+        tenant=settings.tenant,
+        state_path=settings.state_path,
+        poll=settings.poll,
+        targets=settings.targets,
+        alert_after=settings.alert_after,
+        source=path,
+        warnings=tuple(warnings),
+    )
+
+
+def _permission_warnings(path: Path, document: Mapping[str, Any]) -> list[str]:
+    tenant = document.get("tenant")
+    secret = tenant.get("client_secret") if isinstance(tenant, Mapping) else None
+    literal_secret = isinstance(secret, str) and secret and not _ENV_REF.fullmatch(secret)
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return []
+    if literal_secret and mode & (stat.S_IRGRP | stat.S_IROTH):
+        return [
+            f"{path} holds a literal client secret and other users can read it: "
+            f'run chmod 600 {path}, or use client_secret = "${{M365WATCH_CLIENT_SECRET}}"'
+        ]
+    return []
+
+
+def parse_settings(
+    document: Mapping[str, Any], *, env: Mapping[str, str], base_dir: Path | None = None
+) -> Settings:
+    """Validate an already-parsed TOML document (see :func:`load_settings`)."""
+    doc = _expand(document, env, "")
+    _check_keys(doc, "", "top level")
+    tenant = _tenant(doc["tenant"], base_dir) if "tenant" in doc else None
+
+    state = _table(doc, "state")
+    _check_keys(state, "state", "[state]")
+    state_path = (
+        _path(_string(state, "path", "state"), base_dir)
+        if "path" in state
+        else default_state_path(env)
+    )
+
+    poll_table = _table(doc, "poll")
+    _check_keys(poll_table, "poll", "[poll]")
+    poll = PollSettings(
+        services=_string_list(poll_table, "services", "poll"),
+        classifications=_choices(
+            poll_table, "classifications", "poll", CLASSIFICATIONS, default=CLASSIFICATIONS
+        ),
+        notify_existing=_bool(poll_table, "notify_existing", "poll", False),
+    )
+
+    raw_targets = doc.get("notify", [])
+    if not isinstance(raw_targets, list):
+        raise ConfigError("notify must be written as [[notify]] blocks (an array of tables)")
+    targets: list[TargetSettings] = []
+    for index, raw in enumerate(raw_targets, start=1):
+        target = _target(raw, index)
+        if any(t.name == target.name for t in targets):
+            raise ConfigError(
+                f"two [[notify]] blocks are named {target.name!r}: names must be unique"
+            )
+        targets.append(target)
+
+    health = _table(doc, "health")
+    _check_keys(health, "health", "[health]")
+    alert_after = health.get("alert_after", DEFAULT_ALERT_AFTER)
+    if not isinstance(alert_after, int) or isinstance(alert_after, bool) or alert_after < 1:
+        raise ConfigError("health.alert_after must be a whole number of failed polls, 1 or more")
+
+    return Settings(
+        tenant=tenant,
+        state_path=state_path,
+        poll=poll,
+        targets=tuple(targets),
+        alert_after=alert_after,
+    )
+
+
+def _expand(value: Any, env: Mapping[str, str], where: str) -> Any:
+    if isinstance(value, str):
+
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in env:
+                raise ConfigError(
+                    f"environment variable {name} is not set (used in {where or 'the config'}): "
+                    "export it, or put it in the service's EnvironmentFile"
+                )
+            return env[name]
+
+        return _ENV_REF.sub(replace, value)
+    if isinstance(value, Mapping):
+        return {k: _expand(v, env, f"{where}.{k}" if where else k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _check_keys(table: Mapping[str, Any], section: str, label: str) -> None:
+    allowed = _KEYS[section]
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"unknown key {unknown[0]!r} in {label}: valid keys are {', '.join(sorted(allowed))}"
+        )
+
+
+def _table(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"[{key}] must be a table")
+    return value
+
+
+def _string(table: Mapping[str, Any], key: str, section: str) -> str:
+    value = table.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{section}.{key} must be a non-empty string")
+    return value.strip()
+
+
+def _bool(table: Mapping[str, Any], key: str, section: str, default: bool) -> bool:
+    value = table.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{section}.{key} must be true or false")
+    return value
+
+
+def _string_list(table: Mapping[str, Any], key: str, section: str) -> tuple[str, ...]:
+    value = table.get(key, [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f'{section}.{key} must be a list of strings, e.g. ["Exchange Online"]')
+    return tuple(v.strip() for v in value)
+
+
+def _choices(
+    table: Mapping[str, Any],
+    key: str,
+    section: str,
+    valid: tuple[str, ...],
+    default: tuple[str, ...] = (),
+) -> tuple[str, ...]:
+    if key not in table:
+        return default
+    values = tuple(v.lower() for v in _string_list(table, key, section))
+    for value in values:
+        if value not in valid:
+            raise ConfigError(f"{section}.{key} has {value!r}: valid values are {', '.join(valid)}")
+    return values
+
+
+def _path(value: str, base_dir: Path | None) -> Path:
+    path = Path(value).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    return path
+
+
+def _https_url(table: Mapping[str, Any], key: str) -> str | None:
+    if key not in table:
+        return None
+    value = _string(table, key, "tenant").rstrip("/")
+    if not value.lower().startswith("https://"):
+        raise ConfigError(f"tenant.{key} must be an https:// URL")
+    return value
+
+
+def _tenant(raw: Any, base_dir: Path | None) -> TenantSettings:
+    if not isinstance(raw, Mapping):
+        raise ConfigError("[tenant] must be a table")
+    _check_keys(raw, "tenant", "[tenant]")
+    tenant_id = _string(raw, "tenant_id", "tenant")
+    if not _TENANT.match(tenant_id):
+        raise ConfigError(
+            "tenant.tenant_id must be the directory (tenant) GUID or a domain such as "
+            "contoso.onmicrosoft.com"
+        )
+    client_id = _string(raw, "client_id", "tenant")
+    if not _GUID.match(client_id):
+        raise ConfigError(
+            "tenant.client_id must be the app registration's Application (client) ID, a GUID"
+        )
+    has_secret = "client_secret" in raw
+    has_cert = "certificate_path" in raw
+    if has_secret == has_cert:
+        raise ConfigError("[tenant] needs exactly one of client_secret or certificate_path")
+    secret = _string(raw, "client_secret", "tenant") if has_secret else None
+    cert = _path(_string(raw, "certificate_path", "tenant"), base_dir) if has_cert else None
+    password = raw.get("certificate_password")
+    if password is not None and not isinstance(password, str):
+        raise ConfigError("tenant.certificate_password must be a string")
+    cloud = raw.get("cloud", "global")
+    if not isinstance(cloud, str) or cloud.lower() not in CLOUD_NAMES:
+        raise ConfigError(f"tenant.cloud must be one of {', '.join(CLOUD_NAMES)}")
+    return TenantSettings(
+        tenant_id=tenant_id,
+        client_id=client_id,
+        client_secret=secret,
+        certificate_path=cert,
+        certificate_password=password or None,
+        cloud=cloud.lower(),
+        authority=_https_url(raw, "authority"),
+        graph_endpoint=_https_url(raw, "graph_endpoint"),
+    )
+
+
+def _target(raw: Any, index: int) -> TargetSettings:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"[[notify]] block {index} must be a table")
+    label = f"[[notify]] block {index}"
+    if "name" in raw:
+        name = _string(raw, "name", label)
+        label = f"notify target {name!r}"
+    else:
+        name = f"notify-{index}"
+    _check_keys(raw, "notify", label)
+    if ("url" in raw) == ("urls" in raw):
+        raise ConfigError(f"{label} needs exactly one of url or urls")
+    urls = (_string(raw, "url", label),) if "url" in raw else _string_list(raw, "urls", label)
+    if not urls:
+        raise ConfigError(f"{label}: urls is empty")
+    for url in urls:
+        if _TEAMS_CONNECTOR.search(url):
+            raise ConfigError(
+                f"{label} uses a retired Office 365 connector URL: Microsoft retired Teams "
+                "connectors; in Teams add the 'Post to a channel when a webhook request is "
+                "received' workflow and use its URL (workflows://… or the https://…"
+                "logic.azure.com/… / …api.powerplatform.com/… address it gives)"
+            )
+        if not _SCHEME.match(url):
+            raise ConfigError(f"{label} has a URL without a scheme (like slack:// or mailtos://)")
+    return TargetSettings(
+        name=name,
+        urls=tuple(urls),
+        services=_string_list(raw, "services", label),
+        classifications=_choices(raw, "classifications", label, CLASSIFICATIONS),
+        events=_choices(raw, "events", label, EVENTS),
+        digest=_bool(raw, "digest", label, False),
+    )

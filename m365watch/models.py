@@ -1,0 +1,341 @@
+"""Value objects for service-health issues and the one place that parses Graph's JSON.
+
+Pure: standard library only, no clock, no I/O. Graph is tolerant-parsed: enum
+values are compared case-insensitively (real responses are camelCase,
+Microsoft's doc examples PascalCase), unknown values are kept raw, timestamps
+may carry 0 to 7 fractional digits, and unknown keys are ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+UNKNOWN = "unknown"
+
+# serviceHealthStatus from Graph's v1.0 metadata, in its camelCase spelling.
+STATUSES: tuple[str, ...] = (
+    "serviceOperational",
+    "investigating",
+    "restoringService",
+    "verifyingService",
+    "serviceRestored",
+    "postIncidentReviewPublished",
+    "serviceDegradation",
+    "serviceInterruption",
+    "extendedRecovery",
+    "falsePositive",
+    "investigationSuspended",
+    "resolved",
+    "mitigatedExternal",
+    "mitigated",
+    "resolvedExternal",
+    "confirmed",
+    "reported",
+    "unknownFutureValue",
+)
+_STATUS_BY_LOWER = {s.lower(): s for s in STATUSES}
+# Microsoft's own documentation examples carry this typo.
+_STATUS_BY_LOWER["servicaoperational"] = "serviceOperational"
+
+STATUS_WORDS: dict[str, str] = {
+    "serviceOperational": "Service operational",
+    "investigating": "Investigating",
+    "restoringService": "Restoring service",
+    "verifyingService": "Verifying service",
+    "serviceRestored": "Service restored",
+    "postIncidentReviewPublished": "Post-incident report published",
+    "serviceDegradation": "Service degradation",
+    "serviceInterruption": "Service interruption",
+    "extendedRecovery": "Extended recovery",
+    "falsePositive": "False positive",
+    "investigationSuspended": "Investigation suspended",
+    "resolved": "Resolved",
+    "mitigatedExternal": "Mitigated (external)",
+    "mitigated": "Mitigated",
+    "resolvedExternal": "Resolved (external)",
+    "confirmed": "Confirmed",
+    "reported": "Reported",
+}
+
+# How bad a status is for the people affected; higher is worse. Used to tell
+# an escalation from an improvement and to order digests.
+STATUS_SEVERITY: dict[str, int] = {
+    "serviceInterruption": 5,
+    "serviceDegradation": 4,
+    "investigating": 3,
+    "confirmed": 3,
+    "reported": 3,
+    "restoringService": 3,
+    "extendedRecovery": 2,
+    "investigationSuspended": 2,
+    "verifyingService": 1,
+    "mitigated": 1,
+    "mitigatedExternal": 1,
+    "serviceRestored": 0,
+    "postIncidentReviewPublished": 0,
+    "falsePositive": 0,
+    "resolved": 0,
+    "resolvedExternal": 0,
+    "serviceOperational": 0,
+}
+
+CLASSIFICATIONS: tuple[str, ...] = ("incident", "advisory")
+PIR_STATUS = "postIncidentReviewPublished"
+
+ADMIN_CENTER_ISSUE_URL = "https://admin.microsoft.com/Adminportal/Home#/servicehealth/:/alerts/{id}"
+
+_TIMESTAMP = re.compile(
+    r"^(?P<base>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(?P<frac>\d{1,9}))?"
+    r"(?P<tz>Z|[+-]\d{2}:?\d{2})?$"
+)
+
+
+class ParseError(ValueError):
+    """A Graph object lacks something m365watch cannot do without (an id)."""
+
+
+def canonical_status(raw: str | None) -> str:
+    """Graph's camelCase spelling of a status, whatever casing came in; ``unknown`` otherwise."""
+    if not raw:
+        return UNKNOWN
+    return _STATUS_BY_LOWER.get(raw.strip().lower(), UNKNOWN)
+
+
+def canonical_classification(raw: str | None) -> str:
+    """``incident`` or ``advisory`` whatever the casing; ``unknown`` otherwise."""
+    value = (raw or "").strip().lower()
+    return value if value in CLASSIFICATIONS else UNKNOWN
+
+
+def status_words(status: str, raw: str | None = None) -> str:
+    """A status in words for people ("Service degradation"); unknown ones shown as sent."""
+    if status in STATUS_WORDS:
+        return STATUS_WORDS[status]
+    return raw or "Unknown"
+
+
+def parse_timestamp(raw: object) -> datetime | None:
+    """Parse Graph's ISO 8601 timestamps (0 to 7 fractional digits, ``Z``) into aware UTC."""
+    if not isinstance(raw, str) or not raw.strip():
+        return None
+    match = _TIMESTAMP.match(raw.strip())
+    if not match:
+        return None
+    frac = (match.group("frac") or "")[:6].ljust(6, "0")
+    tz = match.group("tz") or "Z"
+    if tz == "Z":
+        tz = "+00:00"
+    elif ":" not in tz:
+        tz = f"{tz[:3]}:{tz[3:]}"
+    try:
+        parsed = datetime.fromisoformat(f"{match.group('base')}.{frac}{tz}")
+    except ValueError:
+        return None
+    return parsed.astimezone(timezone.utc)
+
+
+def format_timestamp(value: datetime | None) -> str | None:
+    """Graph's own form: ``2021-08-06T17:49:34.54Z`` style, seconds precision kept exact."""
+    if value is None:
+        return None
+    value = value.astimezone(timezone.utc)
+    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    if value.microsecond:
+        text += f".{value.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def _text(raw: object) -> str | None:
+    return raw if isinstance(raw, str) and raw != "" else None
+
+
+@dataclass(frozen=True)
+class Post:
+    """One update Microsoft posted on an issue. Posts have no id in Graph."""
+
+    created: datetime | None
+    post_type: str | None
+    content: str
+    content_type: str  # "html" or "text"
+
+    @property
+    def key(self) -> str:
+        """What identifies a post across polls: its creation time (Graph gives no id)."""
+        stamp = format_timestamp(self.created)
+        if stamp:
+            return stamp
+        # A post without a time is rare; fall back to its text so it still has an identity.
+        return "untimed:" + hashlib.sha256(self.content.encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_graph(cls, data: Mapping[str, Any]) -> Post:
+        """Parse one element of an issue's ``posts``."""
+        description = data.get("description")
+        content = ""
+        content_type = "text"
+        if isinstance(description, Mapping):
+            content = _text(description.get("content")) or ""
+            content_type = (_text(description.get("contentType")) or "text").lower()
+        return cls(
+            created=parse_timestamp(data.get("createdDateTime")),
+            post_type=_text(data.get("postType")),
+            content=content,
+            content_type="html" if content_type == "html" else "text",
+        )
+
+    def to_graph(self) -> dict[str, Any]:
+        """Graph's own shape, for the state file and JSON output."""
+        return {
+            "createdDateTime": format_timestamp(self.created),
+            "postType": self.post_type,
+            "description": {"contentType": self.content_type, "content": self.content},
+        }
+
+
+def _post_sort_key(post: Post) -> tuple[int, datetime]:
+    return (0, post.created) if post.created else (1, datetime.min.replace(tzinfo=timezone.utc))
+
+
+@dataclass(frozen=True)
+class Issue:
+    """A service-health issue (incident or advisory) as Graph describes it."""
+
+    id: str
+    title: str
+    service: str
+    status: str
+    classification: str
+    is_resolved: bool
+    feature: str | None = None
+    feature_group: str | None = None
+    origin: str | None = None
+    impact_description: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    last_modified: datetime | None = None
+    posts: tuple[Post, ...] = ()
+    status_raw: str | None = field(default=None, compare=False)
+    classification_raw: str | None = field(default=None, compare=False)
+
+    @classmethod
+    def from_graph(cls, data: Mapping[str, Any]) -> Issue:
+        """Parse a ``serviceHealthIssue``; raises ParseError only when there is no id."""
+        issue_id = _text(data.get("id"))
+        if issue_id is None:
+            raise ParseError("a service-health issue without an id")
+        raw_posts = data.get("posts")
+        posts = tuple(Post.from_graph(p) for p in (raw_posts or []) if isinstance(p, Mapping))
+        status_raw = _text(data.get("status"))
+        classification_raw = _text(data.get("classification"))
+        resolved = data.get("isResolved")
+        return cls(
+            id=issue_id,
+            title=_text(data.get("title")) or "(no title)",
+            service=_text(data.get("service")) or "(unknown service)",
+            status=canonical_status(status_raw),
+            classification=canonical_classification(classification_raw),
+            is_resolved=resolved is True or str(resolved).lower() == "true",
+            feature=_text(data.get("feature")),
+            feature_group=_text(data.get("featureGroup")),
+            origin=_text(data.get("origin")),
+            impact_description=_text(data.get("impactDescription")),
+            start=parse_timestamp(data.get("startDateTime")),
+            end=parse_timestamp(data.get("endDateTime")),
+            last_modified=parse_timestamp(data.get("lastModifiedDateTime")),
+            posts=tuple(sorted(posts, key=_post_sort_key)),
+            status_raw=status_raw,
+            classification_raw=classification_raw,
+        )
+
+    def to_graph(self, *, with_posts: bool = True) -> dict[str, Any]:
+        """Graph's own property names, status and classification in camelCase spelling."""
+        data: dict[str, Any] = {
+            "id": self.id,
+            "title": self.title,
+            "service": self.service,
+            "feature": self.feature,
+            "featureGroup": self.feature_group,
+            "classification": self.classification
+            if self.classification != UNKNOWN
+            else (self.classification_raw or UNKNOWN),
+            "origin": self.origin,
+            "status": self.status if self.status != UNKNOWN else (self.status_raw or UNKNOWN),
+            "isResolved": self.is_resolved,
+            "startDateTime": format_timestamp(self.start),
+            "endDateTime": format_timestamp(self.end),
+            "lastModifiedDateTime": format_timestamp(self.last_modified),
+            "impactDescription": self.impact_description,
+        }
+        if with_posts:
+            data["posts"] = [p.to_graph() for p in self.posts]
+        return data
+
+    @property
+    def url(self) -> str:
+        """The issue's page in the Microsoft 365 admin center."""
+        return ADMIN_CENTER_ISSUE_URL.format(id=self.id)
+
+    @property
+    def status_text(self) -> str:
+        """The status in words."""
+        return status_words(self.status, self.status_raw)
+
+    @property
+    def severity(self) -> int:
+        """How bad the current status is (0 = fine, 5 = service interruption)."""
+        return STATUS_SEVERITY.get(self.status, 3)
+
+    @property
+    def latest_post(self) -> Post | None:
+        """The newest post, if any."""
+        return self.posts[-1] if self.posts else None
+
+    def same_content(self, other: Issue) -> bool:
+        """True when nothing but ``lastModifiedDateTime`` (and raw casing) differs."""
+        return self.to_graph() == {
+            **other.to_graph(),
+            "lastModifiedDateTime": format_timestamp(self.last_modified),
+        }
+
+
+def parse_issues(items: Sequence[Mapping[str, Any]]) -> tuple[list[Issue], int]:
+    """Parse a Graph ``issues`` collection; returns the issues and how many items were skipped."""
+    issues: list[Issue] = []
+    skipped = 0
+    for item in items:
+        try:
+            issues.append(Issue.from_graph(item))
+        except ParseError:
+            skipped += 1
+    return issues, skipped
+
+
+@dataclass(frozen=True)
+class ServiceHealth:
+    """One service's overall health (``healthOverviews``)."""
+
+    id: str
+    service: str
+    status: str
+    status_raw: str | None = field(default=None, compare=False)
+
+    @classmethod
+    def from_graph(cls, data: Mapping[str, Any]) -> ServiceHealth:
+        """Parse a ``serviceHealth`` object."""
+        status_raw = _text(data.get("status"))
+        return cls(
+            id=_text(data.get("id")) or "",
+            service=_text(data.get("service")) or _text(data.get("id")) or "(unknown)",
+            status=canonical_status(status_raw),
+            status_raw=status_raw,
+        )
+
+    def to_graph(self) -> dict[str, Any]:
+        """Graph's property names."""
+        status = self.status if self.status != UNKNOWN else (self.status_raw or UNKNOWN)
+        return {"id": self.id, "service": self.service, "status": status}

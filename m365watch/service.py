@@ -1,0 +1,297 @@
+"""One poll: fetch, diff, queue, deliver, then commit — given the adapters.
+
+The order is what makes delivery at-least-once: the state (new snapshots and
+the queue of deliveries still owed) is written once, at the end, after every
+target has been tried, and a delivery leaves the queue only when its target
+accepted it. A process killed before the write repeats the whole poll next
+time (duplicates are possible, losses are not).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from m365watch.config import PollSettings, TargetSettings
+from m365watch.diff import ChangeKind, IssueChange, diff_issues
+from m365watch.errors import StateError
+from m365watch.models import Issue, format_timestamp, parse_issues, parse_timestamp
+from m365watch.render import Message, render_change
+from m365watch.store import StateData, StateStore
+
+log = logging.getLogger(__name__)
+
+FORGET_AFTER = timedelta(days=90)
+
+
+class IssueSource(Protocol):
+    """Where issues come from: the Graph adapter, or the demo's timeline."""
+
+    def list_issues(self) -> list[dict[str, Any]]: ...
+
+
+class Sender(Protocol):
+    """Delivers a message to a named target (the Apprise adapter)."""
+
+    def check(self) -> None: ...
+
+    def send(self, target: str, message: Message) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message sent (or tried) to one target."""
+
+    target: str
+    issue_id: str
+    title: str
+    ok: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """What a poll found and did."""
+
+    baseline: bool
+    issues_seen: int
+    changes: tuple[IssueChange, ...]
+    deliveries: tuple[Delivery, ...] = ()
+    pending: int = 0
+    state_written: bool = False
+    dry_run: bool = False
+    previews: tuple[tuple[str, Message], ...] = field(default=())
+    skipped_items: int = 0
+
+    @property
+    def failed(self) -> tuple[Delivery, ...]:
+        """Deliveries that a target did not accept (kept for the next poll)."""
+        return tuple(d for d in self.deliveries if not d.ok)
+
+
+def in_scope(issue: Issue, services: Iterable[str], classifications: Iterable[str]) -> bool:
+    """True when ``issue`` passes a service filter and a classification filter (empty = all)."""
+    wanted_services = {s.casefold() for s in services}
+    wanted_classes = set(classifications)
+    if wanted_services and issue.service.casefold() not in wanted_services:
+        return False
+    return not wanted_classes or issue.classification in wanted_classes
+
+
+def target_wants(target: TargetSettings, change: IssueChange) -> bool:
+    """True when ``target``'s filters (services, classifications, events) match ``change``."""
+    return in_scope(change.issue, target.services, target.classifications) and change.matches(
+        target.events
+    )
+
+
+def run_poll(
+    *,
+    source: IssueSource,
+    store: StateStore,
+    make_sender: Callable[[], Sender],
+    poll: PollSettings,
+    targets: Sequence[TargetSettings],
+    targets_fingerprint: str,
+    now: datetime,
+    dry_run: bool = False,
+    notify_existing: bool = False,
+) -> PollResult:
+    """Run one complete poll under the state lock. Raises M365WatchError on failure.
+
+    Nothing is written when the poll fails before delivery (Graph, auth) or when
+    nothing changed; in that last case the file's time is refreshed instead.
+    """
+    with store.locked():
+        state = store.load()
+        items = source.list_issues()
+        issues, skipped = parse_issues(items)
+        if skipped:
+            log.warning("%d issues from Graph had no id and were ignored", skipped)
+        previous = _previous_issues(state)
+        baseline = not state.meta.get("baselineAt")
+
+        if baseline:
+            changes = [
+                IssueChange(issue=i, kinds=frozenset({ChangeKind.NEW}), new_posts=i.posts)
+                for i in issues
+                if (notify_existing or poll.notify_existing) and not i.is_resolved
+            ]
+        else:
+            changes = diff_issues(previous, issues)
+        changes = [c for c in changes if in_scope(c.issue, poll.services, poll.classifications)]
+
+        new_state = StateData(
+            issues=_next_snapshots(state, previous, issues, now),
+            pending=_queue(state.pending, changes, targets, now),
+            meta=dict(state.meta),
+            exists=state.exists,
+        )
+        if baseline:
+            new_state.meta["baselineAt"] = format_timestamp(now)
+
+        sender: Sender | None = None
+        if new_state.meta.get("targetsFingerprint") != targets_fingerprint and targets:
+            sender = make_sender()
+            sender.check()
+            new_state.meta["targetsFingerprint"] = targets_fingerprint
+
+        outgoing = _outgoing(new_state.pending, targets)
+        if dry_run:
+            previews = tuple((name, render_change(change)) for name, change, _ in outgoing)
+            return PollResult(
+                baseline=baseline,
+                issues_seen=len(issues),
+                changes=tuple(changes),
+                pending=len(outgoing),
+                dry_run=True,
+                previews=previews,
+                skipped_items=skipped,
+            )
+
+        deliveries: list[Delivery] = []
+        if outgoing:
+            sender = sender or make_sender()
+            for name, change, records in outgoing:
+                message = render_change(change)
+                outcome = sender.send(name, message)
+                ok = bool(getattr(outcome, "ok", outcome))
+                reason = str(getattr(outcome, "reason", ""))
+                deliveries.append(Delivery(name, change.issue.id, message.title, ok, reason))
+                for record in records:
+                    _record_attempt(record, name, ok, reason, now)
+            new_state.pending = [r for r in new_state.pending if r["targets"]]
+
+        written = False
+        if _tables(new_state) != _tables(state) or not state.exists:
+            store.save(new_state)
+            written = True
+        else:
+            store.touch()
+        return PollResult(
+            baseline=baseline,
+            issues_seen=len(issues),
+            changes=tuple(changes),
+            deliveries=tuple(deliveries),
+            pending=sum(len(r["targets"]) for r in new_state.pending),
+            state_written=written,
+            skipped_items=skipped,
+        )
+
+
+def _tables(state: StateData) -> dict[str, Any]:
+    return state.as_tables()
+
+
+def _previous_issues(state: StateData) -> dict[str, Issue]:
+    previous: dict[str, Issue] = {}
+    for issue_id, record in state.issues.items():
+        try:
+            previous[issue_id] = Issue.from_graph(record["issue"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(
+                f"state file holds a malformed record for issue {issue_id}: {exc}"
+            ) from None
+    return previous
+
+
+def _next_snapshots(
+    state: StateData, previous: dict[str, Issue], issues: Sequence[Issue], now: datetime
+) -> dict[str, dict[str, Any]]:
+    """Stored issues after this poll; unchanged records are kept as they were (no rewrite)."""
+    snapshots: dict[str, dict[str, Any]] = {}
+    for issue in issues:
+        old = previous.get(issue.id)
+        if old is not None and old.same_content(issue):
+            snapshots[issue.id] = {**state.issues[issue.id], "missingSince": None}
+        else:
+            snapshots[issue.id] = {"issue": issue.to_graph(), "missingSince": None}
+    seen = {i.id for i in issues}
+    for issue_id, record in state.issues.items():
+        if issue_id in seen:
+            continue
+        missing = parse_timestamp(record.get("missingSince"))
+        if missing is None:
+            snapshots[issue_id] = {**record, "missingSince": format_timestamp(now)}
+        elif now - missing < FORGET_AFTER:
+            snapshots[issue_id] = record
+        else:
+            log.info("forgetting issue %s: not in the feed for 90 days", issue_id)
+    return snapshots
+
+
+def _queue(
+    pending: list[dict[str, Any]],
+    changes: Sequence[IssueChange],
+    targets: Sequence[TargetSettings],
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """The deliveries still owed: old ones (for targets still configured) plus new ones."""
+    names = {t.name for t in targets}
+    queue = []
+    for record in pending:
+        kept = [t for t in record.get("targets", []) if t in names]
+        dropped = set(record.get("targets", [])) - set(kept)
+        if dropped:
+            log.warning(
+                "dropping undelivered change %s for removed target(s) %s",
+                record.get("key"),
+                ", ".join(sorted(dropped)),
+            )
+        if kept:
+            # Deep copy: attempts are counted on the copy, and the old state is compared after.
+            queue.append({**copy.deepcopy(record), "targets": kept})
+    for change in changes:
+        wanted = [t.name for t in targets if target_wants(t, change)]
+        if wanted:
+            queue.append(
+                {
+                    "key": change.key,
+                    "change": change.to_dict(),
+                    "targets": wanted,
+                    "queuedAt": format_timestamp(now),
+                    "attempts": {},
+                    "lastError": {},
+                }
+            )
+    return queue
+
+
+def _outgoing(
+    pending: list[dict[str, Any]], targets: Sequence[TargetSettings]
+) -> list[tuple[str, IssueChange, list[dict[str, Any]]]]:
+    """One (target, merged change, queue records) per target and issue, in queue order."""
+    out: list[tuple[str, IssueChange, list[dict[str, Any]]]] = []
+    for target in targets:
+        by_issue: dict[str, tuple[IssueChange, list[dict[str, Any]]]] = {}
+        for record in pending:
+            if target.name not in record["targets"]:
+                continue
+            try:
+                change = IssueChange.from_dict(record["change"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise StateError(f"state file holds a malformed pending delivery: {exc}") from None
+            if change.issue.id in by_issue:
+                merged, records = by_issue[change.issue.id]
+                by_issue[change.issue.id] = (merged.merged_with(change), [*records, record])
+            else:
+                by_issue[change.issue.id] = (change, [record])
+        out += [(target.name, change, records) for change, records in by_issue.values()]
+    return out
+
+
+def _record_attempt(
+    record: dict[str, Any], target: str, ok: bool, reason: str, now: datetime
+) -> None:
+    if ok:
+        record["targets"] = [t for t in record["targets"] if t != target]
+        record.get("lastError", {}).pop(target, None)
+        record.get("attempts", {}).pop(target, None)
+        return
+    attempts = record.setdefault("attempts", {})
+    attempts[target] = int(attempts.get(target, 0)) + 1
+    record.setdefault("lastError", {})[target] = f"{format_timestamp(now)} {reason}"[:300]

@@ -1,0 +1,229 @@
+"""The local state: a TinyDB file written atomically, once per poll, under a file lock.
+
+TinyDB's own JSONStorage rewrites the file in place, so a process killed
+mid-write can leave it unreadable; :class:`AtomicJSONStorage` writes a temp
+file beside it and renames it over. TinyDB has no locking, so every poll holds
+a ``filelock`` around its read-modify-write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import filelock
+from tinydb import TinyDB
+from tinydb.middlewares import CachingMiddleware
+from tinydb.storages import Storage
+
+from m365watch.errors import LockedError, StateError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+DEFAULT_LOCK_WAIT = 10.0
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create ``path`` (0700) if missing; state, caches and locks live there."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StateError(f"cannot create state folder {path}: {exc.strerror}") from None
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file, fsync, rename), mode 0600."""
+    ensure_private_dir(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):
+        # Make the rename itself durable.
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+class AtomicJSONStorage(Storage):
+    """A TinyDB storage that never leaves a half-written file behind."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.writes = 0
+
+    def read(self) -> dict[str, Any] | None:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StateError(f"cannot read state file {self.path}: {exc.strerror}") from None
+        if not raw.strip():
+            raise StateError(_corrupt(self.path, "it is empty"))
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise StateError(_corrupt(self.path, f"it is not valid JSON ({exc})")) from None
+        if not isinstance(data, dict):
+            raise StateError(_corrupt(self.path, "it does not hold a JSON object"))
+        return data
+
+    def write(self, data: dict[str, Any]) -> None:
+        payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+        try:
+            write_private_file(self.path, payload.encode("utf-8"))
+        except OSError as exc:
+            raise StateError(f"cannot write state file {self.path}: {exc.strerror}") from None
+        self.writes += 1
+
+    def close(self) -> None:
+        pass
+
+
+def _corrupt(path: Path, why: str) -> str:
+    return (
+        f"state file {path} cannot be used: {why}; it was left untouched: restore it from a "
+        "backup, or move it aside to start again with a new baseline (nothing is sent for "
+        "issues already open)"
+    )
+
+
+@dataclass
+class StateData:
+    """Everything in the state file, as plain JSON-safe values.
+
+    ``issues`` maps an issue id to ``{"issue": <Graph dict>, "missingSince": iso|None}``;
+    ``pending`` holds deliveries not yet accepted by every target; ``meta`` holds
+    the schema version, the baseline time and the watcher's health counters.
+    """
+
+    issues: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pending: list[dict[str, Any]] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+    exists: bool = False
+
+    def as_tables(self) -> dict[str, list[dict[str, Any]]]:
+        """The TinyDB tables this state is stored as."""
+        return {
+            "meta": [{**self.meta, "schema": SCHEMA_VERSION}],
+            "issues": [{"id": k, **v} for k, v in sorted(self.issues.items())],
+            "pending": list(self.pending),
+        }
+
+
+class StateStore:
+    """The TinyDB state file of one m365watch installation."""
+
+    def __init__(self, path: Path, *, lock_wait: float = DEFAULT_LOCK_WAIT) -> None:
+        self.path = path
+        self.lock_path = path.with_name(path.name + ".lock")
+        self.lock_wait = lock_wait
+        self.writes = 0
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the state lock; another holder for longer than ``lock_wait`` -> LockedError."""
+        ensure_private_dir(self.path.parent)
+        lock = filelock.FileLock(str(self.lock_path), timeout=self.lock_wait, mode=0o600)
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            raise LockedError(
+                f"another m365watch poll is running (lock {self.lock_path} held for more than "
+                f"{self.lock_wait:g}s); this run did nothing: try again later"
+            ) from None
+        except OSError as exc:
+            raise StateError(f"cannot lock {self.lock_path}: {exc.strerror}") from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def load(self) -> StateData:
+        """Read the whole state once; a missing file is an empty, not-yet-existing state."""
+        storage = AtomicJSONStorage(self.path)
+        raw = storage.read()
+        if raw is None:
+            return StateData()
+        db = TinyDB(storage=lambda: _Preloaded(raw))
+        try:
+            meta_docs = db.table("meta").all()
+            meta = dict(meta_docs[0]) if meta_docs else {}
+            schema = meta.get("schema")
+            if not isinstance(schema, int) or schema < 1:
+                raise StateError(_corrupt(self.path, "it has no m365watch schema version"))
+            if schema > SCHEMA_VERSION:
+                raise StateError(
+                    f"state file {self.path} was written by a newer m365watch (schema {schema}, "
+                    f"this one knows {SCHEMA_VERSION}): upgrade m365watch"
+                )
+            issues: dict[str, dict[str, Any]] = {}
+            for doc in db.table("issues").all():
+                record = dict(doc)
+                issue_id = record.pop("id", None)
+                if isinstance(issue_id, str) and isinstance(record.get("issue"), dict):
+                    issues[issue_id] = record
+            pending = [dict(doc) for doc in db.table("pending").all()]
+        except (AttributeError, TypeError, ValueError, KeyError) as exc:
+            raise StateError(_corrupt(self.path, f"its tables are malformed ({exc})")) from None
+        finally:
+            db.close()
+        return StateData(issues=issues, pending=pending, meta=meta, exists=True)
+
+    def save(self, state: StateData) -> None:
+        """Replace the state file with ``state`` in one atomic write."""
+        storage = AtomicJSONStorage(self.path)
+        db = TinyDB(storage=CachingMiddleware(lambda: storage))  # type: ignore[no-untyped-call]
+        try:
+            db.drop_tables()
+            for name, docs in state.as_tables().items():
+                if docs:
+                    db.table(name).insert_multiple(docs)
+        finally:
+            db.close()  # CachingMiddleware writes here, once.
+        self.writes += storage.writes
+        log.debug("state written to %s", self.path)
+
+    def touch(self) -> None:
+        """Mark a successful poll that changed nothing (the file's time says when)."""
+        with contextlib.suppress(OSError):
+            os.utime(self.path)
+
+    def age_source(self) -> float | None:
+        """When the state was last confirmed by a poll (a POSIX time), or None."""
+        try:
+            return self.path.stat().st_mtime
+        except OSError:
+            return None
+
+
+class _Preloaded(Storage):
+    """Serves an already-read document to TinyDB, so the file is read only once."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+    def read(self) -> dict[str, Any]:
+        return self.data
+
+    def write(self, data: dict[str, Any]) -> None:
+        raise StateError("internal error: the loaded state is read-only")
