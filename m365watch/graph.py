@@ -1,0 +1,454 @@
+"""Microsoft Graph adapter: service-health requests with paging, retries and clear errors.
+
+This module knows HTTP and Graph's error conventions, not the shape of issues:
+it returns raw JSON dicts and leaves parsing to ``m365watch.models``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timezone
+from typing import Any, NoReturn
+from urllib.parse import quote, urljoin, urlsplit
+
+import requests
+
+from m365watch import __version__
+from m365watch.errors import GraphError, NotFoundError
+
+logger = logging.getLogger(__name__)
+
+SERVICE_ANNOUNCEMENT_PATH = "/v1.0/admin/serviceAnnouncement"
+# Graph caps odata.maxpagesize at 1000 for issues; fewer pages means fewer requests
+# against the 800-per-hour budget.
+PREFER_MAX_PAGE_SIZE = "odata.maxpagesize=1000"
+MAX_PAGES = 100
+# Statuses worth another try: throttling and gateway/availability trouble.
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# A 500 is retried once only: a persistent 500 (Graph's "UnknownError") is rarely
+# transient, and every extra attempt spends the small hourly request budget.
+MAX_RETRIES_AFTER_500 = 1
+BACKOFF_CAP_SECONDS = 30.0
+MESSAGE_LIMIT = 200
+SNIPPET_LIMIT = 60
+
+# Two to four letters then digits (EX1256020, MO226784); ASCII only, so that other
+# scripts' digits cannot reach the URL.
+_ISSUE_ID = re.compile(r"[A-Za-z]{2,4}[0-9]+", re.ASCII)
+_RETRY_AFTER_SECONDS = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*", re.ASCII)
+_NOT_EXIST = re.compile(r"does(?:n'?t| not) exist", re.IGNORECASE)
+# Belt and braces against echoed credentials (a debugging proxy can reflect headers).
+_BEARER = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]{16,}")
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+
+
+@dataclass
+class _WaitBudget:
+    """Seconds already slept for one public call (all its pages together)."""
+
+    waited: float = 0.0
+
+
+class GraphClient:
+    """Reads the service-health part of Microsoft Graph with app-only tokens.
+
+    ``request_count`` counts every HTTP attempt handed to the session, including
+    retries and attempts that timed out, so callers can watch the request budget.
+    """
+
+    def __init__(
+        self,
+        *,
+        graph_endpoint: str,
+        get_token: Callable[[], str],
+        session: requests.Session | None = None,
+        timeout: float = 30.0,
+        max_attempts: int = 4,
+        max_total_wait: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Prepare a client; no request is sent until a method is called.
+
+        ``graph_endpoint`` is the cloud's Graph root (``https://graph.microsoft.com``).
+        ``get_token`` is called before every attempt so an expiring token is renewed.
+        ``timeout`` applies to connecting and to each read; ``max_attempts`` bounds
+        attempts per request and ``max_total_wait`` the seconds slept per call.
+        ``sleep`` and ``clock`` exist for tests (``clock`` reads HTTP-date Retry-After).
+        """
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        if max_total_wait < 0:
+            raise ValueError("max_total_wait must not be negative")
+        self._endpoint = graph_endpoint.rstrip("/")
+        parts = urlsplit(self._endpoint)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError(f"graph_endpoint must be an http(s) URL, got {graph_endpoint!r}")
+        self._origin = _origin(self._endpoint)
+        self._host = parts.hostname
+        self._base = self._endpoint + SERVICE_ANNOUNCEMENT_PATH
+        self._get_token = get_token
+        # A default Session keeps trust_env on: HTTPS_PROXY and REQUESTS_CA_BUNDLE apply.
+        self._session = session if session is not None else requests.Session()
+        self._timeout = timeout
+        self._max_attempts = max_attempts
+        self._max_total_wait = max_total_wait
+        self._sleep = sleep
+        self._clock = clock
+        # Remembered only to scrub it from error text; never logged or shown.
+        self._last_token = ""
+        self.request_count = 0
+
+    def list_issues(self, *, filter: str | None = None) -> list[dict[str, Any]]:
+        """Return every service health issue, following ``@odata.nextLink`` to the end.
+
+        ``filter`` is sent as ``$filter``; Graph's filter support is undocumented,
+        so callers must filter the result again.
+        """
+        url = f"{self._base}/issues"
+        if filter:
+            # %20 rather than '+' for spaces: OData parsers differ on form encoding.
+            url += "?$filter=" + quote(filter, safe="")
+        return self._get_collection(url, {"Prefer": PREFER_MAX_PAGE_SIZE})
+
+    def list_health_overviews(self) -> list[dict[str, Any]]:
+        """Return the health overview of every service (one dict per service)."""
+        # No Prefer header: Microsoft documents odata.maxpagesize only for issues
+        # and messages, and the overview list is small.
+        return self._get_collection(f"{self._base}/healthOverviews", {})
+
+    def get_issue(self, issue_id: str) -> dict[str, Any]:
+        """Return one issue by id; raise NotFoundError if the tenant has no such issue."""
+        if not isinstance(issue_id, str) or not _ISSUE_ID.fullmatch(issue_id):
+            shown = _one_line(repr(issue_id), 40)
+            raise NotFoundError(
+                f"{shown} is not a service health issue id: expected two to four letters "
+                "followed by digits, such as EX1256020"
+            )
+        not_found = f"issue {issue_id} does not exist in this tenant"
+        body = self._get_json(f"{self._base}/issues/{issue_id}", {}, _WaitBudget(), not_found)
+        if not isinstance(body, dict):
+            self._fail(f"Graph returned {type(body).__name__} instead of an object for {issue_id}")
+        return body
+
+    # -- internals -----------------------------------------------------------
+
+    def _get_collection(self, first_url: str, headers: dict[str, str]) -> list[dict[str, Any]]:
+        """Fetch a collection and all its pages; the wait budget covers all pages."""
+        budget = _WaitBudget()
+        items: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        url: str | None = first_url
+        pages = 0
+        while url is not None:
+            pages += 1
+            if pages > MAX_PAGES:
+                self._fail(
+                    f"Graph kept sending more pages after {MAX_PAGES} for "
+                    f"{_path(first_url)}; stopping to avoid an endless loop"
+                )
+            seen.add(url)
+            body = self._get_json(url, headers, budget, None)
+            if not isinstance(body, dict) or not isinstance(body.get("value"), list):
+                self._fail(
+                    f"Graph answered {_path(url)} without a 'value' list; "
+                    "check that graph_endpoint points at Microsoft Graph"
+                )
+            for item in body["value"]:
+                if not isinstance(item, dict):
+                    self._fail(f"Graph returned a non-object item in {_path(url)}")
+                items.append(item)
+            url = self._next_link(body, url, seen)
+        logger.debug("fetched %d items from %s in %d pages", len(items), _path(first_url), pages)
+        return items
+
+    def _next_link(self, body: dict[str, Any], current: str, seen: set[str]) -> str | None:
+        """Validate ``@odata.nextLink``: same origin as graph_endpoint, never repeated."""
+        link = body.get("@odata.nextLink")
+        if link is None:
+            return None
+        if not isinstance(link, str) or not link:
+            self._fail("Graph returned an @odata.nextLink that is not a URL")
+        # Graph sends absolute links; urljoin leaves those untouched.
+        absolute = urljoin(current, link)
+        if _origin(absolute) != self._origin:
+            # The bearer token goes with every page request: never send it elsewhere.
+            shown = self._redact(urlsplit(absolute).hostname or "?")
+            self._fail(
+                f"Graph's next-page link points to {_one_line(shown, 80)}, not {self._host}; "
+                "refusing to send the access token there"
+            )
+        if absolute in seen:
+            self._fail(f"Graph repeated a next-page link for {_path(current)}; stopping paging")
+        return absolute
+
+    def _get_json(
+        self,
+        url: str,
+        headers: dict[str, str],
+        budget: _WaitBudget,
+        not_found: str | None,
+    ) -> Any:
+        """GET with retries and map the outcome to JSON or an m365watch error.
+
+        ``not_found`` is the NotFoundError message when a missing resource is an
+        answer (get_issue) rather than a misconfiguration.
+        """
+        response = self._send(url, headers, budget, not_found is not None)
+        if not 200 <= response.status_code < 300:
+            self._raise_for_status(response, url, not_found)
+        try:
+            return response.json()
+        except ValueError as exc:
+            content_type = response.headers.get("Content-Type", "none")
+            # Redact before truncating: a cut token would no longer match.
+            snippet = _one_line(self._redact(response.text), SNIPPET_LIMIT)
+            self._fail(
+                f"Graph returned a response that is not JSON for {_path(url)} "
+                f"(HTTP {response.status_code}, Content-Type {_one_line(content_type, 60)}, "
+                f"starts {snippet!r}); a proxy or captive portal may be in the way",
+                exc,
+            )
+
+    def _send(
+        self,
+        url: str,
+        extra_headers: dict[str, str],
+        budget: _WaitBudget,
+        missing_is_answer: bool,
+    ) -> requests.Response:
+        """Send one GET, retrying throttling, 5xx and network failures within bounds."""
+        retries_after_500 = 0
+        attempt = 0
+        while True:
+            attempt += 1
+            token = self._get_token()
+            self._last_token = token
+            headers = {
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/json",
+                "User-Agent": f"m365watch/{__version__}",
+                **extra_headers,
+            }
+            self.request_count += 1
+            logger.debug("GET %s (attempt %d)", _path(url), attempt)
+            failure: str
+            advice = "run again later"
+            wait: float | None = None
+            cause: Exception | None = None
+            try:
+                response = self._session.get(
+                    url, headers=headers, timeout=(self._timeout, self._timeout)
+                )
+            except requests.exceptions.Timeout as exc:
+                failure = (
+                    f"Microsoft Graph did not answer within {self._timeout:g}s "
+                    f"({type(exc).__name__} from {self._host})"
+                )
+                advice = "check the network and proxy, or run again later"
+                cause = exc
+            except requests.exceptions.SSLError as exc:
+                # A certificate problem does not go away by retrying.
+                self._fail(
+                    f"TLS check failed for graph host {self._host}; if a proxy inspects "
+                    "TLS, point REQUESTS_CA_BUNDLE at its CA certificate",
+                    exc,
+                )
+            except (
+                requests.exceptions.ConnectionError,
+                requests.exceptions.ChunkedEncodingError,
+            ) as exc:
+                failure = f"cannot reach graph host {self._host} ({type(exc).__name__})"
+                advice = "check DNS, the proxy (HTTPS_PROXY) and the firewall, or run again later"
+                cause = exc
+            except requests.exceptions.RequestException as exc:
+                self._fail(f"request to graph host {self._host} failed ({type(exc).__name__})", exc)
+            else:
+                status = response.status_code
+                if status not in RETRY_STATUSES:
+                    return response
+                if missing_is_answer and _says_not_exist(response):
+                    # A "doesn't exist" UnknownError may come as a 5xx: retrying cannot help.
+                    return response
+                if status == 500:
+                    if retries_after_500 >= MAX_RETRIES_AFTER_500:
+                        return response
+                    retries_after_500 += 1
+                failure = _unavailable(status)
+                wait = self._retry_after(response)
+            if wait is None:
+                wait = min(2.0 ** (attempt - 1), BACKOFF_CAP_SECONDS)
+            if attempt >= self._max_attempts:
+                self._fail(f"{failure} after {attempt} attempts; {advice}", cause)
+            if budget.waited + wait > self._max_total_wait:
+                self._fail(
+                    f"{failure}; waiting {wait:g}s more would exceed the "
+                    f"{self._max_total_wait:g}s retry budget; {advice}",
+                    cause,
+                )
+            logger.warning(
+                "%s for %s; retrying in %gs (attempt %d of %d)",
+                failure,
+                _path(url),
+                wait,
+                attempt + 1,
+                self._max_attempts,
+            )
+            self._sleep(wait)
+            budget.waited += wait
+
+    def _retry_after(self, response: requests.Response) -> float | None:
+        """Seconds from Retry-After (fractional or HTTP-date); None if absent or invalid."""
+        value = response.headers.get("Retry-After")
+        if value is None:
+            return None
+        match = _RETRY_AFTER_SECONDS.fullmatch(value)
+        if match:
+            seconds = float(match.group(1))
+            return seconds if math.isfinite(seconds) else None
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            logger.debug("ignoring unparseable Retry-After %r", value[:40])
+            return None
+        if when.tzinfo is None:
+            # RFC 9110 dates are GMT; parsedate returns naive for "-0000".
+            when = when.replace(tzinfo=timezone.utc)
+        return max(0.0, when.timestamp() - self._clock())
+
+    def _raise_for_status(
+        self, response: requests.Response, url: str, not_found: str | None
+    ) -> NoReturn:
+        """Turn a non-2xx answer into one clear error, decided by HTTP status."""
+        status = response.status_code
+        graph_message = _graph_error_message(response, self._redact)
+        # Graph has reported a missing item as 400/403/5xx with "doesn't exist" text;
+        # a 401 stays an authentication problem whatever its text says.
+        if not_found is not None and (
+            status == 404 or (status != 401 and graph_message and _NOT_EXIST.search(graph_message))
+        ):
+            raise NotFoundError(self._scrub(not_found))
+        said = f": {graph_message}" if graph_message else ""
+        if status == 401:
+            self._fail(
+                "Graph rejected the access token (401 Unauthorized): check that the tenant "
+                "and cloud (graph endpoint) match the app registration and that admin "
+                f"consent was granted{said}"
+            )
+        if status == 403:
+            self._fail(
+                "Graph answered 403 Forbidden: grant the application permission "
+                "ServiceHealth.Read.All to the app registration and have an admin grant consent"
+            )
+        if status in RETRY_STATUSES:
+            self._fail(f"{_unavailable(status)}{said}; run again later")
+        if status == 404:
+            # Every path here exists in v1.0, so a 404 means the endpoint is wrong.
+            said += "; check graph_endpoint (the Graph root, such as https://graph.microsoft.com)"
+        self._fail(f"Graph answered {_status_text(status)} for {_path(url)}{said}")
+
+    def _fail(self, message: str, cause: BaseException | None = None) -> NoReturn:
+        """Raise GraphError with a one-line message that cannot carry the token."""
+        raise GraphError(self._scrub(message)) from cause
+
+    def _scrub(self, message: str) -> str:
+        """Make a message safe to show: no token, one line, bounded length."""
+        return _one_line(self._redact(message), 600)
+
+    def _redact(self, text: str) -> str:
+        """Remove the access token (and anything token-like) from text."""
+        if self._last_token:
+            text = text.replace(self._last_token, "***")
+        text = _BEARER.sub("Bearer ***", text)
+        return _JWT.sub("***", text)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and effective port: what must match before a token is sent."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1  # an invalid port never matches the endpoint
+    if port is None:
+        port = {"https": 443, "http": 80}.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def _path(url: str) -> str:
+    """The URL path, for messages: short, and without query or host details."""
+    return urlsplit(url).path or "/"
+
+
+def _one_line(text: str, limit: int) -> str:
+    """Collapse whitespace so a message stays on one line, then truncate."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _status_text(status: int) -> str:
+    try:
+        return f"{status} {http.HTTPStatus(status).phrase}"
+    except ValueError:
+        return str(status)
+
+
+def _unavailable(status: int) -> str:
+    if status == 429:
+        return "Microsoft Graph is throttling requests (429 Too Many Requests)"
+    return f"Microsoft Graph is unavailable ({_status_text(status)})"
+
+
+def _graph_error_message(
+    response: requests.Response, redact: Callable[[str], str] = str
+) -> str | None:
+    """Graph's ``error.message``, unwrapping JSON nested inside it, as one short line."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    text = _innermost_message(body.get("error"))
+    if text is None:
+        return None
+    first_line = next((line for line in redact(text).splitlines() if line.strip()), "")
+    return _one_line(first_line, MESSAGE_LIMIT) or None
+
+
+def _innermost_message(value: Any, depth: int = 0) -> str | None:
+    """Follow message/error keys through JSON-in-a-string, as seen with UnknownError."""
+    if depth > 5:
+        return None
+    if isinstance(value, dict):
+        for key in ("message", "error"):
+            found = _innermost_message(value.get(key), depth + 1)
+            if found:
+                return found
+        return None
+    if not isinstance(value, str):
+        return None
+    stripped = value.strip()
+    if stripped.startswith("{"):
+        try:
+            nested = json.loads(stripped)
+        except ValueError:
+            return value
+        return _innermost_message(nested, depth + 1) or value
+    return value
+
+
+def _says_not_exist(response: requests.Response) -> bool:
+    message = _graph_error_message(response)
+    return message is not None and _NOT_EXIST.search(message) is not None
