@@ -1,0 +1,821 @@
+"""Tests for m365watch.auth: real MSAL against identity endpoints mocked by `responses`."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import stat
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import jwt
+import pytest
+import requests
+import responses
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+from m365watch.auth import (
+    CLOUDS,
+    HTTP_CACHE_FILE,
+    TOKEN_CACHE_FILE,
+    Certificate,
+    ClientSecret,
+    TokenProvider,
+    load_certificate,
+)
+from m365watch.errors import AuthError, ConfigError
+
+TENANT = "contoso.onmicrosoft.com"
+TENANT_GUID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+CLIENT_ID = "11111111-2222-3333-4444-555555555555"
+SECRET = "s3cr3t~Value.With-Punctuation_0123456789"
+PASSWORD = "correct horse battery staple"
+TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.fake-graph-token.sig"
+GLOBAL_HOST, GLOBAL_GRAPH = CLOUDS["global"]
+NOT_AFTER = datetime(2031, 5, 17, 12, 30, 45, tzinfo=timezone.utc)
+
+
+# -- fixtures and helpers ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture
+def rsps() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+def make_certificate(key: Any, subject: str = "m365watch test") -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(datetime(2024, 1, 1, tzinfo=timezone.utc))
+        .not_valid_after(NOT_AFTER)
+        .sign(key, hashes.SHA256())
+    )
+
+
+def key_pem(key: Any, password: str | None = None) -> bytes:
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(password.encode())
+        if password
+        else serialization.NoEncryption()
+    )
+    pem: bytes = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    )
+    return pem
+
+
+def cert_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def write_pem(path: Path, *parts: bytes) -> Path:
+    path.write_bytes(b"".join(parts))
+    return path
+
+
+def openid_configuration(host: str, tenant: str = TENANT) -> dict[str, Any]:
+    """A trimmed but realistic v2.0 discovery document, as Entra ID serves it."""
+    base = f"{host}/{TENANT_GUID}"
+    return {
+        "token_endpoint": f"{base}/oauth2/v2.0/token",
+        "token_endpoint_auth_methods_supported": [
+            "client_secret_post",
+            "private_key_jwt",
+            "client_secret_basic",
+        ],
+        "jwks_uri": f"{host}/{TENANT_GUID}/discovery/v2.0/keys",
+        "response_modes_supported": ["query", "fragment", "form_post"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "issuer": f"{base}/v2.0",
+        "request_uri_parameter_supported": False,
+        "userinfo_endpoint": "https://graph.microsoft.com/oidc/userinfo",
+        "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+        "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
+        "http_logout_supported": True,
+        "frontchannel_logout_supported": True,
+        "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "tid", "ver"],
+        "kerberos_endpoint": f"{base}/kerberos",
+        "tenant_region_scope": "NA",
+        "cloud_instance_name": "microsoftonline.com",
+        "cloud_graph_host_name": "graph.windows.net",
+        "msgraph_host": "graph.microsoft.com",
+        "rbac_url": "https://pas.windows.net",
+    }
+
+
+def discovery_url(host: str, tenant: str = TENANT) -> str:
+    # The URL MSAL 1.39 requests with instance discovery off: {authority}/v2.0/.well-known/...
+    return f"{host}/{tenant}/v2.0/.well-known/openid-configuration"
+
+
+def token_url(host: str) -> str:
+    return f"{host}/{TENANT_GUID}/oauth2/v2.0/token"
+
+
+def mock_identity(
+    rsps: responses.RequestsMock,
+    host: str = GLOBAL_HOST,
+    *,
+    token: str = TOKEN,
+    token_status: int = 200,
+    token_body: dict[str, Any] | None = None,
+) -> None:
+    rsps.get(discovery_url(host), json=openid_configuration(host))
+    body = token_body or {
+        "token_type": "Bearer",
+        "expires_in": 3599,
+        "ext_expires_in": 3599,
+        "access_token": token,
+    }
+    rsps.post(token_url(host), json=body, status=token_status)
+
+
+def aad_error(code: int, error: str, sentence: str) -> dict[str, Any]:
+    return {
+        "error": error,
+        "error_description": (
+            f"AADSTS{code}: {sentence} More detail follows here.\r\n"
+            "Trace ID: 0d1a7a0e-5d3b-4c8e-9f0a-6b1c2d3e4f50\r\n"
+            "Correlation ID: 9f8e7d6c-5b4a-3928-1706-f5e4d3c2b1a0\r\n"
+            "Timestamp: 2025-11-28 15:32:00Z"
+        ),
+        "error_codes": [code],
+        "timestamp": "2025-11-28 15:32:00Z",
+        "trace_id": "0d1a7a0e-5d3b-4c8e-9f0a-6b1c2d3e4f50",
+        "correlation_id": "9f8e7d6c-5b4a-3928-1706-f5e4d3c2b1a0",
+        "error_uri": f"https://login.microsoftonline.com/error?code={code}",
+    }
+
+
+def provider(
+    cache_dir: Path,
+    *,
+    credential: ClientSecret | Certificate | None = None,
+    cloud: str = "global",
+    authority_host: str | None = None,
+    timeout: float = 30.0,
+) -> TokenProvider:
+    host, graph = CLOUDS[cloud]
+    return TokenProvider(
+        tenant_id=TENANT,
+        client_id=CLIENT_ID,
+        credential=credential or ClientSecret(SECRET),
+        authority_host=authority_host or host,
+        graph_endpoint=graph,
+        cache_dir=cache_dir,
+        timeout=timeout,
+    )
+
+
+def form(call: Any) -> dict[str, str]:
+    body = call.request.body
+    text = body.decode() if isinstance(body, bytes) else str(body)
+    return {k: v[0] for k, v in parse_qs(text).items()}
+
+
+def jwt_header(assertion: str) -> dict[str, Any]:
+    segment = assertion.split(".")[0]
+    decoded: dict[str, Any] = json.loads(
+        base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    )
+    return decoded
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+# -- public value objects --------------------------------------------------------
+
+
+def test_reprs_hide_secrets(tmp_path: Path) -> None:
+    assert SECRET not in repr(ClientSecret(SECRET))
+    assert PASSWORD not in repr(Certificate(tmp_path / "app.pem", PASSWORD))
+    assert SECRET not in repr(provider(tmp_path))
+
+
+def test_scope_and_no_io_before_first_token(tmp_path: Path, rsps: responses.RequestsMock) -> None:
+    cache_dir = tmp_path / "cache"
+    tp = provider(cache_dir, cloud="dod")
+    assert tp.scope == "https://dod-graph.microsoft.us/.default"
+    assert len(rsps.calls) == 0
+    assert not cache_dir.exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("authority_host", "login.microsoftonline.com"),
+        ("authority_host", "http://login.microsoftonline.com"),
+        ("authority_host", "https://login.microsoftonline.com/contoso"),
+        ("graph_endpoint", "graph.microsoft.com"),
+        ("tenant_id", ""),
+        ("tenant_id", "contoso/extra"),
+        ("tenant_id", "common"),
+        ("client_id", " "),
+    ],
+    ids=lambda v: str(v),
+)
+def test_malformed_settings_raise_config_error(tmp_path: Path, field: str, value: str) -> None:
+    kwargs: dict[str, Any] = {
+        "tenant_id": TENANT,
+        "client_id": CLIENT_ID,
+        "credential": ClientSecret(SECRET),
+        "authority_host": GLOBAL_HOST,
+        "graph_endpoint": GLOBAL_GRAPH,
+        "cache_dir": tmp_path,
+        field: value,
+    }
+    with pytest.raises(ConfigError):
+        TokenProvider(**kwargs)
+
+
+def test_empty_secret_raises_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="secret is empty"):
+        provider(tmp_path, credential=ClientSecret(""))
+
+
+# -- 1. client secret ----------------------------------------------------------------
+
+
+def test_secret_auth_posts_client_secret_and_returns_token(
+    tmp_path: Path, rsps: responses.RequestsMock
+) -> None:
+    mock_identity(rsps)
+    assert provider(tmp_path).get_token() == TOKEN
+    assert [c.request.method for c in rsps.calls] == ["GET", "POST"]
+    assert rsps.calls[0].request.url == discovery_url(GLOBAL_HOST)
+    body = form(rsps.calls[1])
+    assert body["client_secret"] == SECRET
+    assert body["client_id"] == CLIENT_ID
+    assert body["grant_type"] == "client_credentials"
+    assert body["scope"].split() == [f"{GLOBAL_GRAPH}/.default"]
+    assert "client_assertion" not in body
+
+
+def test_every_request_carries_the_timeout(tmp_path: Path, rsps: responses.RequestsMock) -> None:
+    mock_identity(rsps)
+    provider(tmp_path, timeout=7.5).get_token()
+    assert [getattr(c.request, "req_kwargs", {}).get("timeout") for c in rsps.calls] == [7.5, 7.5]
+
+
+def test_same_provider_serves_second_call_from_memory(
+    tmp_path: Path, rsps: responses.RequestsMock
+) -> None:
+    mock_identity(rsps)
+    tp = provider(tmp_path)
+    assert tp.get_token() == tp.get_token() == TOKEN
+    assert len(rsps.calls) == 2
+
+
+# -- 2. certificate ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("password", [None, PASSWORD], ids=["plain-key", "encrypted-key"])
+def test_certificate_auth_posts_signed_assertion(
+    tmp_path: Path, rsps: responses.RequestsMock, rsa_key: rsa.RSAPrivateKey, password: str | None
+) -> None:
+    cert = make_certificate(rsa_key)
+    pem_path = write_pem(tmp_path / "app.pem", key_pem(rsa_key, password), cert_pem(cert))
+    thumbprint = cert.fingerprint(hashes.SHA1()).hex()
+    mock_identity(rsps)
+
+    tp = provider(tmp_path / "cache", credential=Certificate(pem_path, password))
+    assert tp.get_token() == TOKEN
+
+    body = form(rsps.calls[1])
+    assert "client_secret" not in body
+    assert body["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+    assertion = body["client_assertion"]
+    header = jwt_header(assertion)
+    assert base64.urlsafe_b64decode(header["x5t"] + "=" * (-len(header["x5t"]) % 4)).hex() == (
+        thumbprint
+    )
+    # The assertion is signed by our key, for our app, addressed to the token endpoint.
+    claims = jwt.decode(
+        assertion,
+        rsa_key.public_key(),
+        algorithms=[header["alg"]],
+        audience=token_url(GLOBAL_HOST),
+    )
+    assert claims["iss"] == claims["sub"] == CLIENT_ID
+
+
+def test_load_certificate_returns_msal_credential_and_info(
+    tmp_path: Path, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    cert = make_certificate(rsa_key, subject="m365watch prod")
+    other_key = ec.generate_private_key(ec.SECP256R1())
+    chain_extra = make_certificate(other_key, subject="some CA")
+    pem_path = write_pem(
+        tmp_path / "app.pem", cert_pem(chain_extra), key_pem(rsa_key, PASSWORD), cert_pem(cert)
+    )
+    credential, info = load_certificate(Certificate(pem_path, PASSWORD))
+
+    assert info.thumbprint.lower() == cert.fingerprint(hashes.SHA1()).hex()
+    assert info.not_after == NOT_AFTER
+    assert info.not_after.tzinfo is not None
+    assert info.not_after.utcoffset() == timedelta(0)
+    assert info.subject == "CN=m365watch prod"
+    assert credential["thumbprint"] == info.thumbprint
+    assert "ENCRYPTED" not in credential["private_key"]
+    assert credential["private_key"].startswith("-----BEGIN PRIVATE KEY-----")
+    # The app's own certificate comes first, whatever the order in the file.
+    first = x509.load_pem_x509_certificate(credential["public_certificate"].encode())
+    assert first == cert
+
+
+def test_password_for_unencrypted_key_is_harmless(
+    tmp_path: Path, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    pem_path = write_pem(
+        tmp_path / "app.pem", key_pem(rsa_key), cert_pem(make_certificate(rsa_key))
+    )
+    credential, _ = load_certificate(Certificate(pem_path, "unneeded"))
+    assert credential["private_key"].startswith("-----BEGIN PRIVATE KEY-----")
+
+
+# -- 8. certificate errors -------------------------------------------------------------
+
+
+def _cert_only(tmp_path: Path, key: rsa.RSAPrivateKey) -> Certificate:
+    return Certificate(write_pem(tmp_path / "app.pem", cert_pem(make_certificate(key))))
+
+
+def _key_only(tmp_path: Path, key: rsa.RSAPrivateKey) -> Certificate:
+    return Certificate(write_pem(tmp_path / "app.pem", key_pem(key)))
+
+
+def _wrong_password(tmp_path: Path, key: rsa.RSAPrivateKey) -> Certificate:
+    path = write_pem(tmp_path / "app.pem", key_pem(key, PASSWORD), cert_pem(make_certificate(key)))
+    return Certificate(path, "not the " + PASSWORD)
+
+
+def _no_password(tmp_path: Path, key: rsa.RSAPrivateKey) -> Certificate:
+    path = write_pem(tmp_path / "app.pem", key_pem(key, PASSWORD), cert_pem(make_certificate(key)))
+    return Certificate(path)
+
+
+def _mismatched(tmp_path: Path, key: rsa.RSAPrivateKey) -> Certificate:
+    other = ec.generate_private_key(ec.SECP256R1())
+    return Certificate(
+        write_pem(tmp_path / "app.pem", key_pem(key), cert_pem(make_certificate(other)))
+    )
+
+
+def _ec_key(tmp_path: Path, key: rsa.RSAPrivateKey) -> Certificate:
+    other = ec.generate_private_key(ec.SECP256R1())
+    path = write_pem(tmp_path / "app.pem", key_pem(other), cert_pem(make_certificate(other)))
+    return Certificate(path)
+
+
+def _missing(tmp_path: Path, key: rsa.RSAPrivateKey) -> Certificate:
+    return Certificate(tmp_path / "nowhere.pem", PASSWORD)
+
+
+def _garbage(tmp_path: Path, key: rsa.RSAPrivateKey) -> Certificate:
+    return Certificate(write_pem(tmp_path / "app.pem", b"\x00\xffnot a pem file"))
+
+
+@pytest.mark.parametrize(
+    ("build", "expected"),
+    [
+        (_missing, "cannot read certificate file"),
+        (_garbage, "no PEM private key"),
+        (_cert_only, "no PEM private key"),
+        (_key_only, "no PEM certificate"),
+        (_wrong_password, "password is wrong"),
+        (_no_password, "encrypted; set the certificate password"),
+        (_mismatched, "matches its private key"),
+        (_ec_key, "not an RSA key"),
+    ],
+    ids=lambda v: getattr(v, "__name__", "").strip("_") or None,
+)
+def test_load_certificate_errors(
+    tmp_path: Path, rsa_key: rsa.RSAPrivateKey, build: Any, expected: str
+) -> None:
+    cert = build(tmp_path, rsa_key)
+    with pytest.raises(ConfigError) as info:
+        load_certificate(cert)
+    message = str(info.value)
+    assert expected in message
+    assert str(cert.pem_path) in message
+    assert "\n" not in message
+    assert PASSWORD not in message
+    assert "BEGIN" not in message
+
+
+def test_unusable_certificate_fails_get_token_with_config_error(
+    tmp_path: Path, rsps: responses.RequestsMock
+) -> None:
+    tp = provider(tmp_path, credential=Certificate(tmp_path / "missing.pem"))
+    with pytest.raises(ConfigError, match=r"missing\.pem"):
+        tp.get_token()
+    assert len(rsps.calls) == 0
+
+
+# -- 3. persisted caches ------------------------------------------------------------------
+
+
+def test_second_provider_makes_no_http_request(tmp_path: Path) -> None:
+    cache_dir = tmp_path / "state" / "cache"
+    with responses.RequestsMock() as rsps:
+        mock_identity(rsps)
+        assert provider(cache_dir).get_token() == TOKEN
+        assert len(rsps.calls) == 2
+
+    assert mode(cache_dir) == 0o700
+    token_file, http_file = cache_dir / TOKEN_CACHE_FILE, cache_dir / HTTP_CACHE_FILE
+    assert mode(token_file) == 0o600
+    assert mode(http_file) == 0o600
+    assert SECRET not in token_file.read_text() + http_file.read_text()
+    assert TOKEN not in http_file.read_text()  # tokens live only in the token cache
+    before = {p: p.stat().st_ino for p in (token_file, http_file)}
+    assert sorted(os.listdir(cache_dir)) == [HTTP_CACHE_FILE, TOKEN_CACHE_FILE]  # no temp left
+
+    # A new process: no mocks registered, so any request at all would fail the test.
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        assert provider(cache_dir).get_token() == TOKEN
+        assert len(rsps.calls) == 0
+    # Nothing changed, so neither file was rewritten (os.replace would give a new inode).
+    assert {p: p.stat().st_ino for p in (token_file, http_file)} == before
+
+
+def test_cached_discovery_saves_the_get_when_the_token_expired(tmp_path: Path) -> None:
+    with responses.RequestsMock() as rsps:
+        mock_identity(
+            rsps, token_body={"token_type": "Bearer", "expires_in": 0, "access_token": "old"}
+        )
+        assert provider(tmp_path).get_token() == "old"
+    with responses.RequestsMock() as rsps:
+        rsps.post(
+            token_url(GLOBAL_HOST),
+            json={"token_type": "Bearer", "expires_in": 3599, "access_token": TOKEN},
+        )
+        assert provider(tmp_path).get_token() == TOKEN
+        assert [c.request.method for c in rsps.calls] == ["POST"]
+
+
+def test_cache_files_replace_wider_permissions(
+    tmp_path: Path, rsps: responses.RequestsMock
+) -> None:
+    cache_file = tmp_path / TOKEN_CACHE_FILE
+    cache_file.write_text("{}")
+    cache_file.chmod(0o644)
+    mock_identity(rsps)
+    provider(tmp_path).get_token()
+    assert mode(cache_file) == 0o600
+
+
+# -- 6. corrupt caches ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("token_text", "http_text"),
+    [
+        ("not json at all", "{{{"),
+        ("[]", "[]"),
+        ('{"AccessToken": 5}', '{"_index_": 3}'),
+        ('{"AccessToken": {"k": "v"}}', '{"GET x": {"status_code": "200"}}'),
+        ("", '{"_index_": [[["soon", 0, "k"]], {}]}'),
+    ],
+    ids=["garbage", "json-list", "wrong-types", "wrong-entries", "empty-and-bad-index"],
+)
+def test_corrupt_cache_files_are_ignored_and_replaced(
+    tmp_path: Path,
+    rsps: responses.RequestsMock,
+    caplog: pytest.LogCaptureFixture,
+    token_text: str,
+    http_text: str,
+) -> None:
+    (tmp_path / TOKEN_CACHE_FILE).write_text(token_text)
+    (tmp_path / HTTP_CACHE_FILE).write_text(http_text)
+    mock_identity(rsps)
+    with caplog.at_level(logging.DEBUG, logger="m365watch.auth"):
+        assert provider(tmp_path).get_token() == TOKEN
+    assert len(rsps.calls) == 2
+    assert "ignoring unreadable" in caplog.text
+    # Both files were rewritten with something the next run can use.
+    json.loads((tmp_path / TOKEN_CACHE_FILE).read_text())
+    json.loads((tmp_path / HTTP_CACHE_FILE).read_text())
+
+
+def test_binary_cache_file_is_ignored(tmp_path: Path, rsps: responses.RequestsMock) -> None:
+    (tmp_path / HTTP_CACHE_FILE).write_bytes(b"\x80\x04\x95pickle\xff")
+    mock_identity(rsps)
+    assert provider(tmp_path).get_token() == TOKEN
+
+
+def test_unwritable_cache_dir_does_not_fail_the_sign_in(
+    tmp_path: Path, rsps: responses.RequestsMock, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "file-not-dir"
+    blocker.write_text("")
+    mock_identity(rsps)
+    with caplog.at_level(logging.WARNING, logger="m365watch.auth"):
+        assert provider(blocker / "cache").get_token() == TOKEN
+    assert "cannot write the MSAL token cache" in caplog.text
+
+
+# -- 4. AADSTS errors -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "error", "expected"),
+    [
+        (7000215, "invalid_client", "copy the secret's Value (not its ID)"),
+        (7000222, "invalid_client", "client secret has expired; create a new one"),
+        (700016, "unauthorized_client", "check client_id and tenant_id"),
+        (90002, "invalid_request", f"tenant '{TENANT}' was not found"),
+        (900023, "invalid_request", f"tenant '{TENANT}' was not found"),
+        (700027, "invalid_client", "certificate was rejected"),
+        (7000274, "invalid_client", "certificate was rejected"),
+        (65001, "invalid_grant", "grant admin consent for ServiceHealth.Read.All"),
+        (500011, "invalid_resource", "check that the cloud setting matches"),
+        (
+            9999999,
+            "invalid_request",
+            "sign-in to login.microsoftonline.com failed: AADSTS9999999: Something odd happened.",
+        ),
+    ],
+    ids=lambda v: str(v) if isinstance(v, int) else None,
+)
+def test_aadsts_errors_become_one_line_auth_errors(
+    tmp_path: Path, rsps: responses.RequestsMock, code: int, error: str, expected: str
+) -> None:
+    body = aad_error(code, error, "Something odd happened.")
+    mock_identity(rsps, token_status=400 if code != 700016 else 401, token_body=body)
+    with pytest.raises(AuthError) as info:
+        provider(tmp_path).get_token()
+    message = str(info.value)
+    assert expected in message
+    assert f"AADSTS{code}" in message
+    assert "\n" not in message and "\r" not in message
+    assert "Trace ID" not in message and "Correlation ID" not in message
+    assert SECRET not in message
+    # No alias lookup at /common/discovery/instance on the error path: two calls only.
+    assert [urlsplit(c.request.url).path for c in rsps.calls] == [
+        f"/{TENANT}/v2.0/.well-known/openid-configuration",
+        f"/{TENANT_GUID}/oauth2/v2.0/token",
+    ]
+
+
+def test_consent_wording_without_code_is_recognised(
+    tmp_path: Path, rsps: responses.RequestsMock
+) -> None:
+    body = {"error": "invalid_grant", "error_description": "The administrator has not consented."}
+    mock_identity(rsps, token_status=400, token_body=body)
+    with pytest.raises(AuthError, match="grant admin consent"):
+        provider(tmp_path).get_token()
+
+
+def test_error_without_description_names_the_error(
+    tmp_path: Path, rsps: responses.RequestsMock
+) -> None:
+    mock_identity(rsps, token_status=400, token_body={"error": "temporarily_unavailable"})
+    with pytest.raises(AuthError, match=r"failed: temporarily_unavailable$"):
+        provider(tmp_path).get_token()
+
+
+def test_server_echoing_the_secret_is_redacted(
+    tmp_path: Path, rsps: responses.RequestsMock
+) -> None:
+    body = {"error": "invalid_request", "error_description": f"AADSTS1234: Bad value {SECRET}."}
+    mock_identity(rsps, token_status=400, token_body=body)
+    with pytest.raises(AuthError) as info:
+        provider(tmp_path).get_token()
+    assert SECRET not in str(info.value)
+    assert "***" in str(info.value)
+
+
+def test_certificate_rejection_names_the_thumbprint(
+    tmp_path: Path, rsps: responses.RequestsMock, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    cert = make_certificate(rsa_key)
+    pem_path = write_pem(tmp_path / "app.pem", key_pem(rsa_key, PASSWORD), cert_pem(cert))
+    body = aad_error(700027, "invalid_client", "Client assertion failed signature validation.")
+    mock_identity(rsps, token_status=401, token_body=body)
+    with pytest.raises(AuthError) as info:
+        provider(tmp_path / "cache", credential=Certificate(pem_path, PASSWORD)).get_token()
+    assert cert.fingerprint(hashes.SHA1()).hex().upper() in str(info.value)
+    assert PASSWORD not in str(info.value)
+
+
+def test_secret_never_logged(
+    tmp_path: Path, rsps: responses.RequestsMock, caplog: pytest.LogCaptureFixture
+) -> None:
+    mock_identity(rsps, token_status=400, token_body=aad_error(7000215, "invalid_client", "Bad."))
+    with caplog.at_level(logging.DEBUG), pytest.raises(AuthError):
+        provider(tmp_path).get_token()
+    rsps.replace(
+        responses.POST, token_url(GLOBAL_HOST), json={"access_token": TOKEN, "expires_in": 60}
+    )
+    with caplog.at_level(logging.DEBUG):
+        provider(tmp_path / "other").get_token()
+    assert SECRET not in caplog.text
+    assert TOKEN not in caplog.text
+
+
+# -- discovery failures ---------------------------------------------------------------------
+
+
+def test_unknown_tenant_at_discovery(tmp_path: Path, rsps: responses.RequestsMock) -> None:
+    rsps.get(
+        discovery_url(GLOBAL_HOST),
+        status=400,
+        json=aad_error(90002, "invalid_tenant", f"Tenant '{TENANT}' not found."),
+    )
+    with pytest.raises(AuthError) as info:
+        provider(tmp_path).get_token()
+    assert str(info.value) == (
+        f"tenant '{TENANT}' is unknown to login.microsoftonline.com (AADSTS90002); "
+        "check tenant_id and that the cloud setting matches the tenant"
+    )
+    assert len(rsps.calls) == 1
+
+
+def test_discovery_answered_by_a_proxy_page(tmp_path: Path, rsps: responses.RequestsMock) -> None:
+    rsps.get(discovery_url(GLOBAL_HOST), body="<html>Please sign in to the proxy</html>")
+    with pytest.raises(AuthError, match="did not answer with JSON"):
+        provider(tmp_path).get_token()
+
+
+@pytest.mark.parametrize("status", [500, 503], ids=["500", "503"])
+def test_server_errors_become_auth_error(
+    tmp_path: Path, rsps: responses.RequestsMock, status: int
+) -> None:
+    mock_identity(rsps, token_status=status, token_body={"error": "server_error"})
+    with pytest.raises(AuthError, match=f"HTTP Error: {status}.*try again later"):
+        provider(tmp_path).get_token()
+
+
+def test_failed_provider_retries_on_next_call(tmp_path: Path, rsps: responses.RequestsMock) -> None:
+    rsps.get(discovery_url(GLOBAL_HOST), body=requests.ConnectionError("down"))
+    tp = provider(tmp_path)
+    with pytest.raises(AuthError):
+        tp.get_token()
+    rsps.replace(responses.GET, discovery_url(GLOBAL_HOST), json=openid_configuration(GLOBAL_HOST))
+    rsps.post(token_url(GLOBAL_HOST), json={"access_token": TOKEN, "expires_in": 3599})
+    assert tp.get_token() == TOKEN
+
+
+# -- 7. network failures --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("exc", "on_post", "expected"),
+    [
+        (requests.ConnectionError("Name or service not known"), False, "connection failed"),
+        (requests.ConnectTimeout("slow"), False, "no answer within 30 s"),
+        (requests.ReadTimeout("slow"), True, "no answer within 30 s"),
+        (requests.exceptions.SSLError("self-signed"), False, "REQUESTS_CA_BUNDLE"),
+        (requests.exceptions.ProxyError("407"), False, "check HTTPS_PROXY"),
+    ],
+    ids=["dns", "connect-timeout", "read-timeout-on-token", "tls", "proxy"],
+)
+def test_network_failures_become_one_line_auth_errors(
+    tmp_path: Path, rsps: responses.RequestsMock, exc: Exception, on_post: bool, expected: str
+) -> None:
+    if on_post:
+        rsps.get(discovery_url(GLOBAL_HOST), json=openid_configuration(GLOBAL_HOST))
+        rsps.post(token_url(GLOBAL_HOST), body=exc)
+    else:
+        rsps.get(discovery_url(GLOBAL_HOST), body=exc)
+    with pytest.raises(AuthError) as info:
+        provider(tmp_path).get_token()
+    message = str(info.value)
+    assert message.startswith("cannot reach login.microsoftonline.com: ")
+    assert expected in message
+    assert "\n" not in message
+    assert SECRET not in message
+
+
+# -- 5. clouds -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cloud", sorted(CLOUDS), ids=sorted(CLOUDS))
+@pytest.mark.parametrize("fails", [False, True], ids=["ok", "error"])
+def test_each_cloud_talks_only_to_its_own_authority(
+    tmp_path: Path, rsps: responses.RequestsMock, cloud: str, fails: bool
+) -> None:
+    host, graph = CLOUDS[cloud]
+    if fails:
+        mock_identity(
+            rsps, host, token_status=401, token_body=aad_error(7000215, "invalid_client", "Bad.")
+        )
+        with pytest.raises(AuthError, match=urlsplit(host).hostname or ""):
+            provider(tmp_path, cloud=cloud).get_token()
+    else:
+        mock_identity(rsps, host)
+        assert provider(tmp_path, cloud=cloud).get_token() == TOKEN
+        assert form(rsps.calls[1])["scope"].split() == [f"{graph}/.default"]
+    assert len(rsps.calls) == 2
+    assert {urlsplit(c.request.url).hostname for c in rsps.calls} == {urlsplit(host).hostname}
+
+
+def test_custom_authority_host_skips_instance_discovery(
+    tmp_path: Path, rsps: responses.RequestsMock
+) -> None:
+    host = "https://login.example.test"
+    mock_identity(rsps, host)
+    assert provider(tmp_path, authority_host=host + "/").get_token() == TOKEN
+    assert {urlsplit(c.request.url).hostname for c in rsps.calls} == {"login.example.test"}
+
+
+# -- 6b. caches that parse but hold nonsense ----------------------------------------------
+
+_VALID_AT = {
+    "client_id": CLIENT_ID,
+    "environment": "login.microsoftonline.com",
+    "realm": TENANT_GUID,
+    "target": f"{GLOBAL_GRAPH}/.default",
+    "credential_type": "AccessToken",
+    "home_account_id": None,
+    "secret": "stale",
+}
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [{}, {**_VALID_AT, "expires_on": "soon"}, {**_VALID_AT, "expires_on": None}],
+    ids=["empty-entry", "text-expiry", "null-expiry"],
+)
+def test_token_cache_with_damaged_entries_is_discarded(
+    tmp_path: Path, rsps: responses.RequestsMock, entry: dict[str, Any]
+) -> None:
+    (tmp_path / TOKEN_CACHE_FILE).write_text(json.dumps({"AccessToken": {"k": entry}}))
+    mock_identity(rsps)
+    assert provider(tmp_path).get_token() == TOKEN
+    # Both caches are dropped on the fresh start, so discovery runs again once.
+    assert [c.request.method for c in rsps.calls] == ["GET", "GET", "POST"]
+    # The replacement file serves the next run.
+    rsps.reset()
+    assert provider(tmp_path).get_token() == TOKEN
+    assert len(rsps.calls) == 0
+
+
+def test_damaged_cached_discovery_document_is_discarded(
+    tmp_path: Path, rsps: responses.RequestsMock
+) -> None:
+    mock_identity(rsps, token_body={"token_type": "Bearer", "expires_in": 0, "access_token": "x"})
+    provider(tmp_path).get_token()
+    http_file = tmp_path / HTTP_CACHE_FILE
+    cached = json.loads(http_file.read_text())
+    for key, value in cached.items():
+        if key.startswith("GET "):
+            value["text"] = "<html>not json</html>"
+    http_file.write_text(json.dumps(cached))
+    rsps.reset()
+    mock_identity(rsps)
+
+    assert provider(tmp_path).get_token() == TOKEN
+    assert [c.request.method for c in rsps.calls] == ["GET", "POST"]
+
+
+def test_unknown_tenant_with_a_warm_cache_still_fails_cleanly(
+    tmp_path: Path, rsps: responses.RequestsMock
+) -> None:
+    mock_identity(rsps)
+    provider(tmp_path).get_token()
+    rsps.reset()
+    other = "fabrikam.onmicrosoft.com"
+    rsps.get(
+        discovery_url(GLOBAL_HOST, other),
+        status=400,
+        json=aad_error(90002, "invalid_tenant", f"Tenant '{other}' not found."),
+    )
+    tp = TokenProvider(
+        tenant_id=other,
+        client_id=CLIENT_ID,
+        credential=ClientSecret(SECRET),
+        authority_host=GLOBAL_HOST,
+        graph_endpoint=GLOBAL_GRAPH,
+        cache_dir=tmp_path,
+    )
+    with pytest.raises(AuthError, match=f"tenant '{other}' is unknown"):
+        tp.get_token()
+    # One retry without the persisted caches, then the error: no loop.
+    assert len(rsps.calls) == 2
