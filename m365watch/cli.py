@@ -132,13 +132,23 @@ def main(click_ctx: click.Context, config: Path | None, verbose: int, quiet: boo
     is_flag=True,
     help="On the first run, also send the issues that are already open.",
 )
+@click.option(
+    "--lock-wait",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for another running poll before exiting 75.",
+)
 @click.pass_obj
-def poll(ctx: Context, dry_run: bool, notify_existing: bool) -> NoReturn:
+def poll(ctx: Context, dry_run: bool, notify_existing: bool, lock_wait: float) -> NoReturn:
     """Fetch service-health issues once and send what is new or changed."""
 
     def action() -> int:
         settings = ctx.settings()
-        result = poll_once(settings, dry_run=dry_run, notify_existing=notify_existing)
+        result = poll_once(
+            settings, dry_run=dry_run, notify_existing=notify_existing, lock_wait=lock_wait
+        )
         print_poll_result(result, quiet=ctx.quiet)
         return EXIT_DELIVERY if result.failed else 0
 
@@ -182,7 +192,11 @@ def build_sender(settings: Settings, *, throttle: bool = True) -> Any:
 
 
 def poll_once(
-    settings: Settings, *, dry_run: bool = False, notify_existing: bool = False
+    settings: Settings,
+    *,
+    dry_run: bool = False,
+    notify_existing: bool = False,
+    lock_wait: float = 10.0,
 ) -> PollResult:
     """Wire the real adapters and run one poll."""
     from m365watch.service import run_poll
@@ -190,7 +204,7 @@ def poll_once(
 
     return run_poll(
         source=build_graph(settings),
-        store=StateStore(settings.state_path),
+        store=StateStore(settings.state_path, lock_wait=lock_wait),
         make_sender=lambda: build_sender(settings),
         poll=settings.poll,
         targets=settings.targets,

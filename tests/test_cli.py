@@ -1,0 +1,321 @@
+"""The command line: exact messages and exit codes, and one end-to-end poll with only HTTP mocked."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import responses
+from click.testing import CliRunner
+
+from m365watch import __version__
+from m365watch.cli import main
+from tests.conftest import SLACK_URL, SLACK_WEBHOOK, load_json, timeline_steps
+from tests.test_auth import CLIENT_ID, SECRET, TENANT, mock_identity
+
+GRAPH_ISSUES = "https://graph.microsoft.com/v1.0/admin/serviceAnnouncement/issues"
+STEPS = timeline_steps()
+
+
+def write_config(tmp_path: Path, extra: str = "", notify: str = "") -> Path:
+    notify = notify or f'[[notify]]\nname = "ops-slack"\nurl = "{SLACK_URL}"\n'
+    path = tmp_path / "config.toml"
+    path.write_text(
+        textwrap.dedent(
+            f"""\
+            [tenant]
+            tenant_id = "{TENANT}"
+            client_id = "{CLIENT_ID}"
+            client_secret = "${{M365WATCH_CLIENT_SECRET}}"
+
+            [state]
+            path = "{tmp_path / "state" / "state.json"}"
+            {extra}
+            """
+        )
+        + notify
+    )
+    path.chmod(0o600)
+    return path
+
+
+def invoke(config: Path | None, *args: str, env: dict[str, str] | None = None) -> Any:
+    runner = CliRunner()
+    argv = (["-c", str(config)] if config else []) + list(args)
+    return runner.invoke(
+        main, argv, env={"M365WATCH_CLIENT_SECRET": SECRET, **(env or {})}, catch_exceptions=False
+    )
+
+
+def graph_returns(rsps: responses.RequestsMock, issues: list[dict[str, Any]]) -> None:
+    rsps.get(GRAPH_ISSUES, json={"value": issues})
+
+
+def test_help_documents_exit_codes() -> None:
+    result = invoke(None, "--help")
+    assert result.exit_code == 0
+    for line in ("0   success", "3   the poll finished but a notification failed", "75  another"):
+        assert line in result.output
+
+
+def test_version() -> None:
+    result = invoke(None, "--version")
+    assert result.output.strip() == f"m365watch, version {__version__}"
+
+
+@pytest.mark.parametrize(
+    ("config_text", "message"),
+    [
+        (None, "Error: no configuration file at "),
+        ("[tenant\n", "is not valid TOML"),
+        (
+            '[tenant]\ntenant_id = "contoso.onmicrosoft.com"\nclient_id = "x"\nclient_secret = "y"\n',
+            "Error: tenant.client_id must be the app registration's Application (client) ID",
+        ),
+        (
+            "[poll]\nnotify_existng = true\n",
+            "Error: unknown key 'notify_existng' in [poll]: valid keys are",
+        ),
+        (
+            '[[notify]]\nname = "t"\nurl = "msteams://a/b/c"\n',
+            "retired Office 365 connector",
+        ),
+        (
+            '[[notify]]\nname = "t"\nurl = "${NOT_SET_ANYWHERE}"\n',
+            "Error: environment variable NOT_SET_ANYWHERE is not set (used in notify[0].url)",
+        ),
+    ],
+    ids=["missing", "bad-toml", "bad-client-id", "typo-key", "teams-connector", "missing-env"],
+)
+def test_config_errors_exit_2_with_one_line(
+    tmp_path: Path, config_text: str | None, message: str
+) -> None:
+    path = tmp_path / "config.toml"
+    if config_text is not None:
+        path.write_text(config_text)
+    result = invoke(path, "poll")
+    assert result.exit_code == 2
+    assert message in result.output
+    assert result.output.count("Error:") == 1
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_poll_without_tenant_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(f'[state]\npath = "{tmp_path / "s.json"}"\n')
+    result = invoke(path, "poll")
+    assert result.exit_code == 2
+    assert "has no [tenant] table" in result.output
+
+
+def test_end_to_end_poll_with_only_http_mocked(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    with responses.RequestsMock() as rsps:
+        mock_identity(rsps)
+        graph_returns(rsps, STEPS[0]["issues"])
+        first = invoke(config, "poll")
+    assert first.exit_code == 0, first.output
+    assert first.output.startswith("First poll: recorded 2 issues as the baseline; nothing sent")
+
+    # Second run: the token comes from the persisted cache: no identity-platform request.
+    with responses.RequestsMock() as rsps:
+        graph_returns(rsps, STEPS[1]["issues"])
+        slack = rsps.post(SLACK_WEBHOOK, body="ok")
+        second = invoke(config, "poll")
+        hosts = {re.sub(r"^https://([^/]+)/.*", r"\1", c.request.url) for c in rsps.calls}
+    assert second.exit_code == 0, second.output
+    assert second.output.strip() == (
+        "3 issues, 1 change(s), 1 message(s) sent, 0 failed, 0 delivery(ies) pending."
+    )
+    assert hosts == {"graph.microsoft.com", "hooks.slack.com"}
+    payload = json.dumps(json.loads(slack.calls[0].request.body))
+    assert "EX1256020" in payload
+
+    # Nothing new: nothing sent, exit 0; -q prints nothing at all (cron mail stays empty).
+    with responses.RequestsMock() as rsps:
+        graph_returns(rsps, STEPS[1]["issues"])
+        third = invoke(config, "-q", "poll")
+    assert (third.exit_code, third.output) == (0, "")
+
+
+def test_failed_delivery_exits_3_and_retries_next_time(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    with responses.RequestsMock() as rsps:
+        mock_identity(rsps)
+        graph_returns(rsps, STEPS[0]["issues"])
+        assert invoke(config, "poll").exit_code == 0
+    with responses.RequestsMock() as rsps:
+        graph_returns(rsps, STEPS[1]["issues"])
+        rsps.post(SLACK_WEBHOOK, status=500, body="oops")
+        failed = invoke(config, "poll")
+    assert failed.exit_code == 3
+    assert "Warning: EX1256020 not delivered to ops-slack: slack:" in failed.output
+    assert "(kept; retried next poll)" in failed.output
+    with responses.RequestsMock() as rsps:
+        graph_returns(rsps, STEPS[1]["issues"])
+        slack = rsps.post(SLACK_WEBHOOK, body="ok")
+        retried = invoke(config, "poll")
+    assert retried.exit_code == 0
+    assert len(slack.calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "message"),
+    [
+        (
+            403,
+            {"error": {"code": "Forbidden", "message": "Access denied"}},
+            "ServiceHealth.Read.All",
+        ),
+        (401, {"error": {"code": "InvalidAuthenticationToken", "message": "x"}}, "401"),
+        (200, "<html>proxy login</html>", "not JSON"),
+    ],
+    ids=["403", "401", "html-page"],
+)
+def test_graph_faults_exit_1_and_change_nothing(
+    tmp_path: Path, status: int, body: Any, message: str
+) -> None:
+    config = write_config(tmp_path)
+    with responses.RequestsMock() as rsps:
+        mock_identity(rsps)
+        graph_returns(rsps, STEPS[0]["issues"])
+        invoke(config, "poll")
+    state = tmp_path / "state" / "state.json"
+    before = state.read_bytes()
+    with responses.RequestsMock() as rsps:
+        if isinstance(body, dict):
+            rsps.get(GRAPH_ISSUES, json=body, status=status)
+        else:
+            rsps.get(GRAPH_ISSUES, body=body, status=status, content_type="text/html")
+        result = invoke(config, "poll")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ")
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert state.read_bytes() == before
+
+
+def test_verbose_error_shows_a_traceback(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    with responses.RequestsMock() as rsps:
+        mock_identity(rsps)
+        rsps.get(GRAPH_ISSUES, json={"error": {"message": "no"}}, status=403)
+        result = invoke(config, "-v", "poll")
+    assert result.exit_code == 1
+    assert "Traceback" in result.output
+
+
+def test_corrupt_state_exits_1_and_is_left_alone(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    state = tmp_path / "state" / "state.json"
+    state.parent.mkdir()
+    state.write_text('{"meta": ')
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        mock_identity(rsps)
+        graph_returns(rsps, STEPS[0]["issues"])
+        result = invoke(config, "poll")
+    assert result.exit_code == 1
+    assert f"Error: state file {state} cannot be used" in result.output
+    assert state.read_text() == '{"meta": '
+
+
+def test_second_poll_while_locked_exits_75(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    state = tmp_path / "state" / "state.json"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; from m365watch.store import StateStore\n"
+            f"with StateStore(Path({str(state)!r})).locked():\n"
+            "    print('locked', flush=True); sys.stdin.readline()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+            mock_identity(rsps)
+            graph_returns(rsps, STEPS[0]["issues"])
+            result = invoke(config, "poll", "--lock-wait", "0.2")
+            assert len(rsps.calls) == 0  # gave up before asking anyone anything
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        holder.wait(timeout=30)
+    assert result.exit_code == 75
+    assert result.output.startswith("Error: another m365watch poll is running")
+
+
+def test_dry_run_prints_messages_and_changes_nothing(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    with responses.RequestsMock() as rsps:
+        mock_identity(rsps)
+        graph_returns(rsps, STEPS[0]["issues"])
+        invoke(config, "poll")
+    state = tmp_path / "state" / "state.json"
+    before = state.read_bytes()
+    with responses.RequestsMock() as rsps:
+        graph_returns(rsps, STEPS[2]["issues"])
+        result = invoke(config, "poll", "--dry-run")
+    assert result.exit_code == 0
+    assert (
+        "--- would send to ops-slack: [Advisory] EX1256020 · Exchange Online: Service degradation"
+        in result.output
+    )
+    assert "Dry run: 3 issues, 1 change(s), 0 message(s) sent" in result.output
+    assert state.read_bytes() == before
+
+
+def test_secret_never_printed_even_verbose(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        mock_identity(rsps)
+        graph_returns(rsps, STEPS[1]["issues"])
+        rsps.post(SLACK_WEBHOOK, status=500)
+        invoke(config, "poll")
+        result = invoke(config, "-vv", "poll")
+    assert SECRET not in result.output
+    assert "TIiajkdnlazkcOXrIdevi7" not in result.output
+    for path in (tmp_path / "state").iterdir():
+        assert SECRET not in path.read_text(errors="replace")
+
+
+def test_demo_runs_the_bundled_timeline() -> None:
+    result = CliRunner().invoke(main, ["demo"])
+    assert result.exit_code == 0, result.output
+    titles = re.findall(r"│ \[\w+\] (\[.*)", result.output)
+    assert titles == [
+        "[Advisory] EX1256020 · Exchange Online: Investigating",
+        "[Advisory] EX1256020 · Exchange Online: Service degradation",
+        "[Advisory] MO1256311 · Microsoft 365 suite: Investigating",
+        "[Incident] EX1256020 · Exchange Online: Service interruption",
+        "[Advisory] TM1255871 · Microsoft Teams: Service restored",
+        "[Incident] EX1256020 · Exchange Online: Restoring service",
+        "[Incident] EX1256020 · Exchange Online: Service restored",
+        "[Incident] EX1256020 · Exchange Online: Post-incident report published",
+    ]
+    assert "baseline: recorded 2 issues, sent nothing" in result.output
+
+
+@responses.activate
+def test_demo_can_send_to_a_real_target() -> None:
+    slack = responses.post(SLACK_WEBHOOK, body="ok")
+    result = CliRunner().invoke(main, ["demo", "--notify", SLACK_URL])
+    assert result.exit_code == 0, result.output
+    assert len(slack.calls) == 8
+
+
+def test_sample_payloads_load() -> None:
+    # The real captured list parses through the CLI's path too (sanity for the fixture).
+    assert load_json("cli-microsoft365-healthissue-list.json")["value"][0]["id"] == "CR275975"

@@ -1,0 +1,291 @@
+"""One poll end to end over real state and real Apprise (HTTP intercepted by `responses`)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import responses
+
+from m365watch.config import PollSettings, TargetSettings
+from m365watch.errors import ConfigError, GraphError
+from m365watch.notify import Notifier
+from m365watch.service import PollResult, run_poll
+from m365watch.store import StateStore
+from tests.conftest import SLACK_URL, SLACK_WEBHOOK, TEAMS_ENDPOINT, TEAMS_URL, timeline_steps
+
+T0 = datetime(2026, 11, 20, 13, 30, tzinfo=timezone.utc)
+STEPS = timeline_steps()
+
+
+@dataclass
+class Feed:
+    issues: list[dict[str, Any]]
+    calls: int = 0
+
+    def list_issues(self) -> list[dict[str, Any]]:
+        self.calls += 1
+        return copy.deepcopy(self.issues)
+
+
+class BrokenFeed:
+    def list_issues(self) -> list[dict[str, Any]]:
+        raise GraphError("Graph answered 503 Service Unavailable after 4 attempts")
+
+
+class Poller:
+    """Runs polls against one state file with a fixed set of targets."""
+
+    def __init__(self, tmp_path: Path, targets: list[TargetSettings], **poll: Any) -> None:
+        self.store = StateStore(tmp_path / "state.json")
+        self.targets = targets
+        self.poll_settings = PollSettings(**poll)
+        self.senders = 0
+
+    def make_sender(self) -> Notifier:
+        self.senders += 1
+        return Notifier({t.name: t.urls for t in self.targets}, throttle=False)
+
+    def run(self, issues: Any, *, now: datetime = T0, **kwargs: Any) -> PollResult:
+        source = issues if hasattr(issues, "list_issues") else Feed(issues)
+        return run_poll(
+            source=source,
+            store=self.store,
+            make_sender=self.make_sender,
+            poll=self.poll_settings,
+            targets=self.targets,
+            targets_fingerprint="fp-" + ",".join(t.name for t in self.targets),
+            now=now,
+            **kwargs,
+        )
+
+
+def slack(name: str = "slack", **filters: Any) -> TargetSettings:
+    return TargetSettings(name=name, urls=(SLACK_URL,), **filters)
+
+
+def teams(name: str = "teams", **filters: Any) -> TargetSettings:
+    return TargetSettings(name=name, urls=(TEAMS_URL,), **filters)
+
+
+def sent_titles(url: str) -> list[str]:
+    titles = []
+    for call in responses.calls:
+        if call.request.url and call.request.url.startswith(url):
+            titles.append(json.dumps(json.loads(call.request.body)))
+    return titles
+
+
+def ids(result: PollResult) -> list[tuple[str, str]]:
+    return [(d.target, d.issue_id) for d in result.deliveries]
+
+
+def step(n: int) -> list[dict[str, Any]]:
+    return copy.deepcopy(STEPS[n]["issues"])
+
+
+@responses.activate
+def test_first_run_is_a_baseline_and_sends_nothing(tmp_path: Path) -> None:
+    poller = Poller(tmp_path, [slack()])
+    result = poller.run(step(4))
+    assert result.baseline
+    assert result.issues_seen == 4
+    assert (result.changes, result.deliveries) == ((), ())
+    assert result.state_written
+    assert len(responses.calls) == 0
+    assert set(poller.store.load().issues) == {"TM1255871", "SP1249876", "EX1256020", "MO1256311"}
+
+
+@responses.activate
+def test_notify_existing_sends_open_issues_only(tmp_path: Path) -> None:
+    responses.add(responses.POST, SLACK_WEBHOOK, body="ok")
+    result = Poller(tmp_path, [slack()]).run(step(6), notify_existing=True)
+    # SP1249876 and TM1255871 are resolved in step 6; EX1256020 (restored) too.
+    assert sorted(i for _, i in ids(result)) == ["MO1256311"]
+
+
+@responses.activate
+def test_quiet_poll_neither_sends_nor_rewrites_nor_loads_apprise(tmp_path: Path) -> None:
+    poller = Poller(tmp_path, [slack()])
+    poller.run(step(2))
+    senders = poller.senders
+    before = poller.store.path.read_bytes()
+    writes = poller.store.writes
+    # Step 3 differs from step 2 only in EX1256020's lastModifiedDateTime and a new advisory.
+    quiet = step(3)
+    quiet = [i for i in quiet if i["id"] != "MO1256311"]
+    result = poller.run(quiet, now=T0 + timedelta(hours=1))
+    assert result.changes == ()
+    assert not result.state_written
+    assert poller.store.writes == writes
+    assert poller.store.path.read_bytes() == before
+    assert poller.senders == senders  # no Apprise object was built
+
+
+@responses.activate
+def test_whole_timeline_delivers_each_change_once(tmp_path: Path) -> None:
+    responses.add(responses.POST, SLACK_WEBHOOK, body="ok")
+    poller = Poller(tmp_path, [slack()])
+    delivered: list[list[str]] = []
+    for number, s in enumerate(STEPS):
+        result = poller.run(s["issues"], now=T0 + timedelta(hours=number))
+        assert not result.failed
+        delivered.append(sorted(i for _, i in ids(result)))
+    assert delivered == [
+        [],
+        ["EX1256020"],
+        ["EX1256020"],
+        ["MO1256311"],
+        ["EX1256020"],
+        ["EX1256020", "TM1255871"],
+        ["EX1256020"],
+        ["EX1256020"],
+    ]
+    assert len(responses.calls) == 8
+    assert poller.store.load().pending == []
+
+
+@responses.activate
+def test_failed_target_is_retried_alone_then_delivered_once(tmp_path: Path) -> None:
+    responses.add(responses.POST, SLACK_WEBHOOK, body="ok")
+    teams_down = responses.add(responses.POST, TEAMS_ENDPOINT, status=500)
+    poller = Poller(tmp_path, [slack(), teams()])
+    poller.run(step(0))
+
+    first = poller.run(step(1), now=T0 + timedelta(hours=1))
+    assert [(d.target, d.ok) for d in first.deliveries] == [("slack", True), ("teams", False)]
+    assert first.pending == 1
+    assert teams_down.call_count == 1
+
+    # Still down, and a new change to the same issue arrives: kept, slack gets only the new one.
+    second = poller.run(step(2), now=T0 + timedelta(hours=2))
+    assert [(d.target, d.ok) for d in second.deliveries] == [("slack", True), ("teams", False)]
+    pending = poller.store.load().pending
+    assert [r["targets"] for r in pending] == [["teams"], ["teams"]]
+    assert pending[0]["attempts"] == {"teams": 2}
+    assert "teams" in pending[0]["lastError"]
+
+    responses.replace(responses.POST, TEAMS_ENDPOINT, status=202)
+    third = poller.run(step(2), now=T0 + timedelta(hours=3))
+    # One message for the issue, covering both queued changes.
+    assert [(d.target, d.issue_id, d.ok) for d in third.deliveries] == [
+        ("teams", "EX1256020", True)
+    ]
+    body = json.dumps(json.loads(responses.calls[-1].request.body))
+    assert "New advisory" in body and "Investigating \\u2192 Service degradation" in body
+    assert poller.store.load().pending == []
+
+    fourth = poller.run(step(2), now=T0 + timedelta(hours=4))
+    assert fourth.deliveries == ()
+    slack_calls = [c for c in responses.calls if c.request.url == SLACK_WEBHOOK]
+    assert len(slack_calls) == 2  # one per change, never repeated
+
+
+@responses.activate
+def test_graph_failure_changes_nothing(tmp_path: Path) -> None:
+    poller = Poller(tmp_path, [slack()])
+    poller.run(step(1))
+    before = poller.store.path.read_bytes()
+    with pytest.raises(GraphError):
+        poller.run(BrokenFeed(), now=T0 + timedelta(hours=1))
+    assert poller.store.path.read_bytes() == before
+
+
+@responses.activate
+def test_routing_by_service_classification_and_event(tmp_path: Path) -> None:
+    responses.add(responses.POST, SLACK_WEBHOOK, body="ok")
+    responses.add(responses.POST, TEAMS_ENDPOINT, status=202)
+    targets = [
+        slack("exchange-only", services=("exchange online",)),
+        slack("incidents", classifications=("incident",)),
+        teams("resolutions", events=("resolved",)),
+    ]
+    poller = Poller(tmp_path, targets)
+    poller.run(step(0))
+    routed: list[list[tuple[str, str]]] = []
+    for number in range(1, len(STEPS)):
+        routed.append(sorted(ids(poller.run(step(number), now=T0 + timedelta(hours=number)))))
+    assert routed == [
+        [("exchange-only", "EX1256020")],
+        [("exchange-only", "EX1256020")],
+        [],
+        [("exchange-only", "EX1256020"), ("incidents", "EX1256020")],
+        [
+            ("exchange-only", "EX1256020"),
+            ("incidents", "EX1256020"),
+            ("resolutions", "TM1255871"),
+        ],
+        [
+            ("exchange-only", "EX1256020"),
+            ("incidents", "EX1256020"),
+            ("resolutions", "EX1256020"),
+        ],
+        [("exchange-only", "EX1256020"), ("incidents", "EX1256020")],
+    ]
+
+
+@responses.activate
+def test_poll_filter_limits_messages_but_state_keeps_every_issue(tmp_path: Path) -> None:
+    responses.add(responses.POST, SLACK_WEBHOOK, body="ok")
+    poller = Poller(tmp_path, [slack()], services=("Microsoft Teams",))
+    poller.run(step(0))
+    result = poller.run(step(3), now=T0 + timedelta(hours=1))
+    assert ids(result) == []
+    assert "MO1256311" in poller.store.load().issues
+    # Widening the filter later does not replay what was already seen.
+    wide = Poller(tmp_path, [slack()])
+    assert ids(wide.run(step(3), now=T0 + timedelta(hours=2))) == []
+
+
+@responses.activate
+def test_pending_for_a_removed_target_is_dropped(tmp_path: Path) -> None:
+    responses.add(responses.POST, TEAMS_ENDPOINT, status=500)
+    poller = Poller(tmp_path, [teams()])
+    poller.run(step(0))
+    assert poller.run(step(1), now=T0 + timedelta(hours=1)).pending == 1
+    renamed = Poller(tmp_path, [slack()])
+    result = renamed.run(step(1), now=T0 + timedelta(hours=2))
+    assert (result.deliveries, result.pending) == ((), 0)
+    assert renamed.store.load().pending == []
+
+
+@pytest.mark.parametrize(
+    ("days", "kept"), [(89, True), (91, False)], ids=["within-90-days", "after-90-days"]
+)
+def test_issues_leaving_the_feed_are_forgotten_after_90_days(
+    tmp_path: Path, days: int, kept: bool
+) -> None:
+    poller = Poller(tmp_path, [])
+    poller.run(step(1))
+    gone = [i for i in step(1) if i["id"] != "EX1256020"]
+    poller.run(gone, now=T0 + timedelta(hours=1))
+    record = poller.store.load().issues["EX1256020"]
+    assert record["missingSince"] == "2026-11-20T14:30:00Z"
+    poller.run(gone, now=T0 + timedelta(hours=1, days=days))
+    assert ("EX1256020" in poller.store.load().issues) is kept
+
+
+@responses.activate
+def test_dry_run_previews_and_changes_nothing(tmp_path: Path) -> None:
+    poller = Poller(tmp_path, [slack()])
+    poller.run(step(1))
+    before = poller.store.path.read_bytes()
+    result = poller.run(step(2), now=T0 + timedelta(hours=1), dry_run=True)
+    assert result.dry_run
+    assert [(t, m.title) for t, m in result.previews] == [
+        ("slack", "[Advisory] EX1256020 · Exchange Online: Service degradation")
+    ]
+    assert len(responses.calls) == 0
+    assert poller.store.path.read_bytes() == before
+
+
+def test_changed_targets_are_checked_before_anything_is_written(tmp_path: Path) -> None:
+    poller = Poller(tmp_path, [TargetSettings(name="bad", urls=("nosuchscheme://x",))])
+    with pytest.raises(ConfigError, match="notify target 'bad'"):
+        poller.run(step(1))
+    assert not poller.store.path.exists()
