@@ -1,0 +1,216 @@
+"""A stand-in for Microsoft Entra ID, Microsoft Graph and a webhook receiver, on 127.0.0.1.
+
+For tests and benchmarks that run m365watch as a real subprocess (where
+`responses` cannot reach). It serves HTTPS with a self-signed certificate for
+127.0.0.1; point ``REQUESTS_CA_BUNDLE`` at :attr:`FakeMicrosoft.ca_bundle`.
+Only loopback; the server stops with :meth:`stop` (or the context manager).
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import ipaddress
+import json
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+TENANT = "contoso.onmicrosoft.com"
+TENANT_GUID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+CLIENT_ID = "11111111-2222-3333-4444-555555555555"
+ISSUES_PATH = "/v1.0/admin/serviceAnnouncement/issues"
+HEALTH_PATH = "/v1.0/admin/serviceAnnouncement/healthOverviews"
+
+
+def make_certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate and key for 127.0.0.1 (cert.pem, key.pem)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "loopback-cert.pem", folder / "loopback-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+class FakeMicrosoft:
+    """Entra ID token endpoint + Graph service-health endpoints + webhook receivers."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.ca_bundle, self._key = make_certificate(folder)
+        self.issues: list[dict[str, Any]] = []
+        self.health: list[dict[str, Any]] = []
+        # Faults served (in order) instead of the next Graph answers: (status, body, headers).
+        self.graph_faults: collections.deque[tuple[int, str, dict[str, str]]] = (
+            collections.deque()
+        )
+        # Webhook names that answer 500 while listed.
+        self.failing_hooks: set[str] = set()
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.hooks: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+        self.token = "loopback-access-token"
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._http: ThreadingHTTPServer | None = None
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None
+        return f"https://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def hook_base(self) -> str:
+        """Plain-http receivers: Apprise's json:// plugin posts to ``json://127.0.0.1:PORT/hooks/NAME``."""
+        assert self._http is not None
+        return f"127.0.0.1:{self._http.server_address[1]}"
+
+    def hook_url(self, name: str) -> str:
+        return f"json://{self.hook_base}/hooks/{name}"
+
+    def start(self) -> FakeMicrosoft:
+        handler = self._handler()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.ca_bundle, self._key)
+        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._threads = [
+            threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+            for s in (self._server, self._http)
+        ]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        for server in (self._server, self._http):
+            if server is not None:
+                server.shutdown()
+                server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> FakeMicrosoft:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def config_text(self, state_path: Path, notify: str = "", extra: str = "") -> str:
+        """A config file pointing m365watch at this server."""
+        return (
+            f'[tenant]\ntenant_id = "{TENANT}"\nclient_id = "{CLIENT_ID}"\n'
+            'client_secret = "${M365WATCH_CLIENT_SECRET}"\n'
+            f'authority = "{self.base_url}"\ngraph_endpoint = "{self.base_url}"\n\n'
+            f'[state]\npath = "{state_path}"\n{extra}\n{notify}'
+        )
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _send(self, status: int, body: str, headers: dict[str, str] | None = None) -> None:
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                path = urlsplit(self.path).path
+                if path.endswith("/.well-known/openid-configuration"):
+                    with fake._lock:
+                        fake.counts["openid"] += 1
+                    base = f"{fake.base_url}/{TENANT_GUID}"
+                    self._send(200, json.dumps(_openid(base)))
+                elif path in (ISSUES_PATH, HEALTH_PATH):
+                    with fake._lock:
+                        fake.counts["graph"] += 1
+                        fault = fake.graph_faults.popleft() if fake.graph_faults else None
+                    if fault is not None:
+                        self._send(*fault)
+                        return
+                    items = fake.issues if path == ISSUES_PATH else fake.health
+                    self._send(200, json.dumps({"value": items}))
+                else:
+                    self._send(404, json.dumps({"error": {"code": "NotFound", "message": path}}))
+
+            def do_POST(self) -> None:
+                path = urlsplit(self.path).path
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length).decode()
+                if path.endswith("/oauth2/v2.0/token"):
+                    with fake._lock:
+                        fake.counts["token"] += 1
+                    form = parse_qs(raw)
+                    if form.get("client_id") != [CLIENT_ID]:
+                        self._send(400, json.dumps({"error": "unauthorized_client"}))
+                        return
+                    body = {"token_type": "Bearer", "expires_in": 3599, "access_token": fake.token}
+                    self._send(200, json.dumps(body))
+                elif path.startswith("/hooks/"):
+                    name = path.split("/")[2]
+                    with fake._lock:
+                        fake.counts[f"hook:{name}"] += 1
+                        if name in fake.failing_hooks:
+                            self._send(500, "{}")
+                            return
+                        fake.hooks[name].append(json.loads(raw or "{}"))
+                    self._send(200, "{}")
+                else:
+                    self._send(404, "{}")
+
+        return Handler
+
+
+def _openid(base: str) -> dict[str, Any]:
+    return {
+        "token_endpoint": f"{base}/oauth2/v2.0/token",
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt"],
+        "issuer": f"{base}/v2.0",
+        "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+        "response_types_supported": ["code", "id_token"],
+        "scopes_supported": ["openid"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+    }
