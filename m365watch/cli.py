@@ -231,8 +231,9 @@ def print_poll_result(result: PollResult, *, quiet: bool = False) -> None:
     if quiet:
         return
     if result.baseline:
+        recorded = "would record" if result.dry_run else "recorded"
         click.echo(
-            f"First poll: recorded {result.issues_seen} issues as the baseline; "
+            f"First poll: {recorded} {result.issues_seen} issues as the baseline; "
             + (
                 f"{len(result.changes)} open issue(s) queued."
                 if result.changes
