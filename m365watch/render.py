@@ -136,6 +136,9 @@ def shorten(text: str, limit: int, *, url: str | None = None) -> str:
     if len(text) <= limit:
         return text
     tail = f"… (shortened; full text: {url})" if url else "…"
+    if len(tail) > limit:
+        # No room for the link: an ellipsis alone, or nothing when the limit is 0.
+        tail = "…" if limit > 0 else ""
     room = max(0, limit - len(tail))
     cut = text[:room]
     space = cut.rfind(" ")
