@@ -1,0 +1,484 @@
+"""Tests for m365watch.render: readable text from Microsoft's HTML, and the messages.
+
+Payloads under tests/data/ are copied unchanged from /work/shared/graph-samples
+(see its README and tests/test_models.py for provenance).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from typing import Any
+
+import pytest
+from conftest import DATA, timeline_steps
+
+from m365watch.diff import ChangeKind, IssueChange, diff_issues
+from m365watch.models import Issue, parse_issues
+from m365watch.render import (
+    FAILURE,
+    INFO,
+    SUCCESS,
+    WARNING,
+    change_lines,
+    html_to_text,
+    message_title,
+    notify_type,
+    post_text,
+    render_change,
+    shorten,
+)
+
+NEW, STATUS, POST = ChangeKind.NEW, ChangeKind.STATUS, ChangeKind.POST
+CLASSIFICATION, RESOLVED = ChangeKind.CLASSIFICATION, ChangeKind.RESOLVED
+REOPENED, PIR = ChangeKind.REOPENED, ChangeKind.PIR
+
+TAG = re.compile(r"</?[a-zA-Z][^>]*>")
+ADMIN_URL = "https://admin.microsoft.com/Adminportal/Home#/servicehealth/:/alerts/"
+
+
+def issue(**overrides: Any) -> Issue:
+    data: dict[str, Any] = {
+        "id": "EX1256020",
+        "title": "Users can't access their mailboxes",
+        "impactDescription": "Users may be unable to access their mailboxes.",
+        "classification": "incident",
+        "status": "serviceDegradation",
+        "service": "Exchange Online",
+        "isResolved": False,
+        "startDateTime": "2026-11-20T13:42:00Z",
+        "lastModifiedDateTime": "2026-11-20T15:21:40.9720778Z",
+        "posts": [],
+    }
+    data.update(overrides)
+    return Issue.from_graph(data)
+
+
+def timeline_changes() -> list[tuple[int, IssueChange]]:
+    """Every change the demo timeline yields, with its 1-based step number."""
+    changes = []
+    previous: dict[str, Issue] = {}
+    for number, step in enumerate(timeline_steps(), start=1):
+        feed, _ = parse_issues(step["issues"])
+        changes += [(number, c) for c in diff_issues(previous, feed)]
+        previous = {i.id: i for i in feed}
+    return changes
+
+
+def html_contents() -> list[tuple[str, str]]:
+    """Every HTML post description and Message center body in tests/data."""
+    found: list[tuple[str, str]] = []
+
+    def walk(value: Any, where: str) -> None:
+        if isinstance(value, dict):
+            if str(value.get("contentType", "")).lower() == "html" and value.get("content"):
+                found.append((where, value["content"]))
+            for key, inner in value.items():
+                walk(inner, f"{where}/{key}")
+        elif isinstance(value, list):
+            for index, inner in enumerate(value):
+                walk(inner, f"{where}[{index}]")
+
+    for path in sorted(DATA.glob("*.json")):
+        walk(json.loads(path.read_text(encoding="utf-8")), path.stem)
+    return found
+
+
+# --- html_to_text ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "markdown_links", "expected"),
+    [
+        (
+            '<p>Use <a href="https://outlook.office.com/mail/">Outlook on the web</a> now.</p>',
+            False,
+            "Use Outlook on the web (https://outlook.office.com/mail/) now.",
+        ),
+        (
+            '<p>Use <a href="https://outlook.office.com/mail/">Outlook on the web</a> now.</p>',
+            True,
+            "Use [Outlook on the web](https://outlook.office.com/mail/) now.",
+        ),
+        (
+            '<a href="https://x.test/a?b=1&amp;c=2">https://x.test/a?b=1&amp;c=2</a>',
+            False,
+            "https://x.test/a?b=1&c=2",
+        ),
+        ('see <a href="https://x.test/">  </a> here', False, "see https://x.test/ here"),
+        ('<a href="javascript:alert(1)">click</a> <a href="#top">top</a>', False, "click top"),
+        (
+            "<p>Users can&#39;t sign in &amp; we&#8217;re on it</p>",
+            False,
+            "Users can't sign in & we’re on it",
+        ),
+        (
+            "<p>Status:</p><ul><li>Outlook mobile: affected</li><li>New Outlook for Mac: affected</li></ul><p>Next</p>",
+            False,
+            "Status:\n\n- Outlook mobile: affected\n- New Outlook for Mac: affected\n\nNext",
+        ),
+        ("<ol><li>One</li><li>Two</li></ol>", False, "- One\n- Two"),
+        (
+            "<style>p { color: red }</style><p>Visible</p><script>alert('x')</script>",
+            False,
+            "Visible",
+        ),
+        ("line one<br>line two<br/>line three", False, "line one\nline two\nline three"),
+        ("<p>a   lot\n  of\tspace</p>", False, "a lot of space"),
+        (
+            "Title: A\n\nUser Impact: B\n\n\n\nCurrent status: C &amp; D",
+            False,
+            "Title: A\n\nUser Impact: B\n\nCurrent status: C & D",
+        ),
+        ("  Title: A  \r\n\r\nMore: B  ", False, "Title: A\n\nMore: B"),
+        ("", False, ""),
+        ("1 < 2 and 3 > 2", False, "1 < 2 and 3 > 2"),
+        ('<p><a href="https://x.test/">unclosed', False, "unclosed (https://x.test/)"),
+    ],
+    ids=[
+        "link-text-and-url",
+        "link-markdown",
+        "link-text-is-url",
+        "link-without-text",
+        "script-and-anchor-links-dropped",
+        "entities-decoded",
+        "list-items-become-dash-lines",
+        "ordered-list",
+        "script-and-style-dropped",
+        "br-is-newline",
+        "whitespace-collapsed",
+        "plain-text-blank-lines-kept",
+        "plain-text-crlf-and-edges",
+        "empty",
+        "plain-text-with-angle-brackets",
+        "unclosed-link",
+    ],
+)
+def test_html_to_text(content: str, markdown_links: bool, expected: str) -> None:
+    assert html_to_text(content, markdown_links=markdown_links) == expected
+
+
+HTML_CONTENTS = html_contents()
+
+
+def test_samples_hold_long_html() -> None:
+    assert len(HTML_CONTENTS) >= 20
+    assert max(len(c) for _, c in HTML_CONTENTS) > 3000
+
+
+@pytest.mark.parametrize(("where", "content"), HTML_CONTENTS, ids=[w for w, _ in HTML_CONTENTS])
+def test_real_html_bodies_become_text_without_tags(where: str, content: str) -> None:
+    for markdown_links in (False, True):
+        text = html_to_text(content, markdown_links=markdown_links)
+        assert TAG.search(text) is None
+        assert "&amp;" not in text and "&#" not in text
+        for href in re.findall(r'href="([^"]+)"', content):
+            assert href.replace("&amp;", "&") in text
+
+
+def test_real_message_body_keeps_links_and_lists() -> None:
+    body = json.loads((DATA / "cli-microsoft365-docs-message-get.json").read_text("utf-8"))["body"]
+    text = html_to_text(body["content"])
+    assert (
+        "- Microsoft 365 Roadmap ID: 70753 "
+        "(https://www.microsoft.com/microsoft-365/roadmap?filters=&searchterms=70753)"
+    ) in text
+    assert "- Targeted release (entire org): Complete" in text
+    assert text.startswith("Updated June 7, 2022: We have updated the rollout timeline below.")
+
+
+@pytest.mark.parametrize(
+    ("content_type", "content", "expected"),
+    [
+        ("html", "<p>A</p><p>B &amp; C</p>", "A\n\nB & C"),
+        ("text", "A\n\n\n\nB &amp; C  ", "A\n\nB &amp; C"),
+    ],
+    ids=["html-converted", "text-kept-as-sent"],
+)
+def test_post_text(content_type: str, content: str, expected: str) -> None:
+    parsed = issue(
+        posts=[
+            {
+                "createdDateTime": "2026-11-20T14:05:11Z",
+                "description": {"contentType": content_type, "content": content},
+            }
+        ]
+    )
+    assert post_text(parsed.posts[0]) == expected
+
+
+# --- shorten -----------------------------------------------------------------
+
+URL = "https://admin.microsoft.com/Adminportal/Home#/servicehealth/:/alerts/EX1256020"
+WORDS = "Current status: We're reviewing service telemetry to understand the cause of the impact."
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "url", "expected"),
+    [
+        (WORDS, len(WORDS), URL, WORDS),
+        (WORDS, 200, URL, WORDS),
+        (WORDS, 40, None, "Current status: We're reviewing…"),
+        (WORDS, 60, None, "Current status: We're reviewing service telemetry to…"),
+        (
+            WORDS,
+            80,
+            "https://x.test/i",
+            "Current status: We're reviewing… (shortened; full text: https://x.test/i)",
+        ),
+        ("x" * 50, 20, None, "x" * 19 + "…"),
+    ],
+    ids=[
+        "exactly-at-limit",
+        "under-limit",
+        "word-boundary",
+        "word-boundary-longer",
+        "with-link",
+        "no-space-hard-cut",
+    ],
+)
+def test_shorten(text: str, limit: int, url: str | None, expected: str) -> None:
+    assert shorten(text, limit, url=url) == expected
+
+
+@pytest.mark.parametrize("url", [None, URL], ids=["without-link", "with-link"])
+def test_shorten_never_exceeds_limit(url: str | None) -> None:
+    text = WORDS * 5
+    tail = f"… (shortened; full text: {URL})"
+    for limit in range(0, len(text) + 2):
+        shortened = shorten(text, limit, url=url)
+        assert len(shortened) <= limit, limit
+        if limit >= len(text):
+            assert shortened == text
+        elif url is not None and limit >= len(tail):
+            assert shortened.endswith(tail), limit
+        elif limit > 0:
+            assert shortened.endswith("…") and URL not in shortened, limit
+        else:
+            assert shortened == ""
+
+
+def test_shorten_keeps_the_link_when_there_is_room() -> None:
+    shortened = shorten(WORDS * 5, 200, url=URL)
+    assert shortened.endswith(f"… (shortened; full text: {URL})")
+    assert len(shortened) <= 200
+
+
+# --- titles and notify types -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({}, "[Incident] EX1256020 · Exchange Online: Service degradation"),
+        (
+            {"classification": "Advisory", "status": "ServiceRestored"},
+            "[Advisory] EX1256020 · Exchange Online: Service restored",
+        ),
+        (
+            {"status": "postIncidentReviewPublished"},
+            "[Incident] EX1256020 · Exchange Online: Post-incident report published",
+        ),
+        (
+            {"classification": "outage", "status": "brandNewStatus"},
+            "[Outage] EX1256020 · Exchange Online: brandNewStatus",
+        ),
+        ({"classification": None, "status": None}, "[Issue] EX1256020 · Exchange Online: Unknown"),
+    ],
+    ids=["incident", "PascalCase-advisory", "pir", "unknown-values-as-sent", "missing-values"],
+)
+def test_message_title(overrides: dict[str, Any], expected: str) -> None:
+    assert message_title(issue(**overrides)) == expected
+
+
+@pytest.mark.parametrize(
+    ("current", "kinds", "previous_status", "expected"),
+    [
+        (issue(status="investigating"), {NEW}, None, FAILURE),
+        (issue(classification="advisory", status="investigating"), {NEW}, None, WARNING),
+        (issue(status="serviceRestored", isResolved=True), {NEW, RESOLVED}, None, SUCCESS),
+        (issue(status="serviceInterruption"), {STATUS}, "serviceDegradation", FAILURE),
+        (issue(status="serviceInterruption"), {STATUS, POST}, "investigating", FAILURE),
+        (
+            issue(classification="advisory", status="serviceDegradation"),
+            {STATUS},
+            "investigating",
+            WARNING,
+        ),
+        (issue(status="restoringService"), {STATUS, POST}, "serviceInterruption", INFO),
+        (
+            issue(status="serviceRestored", isResolved=True),
+            {STATUS, RESOLVED, POST},
+            "restoringService",
+            SUCCESS,
+        ),
+        (
+            issue(status="postIncidentReviewPublished", isResolved=True),
+            {STATUS, PIR, POST},
+            "serviceRestored",
+            SUCCESS,
+        ),
+        (issue(), {POST}, None, WARNING),
+        (issue(), {CLASSIFICATION}, None, FAILURE),
+        (issue(classification="advisory"), {CLASSIFICATION}, None, WARNING),
+        (issue(status="serviceDegradation"), {REOPENED, STATUS}, "serviceRestored", FAILURE),
+    ],
+    ids=[
+        "new-incident",
+        "new-advisory",
+        "new-already-resolved",
+        "escalation-of-incident",
+        "escalation-with-post",
+        "escalation-of-advisory",
+        "improvement",
+        "resolved",
+        "pir",
+        "post-only",
+        "advisory-became-incident",
+        "incident-became-advisory",
+        "reopened-incident",
+    ],
+)
+def test_notify_type(
+    current: Issue, kinds: set[ChangeKind], previous_status: str | None, expected: str
+) -> None:
+    change = IssueChange(current, frozenset(kinds), previous_status=previous_status)
+    assert notify_type(change) == expected
+
+
+# --- messages for the whole timeline ------------------------------------------
+
+# (step, issue) -> (notify type, what-changed lines), from m365watch/data/demo-timeline.json.
+TIMELINE_MESSAGES: dict[tuple[int, str], tuple[str, list[str]]] = {
+    (1, "TM1255871"): (WARNING, ["New advisory"]),
+    (1, "SP1249876"): (SUCCESS, ["New incident (already resolved)"]),
+    (2, "EX1256020"): (WARNING, ["New advisory"]),
+    (3, "EX1256020"): (
+        WARNING,
+        ["Status: Investigating → Service degradation", "New update from Microsoft"],
+    ),
+    (4, "MO1256311"): (WARNING, ["New advisory"]),
+    (5, "EX1256020"): (
+        FAILURE,
+        [
+            "Status: Service degradation → Service interruption",
+            "Reclassified: advisory → incident",
+            "New update from Microsoft",
+        ],
+    ),
+    (6, "TM1255871"): (
+        SUCCESS,
+        [
+            "Status: Service degradation → Service restored",
+            "Resolved at 2026-11-20 18:30 UTC",
+            "New update from Microsoft",
+        ],
+    ),
+    (6, "EX1256020"): (
+        INFO,
+        ["Status: Service interruption → Restoring service", "New update from Microsoft"],
+    ),
+    (7, "EX1256020"): (
+        SUCCESS,
+        [
+            "Status: Restoring service → Service restored",
+            "Resolved at 2026-11-20 20:15 UTC",
+            "New update from Microsoft",
+        ],
+    ),
+    (8, "EX1256020"): (
+        SUCCESS,
+        [
+            "Status: Service restored → Post-incident report published",
+            "Post-incident report published",
+            "New update from Microsoft",
+        ],
+    ),
+}
+
+TIMELINE_CHANGES = timeline_changes()
+
+
+def test_timeline_message_table_is_complete() -> None:
+    assert [(n, c.issue.id) for n, c in TIMELINE_CHANGES] == list(TIMELINE_MESSAGES)
+
+
+@pytest.mark.parametrize(
+    "where_change", TIMELINE_CHANGES, ids=[f"step{n}-{c.issue.id}" for n, c in TIMELINE_CHANGES]
+)
+def test_render_timeline_change(where_change: tuple[int, IssueChange]) -> None:
+    number, change = where_change
+    expected_type, expected_lines = TIMELINE_MESSAGES[(number, change.issue.id)]
+    message = render_change(change)
+    issue_ = change.issue
+
+    assert message.title == message_title(issue_)
+    assert message.notify_type == expected_type
+    assert change_lines(change) == expected_lines
+    assert message.url == ADMIN_URL + issue_.id
+
+    text_lines = message.text.splitlines()
+    markdown_lines = message.markdown.splitlines()
+    assert text_lines[0] == issue_.title
+    assert markdown_lines[0] == f"**{issue_.title}**"
+    assert f"<h2>{html.escape(issue_.title)}</h2>" in message.html
+    for line in expected_lines:
+        assert line in text_lines
+        assert line in markdown_lines
+        assert html.escape(line) in message.html
+    status_lines = [x for x in text_lines if x.startswith("Status: ")]
+    assert len(status_lines) == (1 if STATUS in change.kinds else 0)
+
+    assert text_lines[-1] == f"Open in the Microsoft 365 admin center: {message.url}"
+    assert message.markdown.splitlines()[-1] == (
+        f"[Open in the Microsoft 365 admin center]({message.url})"
+    )
+    assert f"<a href='{message.url}'>" in message.html
+    assert TAG.search(message.text) is None
+    assert TAG.search(message.markdown) is None
+
+    latest = change.new_posts[-1]
+    assert post_text(latest).splitlines()[0] in text_lines
+    if NEW in change.kinds:
+        assert f"Impact: {issue_.impact_description}" in text_lines
+    else:
+        assert not any(x.startswith("Impact: ") for x in text_lines)
+
+
+def test_render_post_links_per_format() -> None:
+    number, change = TIMELINE_CHANGES[2]
+    assert (number, change.issue.id) == (2, "EX1256020")
+    message = render_change(change)
+    assert "Outlook on the web (https://outlook.office.com/mail/)" in message.text
+    assert "[Outlook on the web](https://outlook.office.com/mail/)" in message.markdown
+    assert "We’re reviewing service telemetry" in message.text
+    assert "Update from Microsoft (2026-11-20 14:05 UTC):" in message.text
+    assert "Started: 2026-11-20 13:42 UTC" in message.text
+
+
+def test_render_escapes_untrusted_titles() -> None:
+    title = "Users *can't* use _Teams_ [beta] <script>x</script>"
+    change = IssueChange(issue(title=title), frozenset({NEW}))
+    message = render_change(change)
+    assert message.markdown.splitlines()[0] == (
+        r"**Users \*can't\* use \_Teams\_ \[beta\] \<script\>x\</script\>**"
+    )
+    assert "<h2>Users *can&#x27;t* use _Teams_ [beta] &lt;script&gt;x&lt;/script&gt;</h2>" in (
+        message.html
+    )
+    assert "<script>" not in message.html
+    assert message.text.splitlines()[0] == title
+
+
+def test_render_shortens_long_posts_with_the_link() -> None:
+    long_post = {
+        "createdDateTime": "2026-11-20T14:05:11Z",
+        "description": {"contentType": "text", "content": "word " * 2000},
+    }
+    current = issue(posts=[long_post])
+    change = IssueChange(current, frozenset({POST}), new_posts=current.posts)
+    message = render_change(change, post_limit=300)
+    tail = f"… (shortened; full text: {current.url})"
+    assert any(line.endswith(tail) and len(line) <= 300 for line in message.text.splitlines())
+    assert any(line.endswith(tail) for line in message.markdown.splitlines())
