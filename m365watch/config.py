@@ -35,7 +35,10 @@ _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _TENANT = re.compile(
     r"^([0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}|[A-Za-z0-9.-]+\.[A-Za-z]{2,})$"
 )
-_TEAMS_CONNECTOR = re.compile(r"^msteams://|webhook\.office(365)?\.com", re.IGNORECASE)
+# Office 365 connector URLs (retired by Microsoft): old and new host forms.
+_TEAMS_CONNECTOR = re.compile(
+    r"^msteams://|webhook\.office(365)?\.com|outlook\.office(365)?\.com/webhook", re.IGNORECASE
+)
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 _KEYS: dict[str, frozenset[str]] = {

@@ -456,6 +456,15 @@ BAD_CONFIGS: list[tuple[str, Callable[[dict[str, Any]], None], dict[str, str], l
         ["retired Office 365 connector URL", "workflow"],
     ),
     (
+        "legacy-outlook-connector-webhook",
+        set_in(
+            "notify.0.url",
+            "https://outlook.office.com/webhook/aaaa@bbbb/IncomingWebhook/cccc/dddd",
+        ),
+        {},
+        ["retired Office 365 connector URL", "workflow"],
+    ),
+    (
         "office-connector-in-url-list",
         set_in("notify.1.urls", [MAIL_URL, "MSTEAMS://a/b/c"]),
         {},
