@@ -270,6 +270,139 @@ def demo(ctx: Context, notify_urls: tuple[str, ...]) -> NoReturn:
     run_guarded(ctx, action)
 
 
+# --- status and show (issue 4) ---
+
+
+def _output_style() -> tuple[int, bool]:
+    """The width to draw tables at, and whether to colour them (only on a terminal)."""
+    import os
+    import shutil
+
+    color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    return shutil.get_terminal_size((80, 24)).columns, color
+
+
+def _utcnow() -> datetime:
+    """The time a status or show answer is made (tests replace it)."""
+    return datetime.now(timezone.utc)
+
+
+def _print_json(data: Any) -> None:
+    import json
+
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _note_cache_age(ctx: Context, cached_at: datetime | None, now: datetime) -> None:
+    """With --json, say on stderr how old cached data is (stdout stays pure JSON)."""
+    from m365watch.query import cache_note
+
+    if not ctx.quiet:
+        click.echo(f"Note: {cache_note(cached_at, now)}", err=True)
+
+
+_JSON_HELP = "Print JSON for scripts (the format is in the README)."
+_CACHED_HELP = (
+    "Answer from the local state written by `m365watch poll`: no network request; "
+    "says how old it is."
+)
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.option(
+    "--service",
+    "services",
+    multiple=True,
+    metavar="NAME",
+    help="Only this service: its name or id, in any case (repeatable).",
+)
+@click.option("--all", "include_resolved", is_flag=True, help="Include resolved issues.")
+@click.option(
+    "--classification",
+    type=click.Choice(["incident", "advisory"], case_sensitive=False),
+    help="Only incidents or only advisories.",
+)
+@click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
+@click.option("--cached", is_flag=True, help=_CACHED_HELP)
+@click.pass_obj
+def status(
+    ctx: Context,
+    services: tuple[str, ...],
+    include_resolved: bool,
+    classification: str | None,
+    as_json: bool,
+    cached: bool,
+) -> NoReturn:
+    """Show the services that are not healthy and the open issues, now."""
+
+    def action() -> int:
+        from m365watch.query import StatusQuery, status_from_graph, status_from_state
+
+        settings = ctx.settings()
+        now = _utcnow()
+        query = StatusQuery(
+            services=services,
+            classification=classification.lower() if classification else None,
+            include_resolved=include_resolved,
+        )
+        if cached:
+            from m365watch.store import StateStore
+
+            report = status_from_state(StateStore(settings.state_path), query, now=now)
+        else:
+            report = status_from_graph(build_graph(settings), query, now=now)
+        for warning in report.warnings:
+            click.echo(f"Warning: {warning}", err=True)
+        if as_json:
+            if cached:
+                _note_cache_age(ctx, report.cached_at, now)
+            _print_json(report.to_json())
+            return 0
+        from m365watch.tables import render_status
+
+        width, color = _output_style()
+        click.echo(render_status(report, now=now, width=width, color=color), nl=False)
+        return 0
+
+    run_guarded(ctx, action)
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.argument("issue_id")
+@click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
+@click.option("--cached", is_flag=True, help=_CACHED_HELP)
+@click.pass_obj
+def show(ctx: Context, issue_id: str, as_json: bool, cached: bool) -> NoReturn:
+    """Show one issue: facts, impact, every update.
+
+    ISSUE_ID is the id Microsoft gives it, such as EX1256020 (any case).
+    """
+
+    def action() -> int:
+        from m365watch.query import issue_from_graph, issue_from_state
+
+        settings = ctx.settings()
+        now = _utcnow()
+        if cached:
+            from m365watch.store import StateStore
+
+            detail = issue_from_state(StateStore(settings.state_path), issue_id, now=now)
+        else:
+            detail = issue_from_graph(build_graph(settings), issue_id, now=now)
+        if as_json:
+            if cached:
+                _note_cache_age(ctx, detail.cached_at, now)
+            _print_json(detail.to_json())
+            return 0
+        from m365watch.tables import render_issue
+
+        width, color = _output_style()
+        click.echo(render_issue(detail, now=now, width=width, color=color), nl=False)
+        return 0
+
+    run_guarded(ctx, action)
+
+
 # Allow "python -m m365watch.cli".
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,236 @@
+"""Wall time of `m365watch --help`, `status --cached` and a live `status`, next to `import click`.
+
+Run from the repository root:  python bench/bench_status.py [--runs N]
+
+A live `status` talks to the loopback HTTPS stand-in for Entra ID and Graph in
+tests/loopback.py (config.py accepts only https:// for authority and
+graph_endpoint; the child processes trust its certificate through
+REQUESTS_CA_BUNDLE). It serves the sample payloads in tests/data, with a few
+of them reopened as during an outage. Nothing leaves the loopback interface.
+
+It also checks that `status --cached`, `show --cached` and `--help` import
+neither msal, requests nor apprise, and that a live `status` with a cached
+token makes exactly two Graph requests and none to the identity platform.
+Exit status 1 when a check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime as dt
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data"
+sys.path.insert(0, str(ROOT))
+
+from tests.loopback import FakeMicrosoft  # noqa: E402
+
+MAX_RUNS = 100
+RUN_TIMEOUT = 60.0
+NETWORK_MODULES = ("msal", "requests", "apprise")
+
+
+# -- test data ---------------------------------------------------------------------------------
+
+
+def load(name: str) -> Any:
+    return json.loads((DATA / name).read_text(encoding="utf-8"))
+
+
+def sample_issues() -> list[dict[str, Any]]:
+    """Real captures (CR275975, FM298724) plus open copies of them, as during an outage."""
+    resolved = [
+        load("cli-microsoft365-healthissue-get-CR275975.json"),
+        *load("cli-microsoft365-healthissue-list-filter-service-forms.json")["value"],
+    ]
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    opened = []
+    for n, (service, status) in enumerate(
+        [
+            ("Exchange Online", "serviceDegradation"),
+            ("Microsoft Teams", "ServiceInterruption"),
+            ("Exchange Online", "investigating"),
+        ]
+    ):
+        issue = copy.deepcopy(resolved[n % 2])
+        issue.update(
+            id=f"{'TM' if 'Teams' in service else 'EX'}90000{n}",
+            service=service,
+            status=status,
+            isResolved=False,
+            endDateTime=None,
+            lastModifiedDateTime=now,
+        )
+        opened.append(issue)
+    return opened + resolved
+
+
+def sample_overviews() -> list[dict[str, Any]]:
+    overviews = load("docs-beta2021-list-healthoverviews.json")["value"]
+    return [
+        *overviews,
+        {"service": "Microsoft Teams", "status": "serviceInterruption", "id": "microsoftteams"},
+        {"service": "Microsoft Forms", "status": "serviceOperational", "id": "Forms"},
+    ]
+
+
+# -- measuring ------------------------------------------------------------------------------
+
+
+def wall_times(
+    command: list[str],
+    env: dict[str, str],
+    runs: int,
+    before: Callable[[], None] | None = None,
+) -> list[float]:
+    """Wall times in ms of ``runs`` runs, after one unmeasured warm-up run."""
+    times = []
+    for n in range(runs + 1):
+        if before is not None:
+            before()
+        start = time.perf_counter()
+        done = subprocess.run(
+            command, env=env, capture_output=True, timeout=RUN_TIMEOUT, check=False
+        )
+        elapsed = (time.perf_counter() - start) * 1000
+        if done.returncode != 0:
+            raise SystemExit(
+                f"{' '.join(command[-3:])} failed with {done.returncode}: "
+                f"{done.stderr.decode(errors='replace').strip()[-300:]}"
+            )
+        if n:  # the first run only warms the OS file cache
+            times.append(elapsed)
+    return times
+
+
+PROBE = """
+import json, runpy, sys
+sys.argv = ["m365watch", *json.loads(sys.argv[1])]
+code = 0
+try:
+    runpy.run_module("m365watch", run_name="__main__")
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({"code": code, "loaded": sorted(m for m in %r if m in sys.modules)}),
+      file=sys.stderr)
+"""
+
+
+def loaded_modules(args: list[str], env: dict[str, str]) -> dict[str, Any]:
+    """Which of msal, requests, apprise a command imported (checked in a fresh interpreter)."""
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE % (NETWORK_MODULES,), json.dumps(args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
+    result: dict[str, Any] = json.loads(done.stderr.strip().splitlines()[-1])
+    return result
+
+
+def write_state(path: Path, issues: list[dict[str, Any]]) -> None:
+    from m365watch.models import Issue
+    from m365watch.store import StateData, StateStore
+
+    records = {
+        i["id"]: {"issue": Issue.from_graph(i).to_graph(), "missingSince": None} for i in issues
+    }
+    StateStore(path).save(StateData(issues=records, meta={"baselineAt": "2026-11-20T00:00:00Z"}))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15, help=f"runs per command (1-{MAX_RUNS})")
+    runs = max(1, min(parser.parse_args().runs, MAX_RUNS))
+    with (
+        tempfile.TemporaryDirectory(prefix="m365watch-bench-") as tmp,
+        FakeMicrosoft(Path(tmp)) as fake,
+    ):
+        fake.health = sample_overviews()
+        fake.issues = sample_issues()
+        return run_benchmark(Path(tmp), fake, runs)
+
+
+def run_benchmark(folder: Path, fake: FakeMicrosoft, runs: int) -> int:
+    state = folder / "state" / "state.json"
+    config = folder / "config.toml"
+    config.write_text(fake.config_text(state), encoding="utf-8")
+    config.chmod(0o600)
+    write_state(state, fake.issues)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(folder),
+        "PYTHONPATH": str(ROOT),
+        "M365WATCH_CONFIG": str(config),
+        "M365WATCH_CLIENT_SECRET": "bench-secret",
+        "REQUESTS_CA_BUNDLE": str(fake.ca_bundle),
+        "NO_PROXY": "127.0.0.1",
+        "COLUMNS": "100",
+    }
+    python = [sys.executable]
+    m365watch = [*python, "-m", "m365watch"]
+    msal_caches = [state.parent / "msal_token_cache.json", state.parent / "msal_http_cache.json"]
+
+    def forget_sign_in() -> None:
+        for path in msal_caches:
+            path.unlink(missing_ok=True)
+
+    rows: list[tuple[str, list[float]]] = [
+        ('python -c "import click"', wall_times([*python, "-c", "import click"], env, runs)),
+        ("m365watch --help", wall_times([*m365watch, "--help"], env, runs)),
+        ("m365watch status --cached", wall_times([*m365watch, "status", "--cached"], env, runs)),
+        (
+            "m365watch status --cached --json",
+            wall_times([*m365watch, "status", "--cached", "--json"], env, runs),
+        ),
+        ("m365watch status (live, token cached)", wall_times([*m365watch, "status"], env, runs)),
+        (
+            "m365watch status (live, signs in)",
+            wall_times([*m365watch, "status"], env, runs, before=forget_sign_in),
+        ),
+    ]
+    # One more live run with the token cached: which requests does it make?
+    before = dict(fake.counts)
+    wall_times([*m365watch, "status"], env, 0)
+    made = {k: fake.counts[k] - before.get(k, 0) for k in ("graph", "token", "openid")}
+
+    click_ms = statistics.median(rows[0][1])
+    print(f"Median wall time of {runs} runs each (Python {sys.version.split()[0]}):\n")
+    print(f"{'command':<40} {'median':>8} {'min':>8} {'max':>8} {'vs click':>9}")
+    for name, times in rows:
+        mid = statistics.median(times)
+        extra = "" if name.startswith("python") else f"{mid - click_ms:+8.0f}"
+        print(f"{name:<40} {mid:8.0f} {min(times):8.0f} {max(times):8.0f} {extra:>9}")
+    print("(milliseconds)\n")
+
+    failed = False
+    for args in (["status", "--cached"], ["show", "EX900000", "--cached"], ["--help"]):
+        probe = loaded_modules(args, env)
+        ok = probe["code"] == 0 and not probe["loaded"]
+        failed |= not ok
+        loaded = ", ".join(probe["loaded"]) or "none of " + ", ".join(NETWORK_MODULES)
+        print(f"imports of m365watch {' '.join(args)}: {loaded} [{'ok' if ok else 'FAIL'}]")
+    ok = made == {"graph": 2, "token": 0, "openid": 0}
+    failed |= not ok
+    print(
+        f"requests of a live status with a cached token: {made['graph']} to Graph, "
+        f"{made['token'] + made['openid']} to the identity platform [{'ok' if ok else 'FAIL'}]"
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,445 @@
+"""One-off questions about service health: what ``status`` and ``show`` answer.
+
+Given the Graph adapter (live) or the state store (``--cached``), build value
+objects that the CLI prints as tables or as JSON. Nothing here prints, reads
+the clock (``now`` is passed in) or imports an adapter at run time, so a cached
+query never loads msal, requests or apprise.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from m365watch.errors import GraphError, NotFoundError, StateError
+from m365watch.models import (
+    CLASSIFICATIONS,
+    STATUS_SEVERITY,
+    UNKNOWN,
+    Issue,
+    ParseError,
+    Post,
+    ServiceHealth,
+    format_timestamp,
+    parse_issues,
+    parse_timestamp,
+    status_words,
+)
+from m365watch.render import format_time, post_text
+
+if TYPE_CHECKING:
+    from m365watch.store import StateData
+
+log = logging.getLogger(__name__)
+
+SOURCE_GRAPH = "graph"
+SOURCE_CACHE = "cache"
+# Sent to Graph as an optimisation only: the result is filtered again here.
+OPEN_ISSUES_FILTER = "isResolved eq false"
+# A status Microsoft did not document counts as a problem until someone looks.
+UNKNOWN_SEVERITY = 3
+
+
+class HealthSource(Protocol):
+    """The live source: the Graph adapter (``m365watch.graph.GraphClient``)."""
+
+    def list_health_overviews(self) -> list[dict[str, Any]]: ...
+
+    def list_issues(self, *, filter: str | None = None) -> list[dict[str, Any]]: ...
+
+    def get_issue(self, issue_id: str) -> dict[str, Any]: ...
+
+
+class StateSource(Protocol):
+    """The cached source: the state store (``m365watch.store.StateStore``)."""
+
+    path: Path
+
+    def load(self) -> StateData: ...
+
+    def age_source(self) -> float | None: ...
+
+
+@dataclass(frozen=True)
+class StatusQuery:
+    """What ``status`` was asked for. Empty ``services`` means every service."""
+
+    services: tuple[str, ...] = ()
+    classification: str | None = None
+    include_resolved: bool = False
+
+    def __post_init__(self) -> None:
+        if self.classification is not None and self.classification not in CLASSIFICATIONS:
+            raise ValueError(f"classification must be one of {CLASSIFICATIONS}")
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """One service's health and how many issues are open on it."""
+
+    id: str | None
+    service: str
+    status: str
+    status_raw: str | None = None
+    open_incidents: int = 0
+    open_advisories: int = 0
+
+    @property
+    def status_text(self) -> str:
+        """The health in words ("Service degradation"); unknown values as Graph sent them."""
+        return status_words(self.status, self.status_raw)
+
+    @property
+    def severity(self) -> int:
+        """How bad the health is (0 = fine, 5 = service interruption)."""
+        return STATUS_SEVERITY.get(self.status, UNKNOWN_SEVERITY)
+
+    @property
+    def healthy(self) -> bool:
+        """True when the status is a good one and no issue is open on the service."""
+        return self.severity == 0 and not (self.open_incidents or self.open_advisories)
+
+    def to_json(self) -> dict[str, Any]:
+        """``id``, ``service``, ``status`` (Graph's camelCase, or the raw unknown value)."""
+        status = self.status if self.status != UNKNOWN else (self.status_raw or UNKNOWN)
+        return {"id": self.id, "service": self.service, "status": status}
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """The answer to ``m365watch status``."""
+
+    generated: datetime
+    source: str  # SOURCE_GRAPH or SOURCE_CACHE
+    services: tuple[ServiceStatus, ...]
+    issues: tuple[Issue, ...]
+    query: StatusQuery = StatusQuery()
+    cached_at: datetime | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def unhealthy_services(self) -> tuple[ServiceStatus, ...]:
+        """Services with a bad status or open issues, worst first."""
+        return tuple(
+            sorted(
+                (s for s in self.services if not s.healthy),
+                key=lambda s: (-s.severity, s.service.casefold()),
+            )
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``status --json`` contract (see the README)."""
+        return {
+            "generated": format_timestamp(self.generated),
+            "source": self.source,
+            "cachedAt": format_timestamp(self.cached_at),
+            "services": [s.to_json() for s in self.services],
+            "issues": [issue_json(i) for i in self.issues],
+        }
+
+
+@dataclass(frozen=True)
+class PostText:
+    """One update from Microsoft as readable text (links kept as ``text (url)``)."""
+
+    created: datetime | None
+    post_type: str | None
+    text: str
+
+    @classmethod
+    def from_post(cls, post: Post) -> PostText:
+        """Convert a post's HTML or text content."""
+        return cls(created=post.created, post_type=post.post_type, text=post_text(post))
+
+    def to_json(self) -> dict[str, Any]:
+        """``createdDateTime``, ``postType``, ``text``."""
+        return {
+            "createdDateTime": format_timestamp(self.created),
+            "postType": self.post_type,
+            "text": self.text,
+        }
+
+
+@dataclass(frozen=True)
+class IssueDetail:
+    """The answer to ``m365watch show ISSUE_ID``."""
+
+    issue: Issue
+    posts: tuple[PostText, ...]
+    generated: datetime
+    source: str
+    cached_at: datetime | None = None
+    # Set when the last poll no longer found the issue in Graph's feed.
+    missing_since: datetime | None = None
+
+    @classmethod
+    def of(cls, issue: Issue, **kwargs: Any) -> IssueDetail:
+        """Build the detail of ``issue``, its posts oldest first."""
+        return cls(issue=issue, posts=tuple(PostText.from_post(p) for p in issue.posts), **kwargs)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``show --json`` contract: the issue's fields, ``url`` and ``posts``."""
+        return {**issue_json(self.issue), "posts": [p.to_json() for p in self.posts]}
+
+
+def issue_json(issue: Issue) -> dict[str, Any]:
+    """An issue with Graph's property names and camelCase values, plus its admin-center ``url``."""
+    return {**issue.to_graph(with_posts=False), "url": issue.url}
+
+
+# -- status -----------------------------------------------------------------------------
+
+
+def status_from_graph(source: HealthSource, query: StatusQuery, *, now: datetime) -> StatusReport:
+    """Ask Graph: one ``healthOverviews`` request and one ``issues`` request (paged)."""
+    overviews = [ServiceHealth.from_graph(o) for o in source.list_health_overviews()]
+    items = source.list_issues(filter=None if query.include_resolved else OPEN_ISSUES_FILTER)
+    issues, skipped = parse_issues(items)
+    if skipped:
+        log.warning("%d issues from Graph had no id and were ignored", skipped)
+    return build_status(overviews, issues, query, now=now, source=SOURCE_GRAPH)
+
+
+def status_from_state(store: StateSource, query: StatusQuery, *, now: datetime) -> StatusReport:
+    """Answer from the state file alone; no network request.
+
+    The state keeps issues but not ``healthOverviews``, so each service's health
+    is that of its worst open issue, and only services with open issues appear.
+    Issues the last poll no longer found in Graph's feed are left out.
+    """
+    state = _load_state(store)
+    records = [r["issue"] for r in state.issues.values() if not r.get("missingSince")]
+    issues, skipped = parse_issues(records)
+    if skipped:
+        log.warning("%d issues in the state file had no id and were ignored", skipped)
+    return build_status(
+        None, issues, query, now=now, source=SOURCE_CACHE, cached_at=_cached_at(store)
+    )
+
+
+def build_status(
+    overviews: Sequence[ServiceHealth] | None,
+    issues: Sequence[Issue],
+    query: StatusQuery,
+    *,
+    now: datetime,
+    source: str,
+    cached_at: datetime | None = None,
+) -> StatusReport:
+    """Filter and summarise; ``overviews`` is None when only issues are known (cache).
+
+    ``--service`` matches a service's display name or Graph's service id, in any
+    case; ``--classification`` and ``--all`` narrow the issues, not the services.
+    """
+    selector = _ServiceSelector(query.services, overviews or ())
+    selected = [i for i in issues if selector.matches(i.service)]
+    open_issues = [i for i in selected if not i.is_resolved]
+
+    services: list[ServiceStatus] = []
+    listed: set[str] = set()
+    for overview in overviews or ():
+        if not selector.matches(overview.service, overview.id):
+            continue
+        mine = [i for i in open_issues if i.service.casefold() == overview.service.casefold()]
+        services.append(_service_status(overview, mine))
+        listed.add(overview.service.casefold())
+    # Open issues on a service Graph did not list (always the case from the cache).
+    by_service: dict[str, list[Issue]] = {}
+    for issue in open_issues:
+        if issue.service.casefold() not in listed:
+            by_service.setdefault(issue.service.casefold(), []).append(issue)
+    for mine in by_service.values():
+        worst = max(mine, key=lambda i: (i.severity, _timestamp(i.last_modified)))
+        overview = ServiceHealth(
+            id="",  # the state file does not keep service ids
+            service=worst.service,
+            status=worst.status,
+            status_raw=worst.status_raw,
+        )
+        services.append(_service_status(overview, mine))
+    services.sort(key=lambda s: s.service.casefold())
+
+    shown = [
+        i
+        for i in selected
+        if (query.include_resolved or not i.is_resolved)
+        and (query.classification is None or i.classification == query.classification)
+    ]
+    shown.sort(key=_issue_order)
+    warnings = selector.unmatched_warnings(issues) if overviews is not None else ()
+    return StatusReport(
+        generated=now,
+        source=source,
+        services=tuple(services),
+        issues=tuple(shown),
+        query=query,
+        cached_at=cached_at,
+        warnings=warnings,
+    )
+
+
+def _service_status(overview: ServiceHealth, open_issues: Sequence[Issue]) -> ServiceStatus:
+    incidents = sum(1 for i in open_issues if i.classification == "incident")
+    return ServiceStatus(
+        id=overview.id or None,
+        service=overview.service,
+        status=overview.status,
+        status_raw=overview.status_raw,
+        open_incidents=incidents,
+        open_advisories=len(open_issues) - incidents,
+    )
+
+
+def _issue_order(issue: Issue) -> tuple[bool, int, float, str]:
+    # Open before resolved, worst first, most recently updated first.
+    return (issue.is_resolved, -issue.severity, -_timestamp(issue.last_modified), issue.id)
+
+
+def _timestamp(value: datetime | None) -> float:
+    return value.timestamp() if value is not None else 0.0
+
+
+@dataclass
+class _ServiceSelector:
+    """Matches ``--service`` names against display names and service ids, in any case."""
+
+    wanted: Iterable[str]
+    overviews: Sequence[ServiceHealth]
+    names: set[str] = field(init=False)
+    requested: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.requested = {w.strip().casefold(): w.strip() for w in self.wanted if w.strip()}
+        self.names = set(self.requested)
+        for overview in self.overviews:
+            if overview.id and overview.id.casefold() in self.requested:
+                self.names.add(overview.service.casefold())
+
+    def matches(self, service: str, service_id: str | None = None) -> bool:
+        if not self.requested:
+            return True
+        return service.casefold() in self.names or (
+            bool(service_id) and str(service_id).casefold() in self.names
+        )
+
+    def unmatched_warnings(self, issues: Sequence[Issue]) -> tuple[str, ...]:
+        """One warning per ``--service`` name that matches no known service."""
+        known: dict[str, str] = {}
+        for overview in self.overviews:
+            known[overview.service.casefold()] = overview.service
+            if overview.id:
+                known[overview.id.casefold()] = overview.service
+        for issue in issues:
+            known.setdefault(issue.service.casefold(), issue.service)
+        warnings = []
+        for folded, name in self.requested.items():
+            if folded in known:
+                continue
+            close = difflib.get_close_matches(folded, list(known), n=1, cutoff=0.6)
+            hint = f" (did you mean {known[close[0]]!r}?)" if close else ""
+            warnings.append(f"no service is named {name!r}{hint}")
+        return tuple(warnings)
+
+
+# -- show ---------------------------------------------------------------------------------
+
+
+def issue_from_graph(source: HealthSource, issue_id: str, *, now: datetime) -> IssueDetail:
+    """Ask Graph for one issue; NotFoundError (exit 4) when the tenant has no such issue."""
+    raw = source.get_issue(normalise_issue_id(issue_id))
+    try:
+        issue = Issue.from_graph(raw)
+    except ParseError:
+        raise GraphError(
+            f"Graph answered the request for {normalise_issue_id(issue_id)} with an issue "
+            "without an id; run again later"
+        ) from None
+    return IssueDetail.of(issue, generated=now, source=SOURCE_GRAPH)
+
+
+def issue_from_state(store: StateSource, issue_id: str, *, now: datetime) -> IssueDetail:
+    """Find one issue in the state file; NotFoundError (exit 4) when it is not there."""
+    state = _load_state(store)
+    wanted = normalise_issue_id(issue_id)
+    record = next((r for k, r in state.issues.items() if k.upper() == wanted), None)
+    if record is None:
+        raise NotFoundError(
+            f"issue {wanted} is not in the local state ({store.path}): it may not exist or "
+            "be newer than the last poll; leave out --cached to ask Microsoft Graph"
+        )
+    try:
+        issue = Issue.from_graph(record["issue"])
+    except ParseError:
+        raise StateError(f"state file {store.path} holds a malformed record for {wanted}") from None
+    return IssueDetail.of(
+        issue,
+        generated=now,
+        source=SOURCE_CACHE,
+        cached_at=_cached_at(store),
+        missing_since=parse_timestamp(record.get("missingSince")),
+    )
+
+
+def normalise_issue_id(issue_id: str) -> str:
+    """Issue ids are capital letters and digits (EX1256020); accept any case and spaces."""
+    value = issue_id.strip()
+    # Only an id-like value is upper-cased, so an error message shows other input as typed.
+    return value.upper() if value.isascii() and value.isalnum() else value
+
+
+# -- freshness ----------------------------------------------------------------------------
+
+
+def _load_state(store: StateSource) -> StateData:
+    state = store.load()
+    if not state.exists:
+        raise StateError(
+            f"there is no local state yet ({store.path}): run `m365watch poll` first, "
+            "or leave out --cached"
+        )
+    return state
+
+
+def _cached_at(store: StateSource) -> datetime | None:
+    stamp = store.age_source()
+    return datetime.fromtimestamp(stamp, tz=timezone.utc) if stamp is not None else None
+
+
+def ago(then: datetime | None, now: datetime) -> str:
+    """How long ago, for people: ``just now``, ``5 min ago``, ``3 h ago``, ``2 days ago``."""
+    if then is None:
+        return "unknown"
+    seconds = (now - then).total_seconds()
+    if seconds < 60:
+        return "just now"  # also a clock slightly ahead of ours
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes} min ago"
+    hours = minutes // 60
+    if hours < 48:
+        return f"{hours} h ago"
+    days = hours // 24
+    return f"{days} days ago"
+
+
+def cache_note(cached_at: datetime | None, now: datetime) -> str:
+    """The sentence that says how old cached data is."""
+    if cached_at is None:
+        return "From the local state (time of the last poll unknown)."
+    return (
+        f"From the local state, as of the last poll {ago(cached_at, now)} "
+        f"({format_time(cached_at)})."
+    )
+
+
+def missing_note(missing_since: datetime, now: datetime) -> str:
+    """The sentence for an issue that left Graph's feed."""
+    return (
+        f"Not in Microsoft's feed since {format_time(missing_since)} "
+        f"({ago(missing_since, now)}); this is its last known state."
+    )

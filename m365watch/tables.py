@@ -1,0 +1,261 @@
+"""Terminal output of ``status`` and ``show``, drawn with rich.
+
+Imported only by those two commands (rich costs ~50 ms to import). Functions
+return the finished text; the CLI prints it. Colour only when asked for (the
+CLI asks when stdout is a terminal); the layout fits the given width. Text
+from Microsoft goes in as ``rich.text.Text``, never as markup, so brackets in
+a title cannot restyle the output.
+"""
+
+from __future__ import annotations
+
+import io
+import textwrap
+from collections.abc import Iterable
+from datetime import datetime
+
+from rich import box
+from rich.cells import cell_len
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from m365watch.models import Issue
+from m365watch.query import (
+    SOURCE_CACHE,
+    IssueDetail,
+    ServiceStatus,
+    StatusQuery,
+    StatusReport,
+    ago,
+    cache_note,
+    missing_note,
+)
+from m365watch.render import classification_word, format_time
+
+# Below this many columns for titles, each title gets a line of its own instead.
+MIN_TITLE_COLUMN = 40
+# Cell padding plus the divider between two table columns.
+COLUMN_GAP = 3
+
+
+def severity_style(severity: int) -> str:
+    """The colour of a status: red when users are hurt, yellow while it is being fixed."""
+    if severity >= 4:
+        return "bold red"
+    if severity == 3:
+        return "red"
+    if severity >= 1:
+        return "yellow"
+    return "green"
+
+
+def render_status(report: StatusReport, *, now: datetime, width: int, color: bool) -> str:
+    """``m365watch status`` for people: unhealthy services, then issues."""
+    parts: list[RenderableType | _Unwrapped] = []
+    if report.source == SOURCE_CACHE:
+        parts += [Text(cache_note(report.cached_at, now), style="dim"), Text()]
+    unhealthy = report.unhealthy_services
+    if unhealthy:
+        parts += [Text("Services with problems", style="bold"), _services_table(unhealthy)]
+    else:
+        selected = " selected" if report.query.services else ""
+        parts.append(Text(f"All{selected} services healthy.", style="green"))
+    if report.issues:
+        heading = f"{_issues_heading(report.query)} ({len(report.issues)})"
+        parts += [Text(), Text(heading, style="bold"), _issues_table(report.issues, now, width)]
+    elif unhealthy:
+        parts += [Text(), Text(f"No {_issues_heading(report.query).lower()}.")]
+    return _to_text(parts, width, color)
+
+
+def render_issue(detail: IssueDetail, *, now: datetime, width: int, color: bool) -> str:
+    """``m365watch show`` for people: facts, impact, every post oldest first, the link."""
+    issue = detail.issue
+    parts: list[RenderableType | _Unwrapped] = []
+    if detail.source == SOURCE_CACHE:
+        parts += [Text(cache_note(detail.cached_at, now), style="dim")]
+        if detail.missing_since is not None:
+            parts.append(Text(missing_note(detail.missing_since, now), style="yellow"))
+        parts.append(Text())
+    heading = Text(f"{issue.id} · {issue.service}: ", style="bold")
+    heading.append(issue.status_text, style=_status_style(issue))
+    parts += [heading, Text(issue.title, style="bold"), Text()]
+
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="dim", no_wrap=True)
+    facts.add_column()
+    status = Text(issue.status_text, style=_status_style(issue))
+    status.append(" (resolved)" if issue.is_resolved else " (open)")
+    rows: list[tuple[str, Text]] = [
+        ("Classification", Text(classification_word(issue))),
+        ("Status", status),
+        ("Service", Text(issue.service)),
+    ]
+    if issue.feature:
+        rows.append(("Feature", Text(issue.feature)))
+    if issue.feature_group:
+        rows.append(("Feature group", Text(issue.feature_group)))
+    if issue.origin:
+        rows.append(("Origin", Text(issue.origin)))
+    rows.append(("Started", Text(_when(issue.start, now))))
+    if issue.end is not None:
+        rows.append(("Ended", Text(_when(issue.end, now))))
+    rows.append(("Last updated", Text(_when(issue.last_modified, now))))
+    for label, value in rows:
+        facts.add_row(label, value)
+    parts.append(facts)
+    # A URL broken across lines cannot be copied: it gets a line of its own, never wrapped.
+    parts.append(_Unwrapped(Text.assemble(("Admin center", "dim"), "    ", issue.url)))
+
+    if issue.impact_description:
+        parts += [Text(), Text("Impact", style="bold"), _prose(issue.impact_description, width)]
+    parts.append(Text())
+    if detail.posts:
+        count = len(detail.posts)
+        label = "1 update" if count == 1 else f"{count} updates, oldest first"
+        parts.append(Text(f"Updates from Microsoft ({label})", style="bold"))
+        for post in detail.posts:
+            stamp = format_time(post.created) if post.created else "time unknown"
+            kind = f" · {post.post_type}" if post.post_type else ""
+            parts += [
+                Text(),
+                Text(f"{stamp}{kind}", style="bold cyan"),
+                _prose(post.text, width),
+            ]
+    else:
+        parts.append(Text("No updates from Microsoft yet.", style="dim"))
+    return _to_text(parts, width, color)
+
+
+def _issues_heading(query: StatusQuery) -> str:
+    kind = {"incident": "incidents", "advisory": "advisories"}.get(
+        query.classification or "", "issues"
+    )
+    if query.include_resolved:
+        return f"{kind.capitalize()}, open and resolved"
+    return f"Open {kind}"
+
+
+def _services_table(services: Iterable[ServiceStatus]) -> Table:
+    table = _table()
+    table.add_column("Service")
+    table.add_column("Health")
+    table.add_column("Incidents", justify="right", no_wrap=True)
+    table.add_column("Advisories", justify="right", no_wrap=True)
+    for service in services:
+        table.add_row(
+            Text(service.service),
+            Text(service.status_text, style=severity_style(service.severity)),
+            Text(str(service.open_incidents)),
+            Text(str(service.open_advisories)),
+        )
+    return table
+
+
+def _issues_table(issues: tuple[Issue, ...], now: datetime, width: int) -> Table:
+    """Title in its own column when there is room, else on a line under each issue."""
+    updated = [ago(i.last_modified, now) for i in issues]
+    cells = [
+        (i.id, classification_word(i), i.service, i.status_text, u)
+        for i, u in zip(issues, updated, strict=True)
+    ]
+    headers = ("ID", "Type", "Service", "Status", "Updated")
+    fixed = [max(cell_len(h), *(cell_len(row[n]) for row in cells)) for n, h in enumerate(headers)]
+    room = width - sum(fixed) - COLUMN_GAP * len(fixed)
+    longest = max(cell_len(i.title) for i in issues)
+    table = _table()
+    if room >= min(MIN_TITLE_COLUMN, longest):
+        for header in headers[:4]:
+            table.add_column(header, no_wrap=True)
+        table.add_column("Title", no_wrap=True, overflow="ellipsis", max_width=room)
+        table.add_column("Updated", no_wrap=True, justify="right")
+        for issue, row in zip(issues, cells, strict=True):
+            style = "dim" if issue.is_resolved else ""
+            table.add_row(
+                Text(row[0], style="bold"),
+                Text(row[1]),
+                Text(row[2]),
+                Text(row[3], style=_status_style(issue)),
+                Text(issue.title),
+                Text(row[4]),
+                style=style,
+            )
+        return table
+    table.add_column("ID", no_wrap=True)
+    table.add_column("Issue: type · service · status · last update")
+    for issue, row in zip(issues, cells, strict=True):
+        line = Text(f"{row[1]} · {row[2]} · ", no_wrap=True, overflow="ellipsis")
+        line.append(row[3], style=_status_style(issue))
+        line.append(f" · {row[4]}")
+        title = Text(issue.title, no_wrap=True, overflow="ellipsis")
+        table.add_row(
+            Text(row[0], style="bold"),
+            Group(line, title),
+            style="dim" if issue.is_resolved else "",
+        )
+    return table
+
+
+def _table() -> Table:
+    return Table(
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        header_style="bold",
+    )
+
+
+def _status_style(issue: Issue) -> str:
+    return "green" if issue.is_resolved else severity_style(issue.severity)
+
+
+def _when(value: datetime | None, now: datetime) -> str:
+    if value is None:
+        return "unknown"
+    return f"{format_time(value)} ({ago(value, now)})"
+
+
+class _Unwrapped:
+    """Text printed as it is: no wrapping and no cropping (long URLs stay whole)."""
+
+    def __init__(self, text: Text) -> None:
+        self.text = text
+
+
+def _prose(text: str, width: int) -> _Unwrapped:
+    """Wrap at spaces only: a URL longer than the line stays whole, so it can be copied."""
+    lines = []
+    for line in text.splitlines():
+        indent = "  " if line.startswith("- ") else ""
+        wrapped = textwrap.wrap(
+            line,
+            width=max(width, 20),
+            subsequent_indent=indent,
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+        lines += wrapped or [""]
+    return _Unwrapped(Text("\n".join(lines)))
+
+
+def _to_text(parts: list[RenderableType | _Unwrapped], width: int, color: bool) -> str:
+    buffer = io.StringIO()
+    console = Console(
+        file=buffer,
+        width=max(width, 20),
+        force_terminal=color,
+        color_system="auto" if color else None,
+        no_color=None if color else True,
+        markup=False,
+        emoji=False,
+        highlight=False,
+        legacy_windows=False,
+    )
+    for part in parts:
+        if isinstance(part, _Unwrapped):
+            console.print(part.text, soft_wrap=True)
+        else:
+            console.print(part)
+    # rich pads every line to the full width; trailing blanks only get in the way.
+    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"

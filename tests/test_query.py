@@ -1,0 +1,522 @@
+"""Tests for m365watch.query: status and show answers from a fake Graph and a real state file."""
+
+from __future__ import annotations
+
+import copy
+import os
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from m365watch.errors import EXIT_NOT_FOUND, EXIT_RUNTIME, NotFoundError, StateError
+from m365watch.models import Issue, ServiceHealth
+from m365watch.query import (
+    OPEN_ISSUES_FILTER,
+    SOURCE_CACHE,
+    SOURCE_GRAPH,
+    StatusQuery,
+    StatusReport,
+    ago,
+    build_status,
+    cache_note,
+    issue_from_graph,
+    issue_from_state,
+    status_from_graph,
+    status_from_state,
+)
+from m365watch.store import StateData, StateStore
+from tests.conftest import load_json
+
+NOW = datetime(2026, 11, 20, 21, 0, tzinfo=timezone.utc)
+
+# Real captures: an advisory (3 HTML posts with links) and an incident with a review published.
+CR275975 = load_json("cli-microsoft365-healthissue-get-CR275975.json")
+FM298724 = load_json("cli-microsoft365-healthissue-list-filter-service-forms.json")["value"][0]
+
+
+def stamp(minutes_ago: float) -> str:
+    return (NOW - timedelta(minutes=minutes_ago)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def open_issue(issue_id: str, service: str, status: str, classification: str, **more: Any) -> Any:
+    """A live issue in Graph's shape, built on a real capture."""
+    return {
+        **copy.deepcopy(CR275975),
+        "id": issue_id,
+        "service": service,
+        "status": status,
+        "classification": classification,
+        "isResolved": False,
+        "endDateTime": None,
+        "lastModifiedDateTime": stamp(30),
+        **more,
+    }
+
+
+OVERVIEWS = [
+    {"service": "Exchange Online", "status": "serviceDegradation", "id": "Exchange"},
+    # PascalCase as in Microsoft's own examples.
+    {"service": "Microsoft Teams", "status": "ServiceInterruption", "id": "microsoftteams"},
+    # A value Graph's metadata does not list yet.
+    {"service": "Microsoft 365 suite", "status": "brandNewStatus", "id": "OSDPPlatform"},
+    {"service": "Dynamics 365 Apps", "status": "serviceOperational", "id": "DynamicsCRM"},
+    {"service": "Microsoft Forms", "status": "ServicaOperational", "id": "Forms"},
+]
+ISSUES = [
+    open_issue(
+        "EX1256020",
+        "Exchange Online",
+        "serviceDegradation",
+        "incident",
+        **{
+            "lastModifiedDateTime": stamp(5),
+            "title": "Users can't send email",
+        },
+    ),
+    open_issue(
+        "EX1256100",
+        "Exchange Online",
+        "Investigating",
+        "Advisory",
+        title="Some messages are delayed",
+    ),
+    open_issue(
+        "TM300100",
+        "Microsoft Teams",
+        "serviceInterruption",
+        "incident",
+        title="Users can't join meetings",
+    ),
+    open_issue(
+        "MO226784",
+        "Microsoft 365 suite",
+        "brandNewStatus",
+        "advisory",
+        title="Usage reports show old data",
+    ),
+    CR275975,
+    FM298724,
+]
+
+
+class FakeGraph:
+    """Stands in for GraphClient; like Graph it may ignore a $filter it is sent."""
+
+    def __init__(
+        self, overviews: list[Any], issues: list[Any], honour_filter: bool = False
+    ) -> None:
+        self.overviews = overviews
+        self.issues = issues
+        self.honour_filter = honour_filter
+        self.calls: list[tuple[str, str | None]] = []
+
+    def list_health_overviews(self) -> list[dict[str, Any]]:
+        self.calls.append(("healthOverviews", None))
+        return copy.deepcopy(self.overviews)
+
+    def list_issues(self, *, filter: str | None = None) -> list[dict[str, Any]]:
+        self.calls.append(("issues", filter))
+        items = copy.deepcopy(self.issues)
+        if self.honour_filter and filter == OPEN_ISSUES_FILTER:
+            items = [i for i in items if not i["isResolved"]]
+        return items
+
+    def get_issue(self, issue_id: str) -> dict[str, Any]:
+        self.calls.append(("issue", issue_id))
+        for item in self.issues:
+            if item["id"] == issue_id:
+                return copy.deepcopy(item)
+        raise NotFoundError(f"issue {issue_id} does not exist in this tenant")
+
+
+def live(query: StatusQuery | None = None, **kwargs: Any) -> StatusReport:
+    graph = FakeGraph(OVERVIEWS, ISSUES, **kwargs)
+    return status_from_graph(graph, query or StatusQuery(), now=NOW)
+
+
+def write_state(
+    path: Path, items: list[Any], *, missing: tuple[str, ...] = (), age_minutes: float = 12
+) -> StateStore:
+    """A real TinyDB state file as a poll leaves it, last confirmed ``age_minutes`` ago."""
+    store = StateStore(path)
+    records = {
+        item["id"]: {
+            "issue": Issue.from_graph(item).to_graph(),
+            "missingSince": stamp(60) if item["id"] in missing else None,
+        }
+        for item in items
+    }
+    store.save(StateData(issues=records, meta={"baselineAt": stamp(600)}))
+    when = (NOW - timedelta(minutes=age_minutes)).timestamp()
+    os.utime(path, (when, when))
+    return store
+
+
+# -- status from Graph ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("include_resolved", "sent_filter"),
+    [(False, "isResolved eq false"), (True, None)],
+    ids=["open-only", "all"],
+)
+def test_one_overview_request_and_one_issues_request(
+    include_resolved: bool, sent_filter: str | None
+) -> None:
+    graph = FakeGraph(OVERVIEWS, ISSUES)
+    status_from_graph(graph, StatusQuery(include_resolved=include_resolved), now=NOW)
+    assert graph.calls == [("healthOverviews", None), ("issues", sent_filter)]
+
+
+def test_all_healthy() -> None:
+    overviews = load_json("docs-beta2021-list-healthoverviews.json")["value"]
+    report = status_from_graph(FakeGraph(overviews, [CR275975, FM298724]), StatusQuery(), now=NOW)
+    # ServicaOperational (Microsoft's typo) and ServiceRestored both count as healthy.
+    assert report.unhealthy_services == ()
+    assert report.issues == ()
+    assert [s.to_json() for s in report.services] == [
+        {"id": "Exchange", "service": "Exchange Online", "status": "serviceOperational"},
+        {"id": "OrgLiveID", "service": "Identity Service", "status": "serviceRestored"},
+        {"id": "OSDPPlatform", "service": "Microsoft 365 suite", "status": "serviceOperational"},
+    ]
+
+
+def test_several_degraded_services_worst_first_with_counts() -> None:
+    report = live()
+    rows = [
+        (s.service, s.status_text, s.open_incidents, s.open_advisories)
+        for s in report.unhealthy_services
+    ]
+    assert rows == [
+        ("Microsoft Teams", "Service interruption", 1, 0),
+        ("Exchange Online", "Service degradation", 1, 1),
+        ("Microsoft 365 suite", "brandNewStatus", 0, 1),
+    ]
+
+
+def test_pascal_case_and_unknown_statuses_in_json() -> None:
+    data = live().to_json()
+    services = {s["service"]: s["status"] for s in data["services"]}
+    assert services == {
+        "Dynamics 365 Apps": "serviceOperational",
+        "Exchange Online": "serviceDegradation",
+        "Microsoft 365 suite": "brandNewStatus",
+        "Microsoft Forms": "serviceOperational",
+        "Microsoft Teams": "serviceInterruption",
+    }
+    issues = {i["id"]: (i["status"], i["classification"]) for i in data["issues"]}
+    assert issues == {
+        "TM300100": ("serviceInterruption", "incident"),
+        "EX1256020": ("serviceDegradation", "incident"),
+        "EX1256100": ("investigating", "advisory"),
+        "MO226784": ("brandNewStatus", "advisory"),
+    }
+
+
+def test_docs_example_in_pascal_case_is_parsed() -> None:
+    items = load_json("docs-beta2021-list-issues.json")["value"]
+    report = status_from_graph(FakeGraph([], items), StatusQuery(include_resolved=True), now=NOW)
+    (issue,) = report.to_json()["issues"]
+    assert (issue["status"], issue["classification"]) == ("serviceRestored", "incident")
+
+
+@pytest.mark.parametrize("honour_filter", [False, True], ids=["graph-ignores-filter", "honoured"])
+@pytest.mark.parametrize(
+    ("include_resolved", "expected"),
+    [
+        (False, ["TM300100", "EX1256020", "EX1256100", "MO226784"]),
+        (True, ["TM300100", "EX1256020", "EX1256100", "MO226784", "FM298724", "CR275975"]),
+    ],
+    ids=["resolved-hidden", "resolved-shown-with-all"],
+)
+def test_resolved_issues_hidden_unless_all(
+    honour_filter: bool, include_resolved: bool, expected: list[str]
+) -> None:
+    report = live(StatusQuery(include_resolved=include_resolved), honour_filter=honour_filter)
+    assert [i.id for i in report.issues] == expected
+
+
+@pytest.mark.parametrize(
+    ("query", "services", "issues"),
+    [
+        (
+            StatusQuery(services=("exchange ONLINE",)),
+            ["Exchange Online"],
+            ["EX1256020", "EX1256100"],
+        ),
+        (StatusQuery(services=("EXCHANGE",)), ["Exchange Online"], ["EX1256020", "EX1256100"]),
+        (
+            StatusQuery(services=("Exchange Online", "microsoft teams")),
+            ["Exchange Online", "Microsoft Teams"],
+            ["TM300100", "EX1256020", "EX1256100"],
+        ),
+        (
+            StatusQuery(classification="incident"),
+            [
+                "Dynamics 365 Apps",
+                "Exchange Online",
+                "Microsoft 365 suite",
+                "Microsoft Forms",
+                "Microsoft Teams",
+            ],
+            ["TM300100", "EX1256020"],
+        ),
+        (
+            StatusQuery(services=("exchange online",), classification="advisory"),
+            ["Exchange Online"],
+            ["EX1256100"],
+        ),
+        (
+            StatusQuery(services=("Microsoft Forms",), include_resolved=True),
+            ["Microsoft Forms"],
+            ["FM298724"],
+        ),
+    ],
+    ids=[
+        "name-any-case",
+        "service-id",
+        "two-services",
+        "incidents",
+        "service-and-advisory",
+        "resolved-of-one-service",
+    ],
+)
+def test_filters(query: StatusQuery, services: list[str], issues: list[str]) -> None:
+    report = live(query)
+    assert [s.service for s in report.services] == services
+    assert [i.id for i in report.issues] == issues
+    assert report.warnings == ()
+
+
+def test_classification_filter_leaves_service_counts_alone() -> None:
+    report = live(StatusQuery(services=("Exchange Online",), classification="incident"))
+    (exchange,) = report.services
+    assert (exchange.open_incidents, exchange.open_advisories) == (1, 1)
+
+
+def test_unknown_service_name_warns_with_a_suggestion() -> None:
+    report = live(StatusQuery(services=("Exchange Onlien", "Nothing Like It")))
+    assert report.services == ()
+    assert report.issues == ()
+    assert report.warnings == (
+        "no service is named 'Exchange Onlien' (did you mean 'Exchange Online'?)",
+        "no service is named 'Nothing Like It'",
+    )
+
+
+def test_open_issue_on_a_service_missing_from_overviews_still_counts() -> None:
+    graph = FakeGraph(OVERVIEWS[:1], ISSUES)
+    report = status_from_graph(graph, StatusQuery(), now=NOW)
+    assert [(s.id, s.service, s.status) for s in report.unhealthy_services] == [
+        (None, "Microsoft Teams", "serviceInterruption"),
+        ("Exchange", "Exchange Online", "serviceDegradation"),
+        (None, "Microsoft 365 suite", "unknown"),
+    ]
+
+
+def test_issue_without_id_is_skipped() -> None:
+    broken = {k: v for k, v in ISSUES[0].items() if k != "id"}
+    report = status_from_graph(FakeGraph(OVERVIEWS, [broken]), StatusQuery(), now=NOW)
+    assert report.issues == ()
+
+
+def test_status_json_contract() -> None:
+    data = live().to_json()
+    assert list(data) == ["generated", "source", "cachedAt", "services", "issues"]
+    assert (data["generated"], data["source"], data["cachedAt"]) == (
+        "2026-11-20T21:00:00Z",
+        SOURCE_GRAPH,
+        None,
+    )
+    assert list(data["services"][0]) == ["id", "service", "status"]
+    assert list(data["issues"][0]) == [
+        "id",
+        "title",
+        "service",
+        "feature",
+        "featureGroup",
+        "classification",
+        "origin",
+        "status",
+        "isResolved",
+        "startDateTime",
+        "endDateTime",
+        "lastModifiedDateTime",
+        "impactDescription",
+        "url",
+    ]
+    first = data["issues"][0]
+    assert first["url"] == (
+        "https://admin.microsoft.com/Adminportal/Home#/servicehealth/:/alerts/TM300100"
+    )
+    assert first["isResolved"] is False
+    assert first["endDateTime"] is None
+
+
+# -- status from the state file ----------------------------------------------------------------
+
+
+def test_cached_status_without_state_file_says_run_poll(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.json")
+    with pytest.raises(StateError) as info:
+        status_from_state(store, StatusQuery(), now=NOW)
+    assert str(info.value) == (
+        f"there is no local state yet ({tmp_path / 'state.json'}): run `m365watch poll` "
+        "first, or leave out --cached"
+    )
+    assert info.value.exit_code == EXIT_RUNTIME
+    assert not (tmp_path / "state.json").exists()
+
+
+def test_cached_status_reads_the_state_file(tmp_path: Path) -> None:
+    gone = open_issue("SP100", "SharePoint Online", "serviceDegradation", "incident")
+    store = write_state(tmp_path / "state.json", [*ISSUES, gone], missing=("SP100",))
+    report = status_from_state(store, StatusQuery(), now=NOW)
+    assert report.source == SOURCE_CACHE
+    assert report.cached_at == NOW - timedelta(minutes=12)
+    # SP100 left Graph's feed: its last known state is not news.
+    assert [i.id for i in report.issues] == ["TM300100", "EX1256020", "EX1256100", "MO226784"]
+    # No healthOverviews in the state: each service has its worst open issue's status.
+    assert [s.to_json() for s in report.unhealthy_services] == [
+        {"id": None, "service": "Microsoft Teams", "status": "serviceInterruption"},
+        {"id": None, "service": "Exchange Online", "status": "serviceDegradation"},
+        {"id": None, "service": "Microsoft 365 suite", "status": "brandNewStatus"},
+    ]
+    assert report.to_json()["cachedAt"] == "2026-11-20T20:48:00Z"
+
+
+def test_cached_status_filters_like_live(tmp_path: Path) -> None:
+    store = write_state(tmp_path / "state.json", ISSUES)
+    query = StatusQuery(services=("microsoft forms",), include_resolved=True)
+    report = status_from_state(store, query, now=NOW)
+    assert [i.id for i in report.issues] == ["FM298724"]
+    assert report.services == ()  # nothing open on Forms
+    assert report.warnings == ()
+
+
+def test_build_status_is_pure() -> None:
+    issues = [Issue.from_graph(i) for i in ISSUES]
+    overviews = [ServiceHealth.from_graph(o) for o in OVERVIEWS]
+    first = build_status(overviews, issues, StatusQuery(), now=NOW, source=SOURCE_GRAPH)
+    again = build_status(overviews, issues, StatusQuery(), now=NOW, source=SOURCE_GRAPH)
+    assert first == again
+
+
+# -- show ---------------------------------------------------------------------------------------
+
+
+def test_show_from_graph_has_every_post_in_time_order_with_links() -> None:
+    shuffled = {**CR275975, "posts": list(reversed(CR275975["posts"]))}
+    graph = FakeGraph([], [shuffled])
+    detail = issue_from_graph(graph, "cr275975", now=NOW)
+    assert graph.calls == [("issue", "CR275975")]
+    assert [p.created for p in detail.posts] == sorted(p.created for p in detail.posts)
+    assert len(detail.posts) == 3
+    assert (
+        "review the following documentation. "
+        "(https://docs.microsoft.com/en-us/power-platform/admin/dlp-custom-connector-parity)"
+    ) in detail.posts[1].text
+    assert "<" not in "".join(p.text for p in detail.posts)
+
+
+def test_show_json_contract() -> None:
+    detail = issue_from_graph(FakeGraph([], [FM298724]), "FM298724", now=NOW)
+    data = detail.to_json()
+    assert list(data) == [
+        "id",
+        "title",
+        "service",
+        "feature",
+        "featureGroup",
+        "classification",
+        "origin",
+        "status",
+        "isResolved",
+        "startDateTime",
+        "endDateTime",
+        "lastModifiedDateTime",
+        "impactDescription",
+        "url",
+        "posts",
+    ]
+    assert data["status"] == "postIncidentReviewPublished"
+    assert len(data["posts"]) == 6
+    assert data["posts"][0] == {
+        "createdDateTime": "2021-11-17T13:32:11.507Z",
+        "postType": "regular",
+        "text": FM298724["posts"][0]["description"]["content"],
+    }
+
+
+def test_show_missing_issue_from_graph_is_not_found() -> None:
+    with pytest.raises(NotFoundError) as info:
+        issue_from_graph(FakeGraph([], ISSUES), "EX9999999", now=NOW)
+    assert info.value.exit_code == EXIT_NOT_FOUND
+
+
+def test_show_from_state_any_case_and_missing_since(tmp_path: Path) -> None:
+    store = write_state(tmp_path / "state.json", ISSUES, missing=("TM300100",))
+    detail = issue_from_state(store, " tm300100 ", now=NOW)
+    assert detail.issue.id == "TM300100"
+    assert detail.source == SOURCE_CACHE
+    assert detail.cached_at == NOW - timedelta(minutes=12)
+    assert detail.missing_since == NOW - timedelta(minutes=60)
+    assert len(detail.posts) == 3
+
+
+def test_show_from_state_of_unknown_id_is_not_found(tmp_path: Path) -> None:
+    store = write_state(tmp_path / "state.json", ISSUES)
+    with pytest.raises(NotFoundError) as info:
+        issue_from_state(store, "EX9999999", now=NOW)
+    assert str(info.value) == (
+        f"issue EX9999999 is not in the local state ({tmp_path / 'state.json'}): it may not "
+        "exist or be newer than the last poll; leave out --cached to ask Microsoft Graph"
+    )
+    assert info.value.exit_code == EXIT_NOT_FOUND
+
+
+def test_show_from_state_without_state_file(tmp_path: Path) -> None:
+    with pytest.raises(StateError, match="run `m365watch poll` first"):
+        issue_from_state(StateStore(tmp_path / "state.json"), "EX1", now=NOW)
+
+
+# -- words about time --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("delta", "words"),
+    [
+        (timedelta(seconds=-30), "just now"),
+        (timedelta(seconds=59), "just now"),
+        (timedelta(minutes=1), "1 min ago"),
+        (timedelta(minutes=59, seconds=59), "59 min ago"),
+        (timedelta(hours=1), "1 h ago"),
+        (timedelta(hours=47), "47 h ago"),
+        (timedelta(days=2), "2 days ago"),
+        (timedelta(days=400), "400 days ago"),
+    ],
+    ids=[
+        "clock-ahead",
+        "seconds",
+        "a-minute",
+        "under-an-hour",
+        "an-hour",
+        "under-two-days",
+        "two-days",
+        "long-ago",
+    ],
+)
+def test_ago(delta: timedelta, words: str) -> None:
+    assert ago(NOW - delta, NOW) == words
+
+
+def test_ago_of_unknown_time() -> None:
+    assert ago(None, NOW) == "unknown"
+
+
+def test_cache_note() -> None:
+    assert cache_note(NOW - timedelta(minutes=12), NOW) == (
+        "From the local state, as of the last poll 12 min ago (2026-11-20 20:48 UTC)."
+    )
