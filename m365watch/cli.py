@@ -35,7 +35,7 @@ log = logging.getLogger("m365watch")
 EXIT_CODES_HELP = f"""\b
 Exit codes:
   0   success
-  {EXIT_RUNTIME}   runtime failure (sign-in, Microsoft Graph, state file); nothing was committed
+  {EXIT_RUNTIME}   runtime failure (sign-in, Microsoft Graph, state file); a poll commits nothing
   {EXIT_USAGE}   usage or configuration error
   {EXIT_DELIVERY}   the poll finished but a notification failed; it is kept and retried next poll
   {EXIT_NOT_FOUND}   the issue asked for does not exist
