@@ -25,6 +25,19 @@ def timeline_steps() -> list[dict[str, Any]]:
     return load_timeline()
 
 
+def timeline_change(before: int | None, after: int, issue_id: str) -> Any:
+    """The change of ``issue_id`` from timeline step ``before`` (None = unseen) to ``after``."""
+    from m365watch.diff import diff_issue
+    from m365watch.models import parse_issues
+
+    def at(step: int) -> Any:
+        return {i.id: i for i in parse_issues(timeline_steps()[step]["issues"])[0]}[issue_id]
+
+    change = diff_issue(at(before) if before is not None else None, at(after))
+    assert change is not None
+    return change
+
+
 @pytest.fixture
 def now() -> datetime:
     return datetime(2026, 11, 20, 21, 0, tzinfo=timezone.utc)
