@@ -16,6 +16,7 @@ here logs or returns one.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -23,7 +24,7 @@ import re
 import shutil
 import tempfile
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,10 +106,13 @@ class Notifier:
             routes = []
             for position, url in enumerate(self._urls[name], start=1):
                 obj = apprise.Apprise()
-                if not obj.add(url):
+                with _apprise_log() as said:
+                    added = obj.add(url)
+                if not added:
+                    why = f" ({_redact(said[0])})" if said else ""
                     raise ConfigError(
                         f"notify target {name!r}: Apprise does not accept its URL number "
-                        f"{position} ({_scheme(url)}://…): check it against the Apprise "
+                        f"{position} ({_scheme(url)}://…){why}: check it against the Apprise "
                         "documentation for that service"
                     )
                 route = self._route(name, position, obj)
@@ -200,6 +204,44 @@ def _body_for(notify_format: object, message: Message) -> tuple[str, str]:
     if flavour == "markdown":
         return message.markdown, "markdown"
     return message.text, "text"
+
+
+class _Collect(logging.Handler):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _apprise_log() -> Iterator[list[str]]:
+    """Collect Apprise's warnings instead of printing them: on a bad URL they quote its tokens."""
+    logger = logging.getLogger("apprise")
+    lines: list[str] = []
+    handler, propagate = _Collect(lines), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def _redact(line: str) -> str:
+    """Apprise's reason for refusing a URL, every quoted value masked.
+
+    "An invalid Slack (second) Token (T1JJ…) was specified." keeps "(second)", masks the token;
+    a value after a final colon goes.
+    """
+    ordinal = re.compile(r"\((first|second|third|fourth)\)", re.IGNORECASE)
+    masked = re.sub(
+        r"\([^)]*\)", lambda m: m.group() if ordinal.fullmatch(m.group()) else "(…)", line
+    )
+    masked = re.sub(r":\s*\S*$", "", masked)  # "… specified: VALUE"
+    return scrub(masked).rstrip(".:")[:160]
 
 
 def _template_kind(plugin: object) -> str | None:
