@@ -209,12 +209,15 @@ class _PostParser(HTMLParser):
         return tuple(self.blocks)
 
 
+_OPENERS = {")": "(", "]": "[", "}": "{"}
+
+
 def _trim_url(raw: str) -> str:
     """Drop sentence punctuation after a bare URL, keeping balanced brackets (``a_(b)``)."""
     while raw:
         last = raw[-1]
-        pairs = {")": "(", "]": "[", "}": "{"}
-        if last in ".,;:!?'\"" or (last in pairs and raw.count(pairs[last]) < raw.count(last)):
+        opener = _OPENERS.get(last)
+        if last in ".,;:!?" or (opener and raw.count(opener) < raw.count(last)):
             raw = raw[:-1]
         else:
             return raw
@@ -237,14 +240,8 @@ def _linkify(text: str) -> list[Inline]:
 
 def _finish_line(parts: list[Inline]) -> list[Inline]:
     """Merge, tidy, linkify and defuse one line of inline parts."""
-    merged: list[Inline] = []
-    for part in parts:
-        if isinstance(part, str) and merged and isinstance(merged[-1], str):
-            merged[-1] += part
-        else:
-            merged.append(part)
     line: list[Inline] = []
-    for part in merged:
+    for part in _merge_strings(parts):
         if isinstance(part, Link):
             text = part.text if part.text == part.url else clean_text(part.text)
             line.append(Link(text, part.url))
@@ -364,20 +361,31 @@ def shorten_blocks(blocks: Sequence[Block], limit: int) -> tuple[tuple[Block, ..
     return tuple(kept), True
 
 
-def shorten(text: str, limit: int, *, url: str | None = None) -> str:
-    """Cut ``text`` to ``limit`` characters at a word boundary, with a clear "…" and the link."""
-    if len(text) <= limit:
-        return text
-    tail = f"… (shortened; full text: {url})" if url else "…"
-    return _cut_at_word(text, max(0, limit - len(tail))) + tail
-
-
 def _cut_at_word(text: str, room: int) -> str:
     cut = text[:room]
     space = cut.rfind(" ")
     if space > room * 0.6:
         cut = cut[:space]
     return cut.rstrip()
+
+
+def _join_blocks(
+    blocks: Iterable[Block],
+    write: Callable[[Block], str],
+    *,
+    bullet: str,
+    between_items: str = "\n",
+) -> str:
+    """Blocks written one by one: a blank line between paragraphs, one line break between
+    consecutive list items (``between_items``), each item starting with ``bullet``."""
+    out: list[str] = []
+    previous_bullet = False
+    for block in blocks:
+        if out:
+            out.append(between_items if block.bullet and previous_bullet else "\n\n")
+        out.append((bullet if block.bullet else "") + write(block))
+        previous_bullet = block.bullet
+    return "".join(out)
 
 
 def html_to_text(content: str, *, markdown_links: bool = False) -> str:
@@ -387,13 +395,13 @@ def html_to_text(content: str, *, markdown_links: bool = False) -> str:
     Content without tags keeps its own line breaks; entities are decoded.
     """
     blocks = text_blocks(content, is_html=True)
-    return _markdown_blocks(blocks) if markdown_links else _text_blocks(blocks)
+    return _markdown_blocks(blocks) if markdown_links else _text_document(blocks)
 
 
 def post_text(post: Post, *, markdown_links: bool = False) -> str:
     """A post's text as readable plain text (or Markdown)."""
     blocks = post_blocks(post)
-    return _markdown_blocks(blocks) if markdown_links else _text_blocks(blocks)
+    return _markdown_blocks(blocks) if markdown_links else _text_document(blocks)
 
 
 # --------------------------------------------------------------------------
@@ -567,10 +575,10 @@ class Message:
     issue_ids: tuple[str, ...] = ()
 
 
-def render_change(change: IssueChange, *, post_limit: int = POST_TEXT_LIMIT) -> Message:
+def render_change(change: IssueChange) -> Message:
     """The message for one change: title, what changed, facts, the newest post, the link."""
     section = change_section(change)
-    return _message(section.headline, [section], digest=False, text_post_limit=post_limit)
+    return _message(section.headline, [section], digest=False)
 
 
 def render_digest(changes: Sequence[IssueChange]) -> Message:
@@ -581,7 +589,7 @@ def render_digest(changes: Sequence[IssueChange]) -> Message:
     ids = [s.issue_id for s in sections]
     shown = ", ".join(ids[:6]) + (f" and {len(ids) - 6} more" if len(ids) > 6 else "")
     title = f"Microsoft 365 service health: {len(ids)} changes ({shown})"
-    return _message(title, sections, digest=True, text_post_limit=DIGEST_EXCERPT_LIMIT)
+    return _message(title, sections, digest=True)
 
 
 def render_test(target: str, now: datetime, *, version: str = "") -> Message:
@@ -601,25 +609,22 @@ def render_test(target: str, now: datetime, *, version: str = "") -> Message:
         url=SERVICE_HEALTH_URL,
         notify_type=INFO,
     )
-    return _message(
-        f"[Test] m365watch test notification for {clean_text(target)}",
-        [section],
-        digest=False,
-        text_post_limit=POST_TEXT_LIMIT,
-    )
+    title = f"[Test] m365watch test notification for {clean_text(target)}"
+    return _message(title, [section], digest=False)
 
 
-def _message(
-    title: str, sections: Sequence[Section], *, digest: bool, text_post_limit: int
-) -> Message:
+def _message(title: str, sections: Sequence[Section], *, digest: bool) -> Message:
     kind = worst_type(s.notify_type for s in sections)
-    email_limit = DIGEST_EXCERPT_LIMIT if digest else EMAIL_POST_LIMIT
-    heading = title if digest else ""
+    heading = title if digest else ""  # a digest opens with its title; one change with its issue
+    limit = DIGEST_EXCERPT_LIMIT if digest else EMAIL_POST_LIMIT
+    document = _document(heading, sections, limit, kind)
     return Message(
         title=title,
-        text=_text_document(_document(heading, sections, email_limit)),
-        markdown=_markdown_message(heading, sections, text_post_limit),
-        html=_html_document(_document(heading, sections, email_limit)),
+        text=_text_document(document),
+        markdown=_markdown_message(
+            heading, sections, DIGEST_EXCERPT_LIMIT if digest else POST_TEXT_LIMIT
+        ),
+        html=_html_document(document),
         notify_type=kind,
         url=sections[0].url if len(sections) == 1 else SERVICE_HEALTH_URL,
         card=_teams_card(title, heading, sections, kind),
@@ -646,21 +651,20 @@ def _post_parts(section: Section, limit: int) -> tuple[tuple[Block, ...], Block 
 Unit = Block | tuple[Fact, ...]
 
 
-def _document(heading: str, sections: Sequence[Section], post_limit: int) -> list[Unit]:
+def _document(heading: str, sections: Sequence[Section], post_limit: int, kind: str) -> list[Unit]:
     units: list[Unit] = []
     if heading:
-        worst = worst_type(s.notify_type for s in sections)
-        units.append(Block((heading,), heading=2, accent=COLOURS[worst]))
+        units.append(Block((heading,), heading=2, accent=COLOURS[kind]))
     for section in sections:
         compact = bool(heading)
         accent = COLOURS[section.notify_type]
         if compact:
             units.append(Block((section.headline,), heading=3, accent=accent))
-            units.append(Block(tuple(_joined([section.title, *section.lines]))))
+            units.append(Block(("\n".join([section.title, *section.lines]),)))
         else:
             units.append(Block((section.title,), heading=2, accent=accent))
             if section.lines:
-                units.append(Block(tuple(_joined(section.lines))))
+                units.append(Block(("\n".join(section.lines),)))
             units.append(section.facts)
             if section.impact:
                 units.append(Block((f"Impact: {section.impact}",)))
@@ -675,38 +679,18 @@ def _document(heading: str, sections: Sequence[Section], post_limit: int) -> lis
     return units
 
 
-def _joined(lines: Iterable[str]) -> list[Inline]:
-    out: list[Inline] = []
-    for line in lines:
-        out += (["\n"] if out else []) + [line]
-    return _merge_strings(out)
-
-
 def _inline_text(part: Inline) -> str:
     if isinstance(part, str):
         return part
     return part.url if part.text == part.url else f"{part.text} ({part.url})"
 
 
-def _text_blocks(blocks: Iterable[Block]) -> str:
-    return _text_document(list(blocks))
-
-
-def _text_document(units: Sequence[Unit]) -> str:
-    out: list[str] = []
-    previous_bullet = False
-    for unit in units:
-        if isinstance(unit, Block):
-            text = "".join(_inline_text(p) for p in unit.parts)
-            if unit.bullet:
-                text = "- " + text
-            separator = "\n" if unit.bullet and previous_bullet else "\n\n"
-            previous_bullet = unit.bullet
-        else:
-            text = "\n".join(f"{f.label}: {f.value}" for f in unit)
-            separator, previous_bullet = "\n\n", False
-        out.append((separator if out else "") + text)
-    return "".join(out)
+def _text_document(units: Iterable[Unit]) -> str:
+    blocks = [
+        u if isinstance(u, Block) else Block(("\n".join(f"{f.label}: {f.value}" for f in u),))
+        for u in units
+    ]
+    return _join_blocks(blocks, lambda b: "".join(_inline_text(p) for p in b.parts), bullet="- ")
 
 
 _FONT = "font-family:'Segoe UI',Helvetica,Arial,sans-serif;font-size:14px;color:#242424"
@@ -776,17 +760,7 @@ def _md_inline(part: Inline) -> str:
 
 
 def _markdown_blocks(blocks: Iterable[Block]) -> str:
-    out: list[str] = []
-    previous_bullet = False
-    for block in blocks:
-        text = "".join(_md_inline(p) for p in block.parts)
-        if block.heading:
-            text = f"**{text}**"
-        elif block.bullet:
-            text = "- " + text
-        out.append(("\n" if block.bullet and previous_bullet else "\n\n") + text if out else text)
-        previous_bullet = block.bullet
-    return "".join(out)
+    return _join_blocks(blocks, lambda b: "".join(_md_inline(p) for p in b.parts), bullet="- ")
 
 
 def _markdown_message(heading: str, sections: Sequence[Section], post_limit: int) -> str:
@@ -836,16 +810,13 @@ def _teams_inline(part: Inline, *, bullet: bool = False) -> str:
 
 
 def _teams_blocks(blocks: Iterable[Block]) -> str:
-    out: list[str] = []
-    previous_bullet = False
-    for block in blocks:
-        text = "".join(_teams_inline(p, bullet=block.bullet) for p in block.parts)
-        if block.bullet:
-            text = "- " + text
-        # Adaptive Cards: "\r" between list items, a blank line between paragraphs.
-        out.append(("\r" if block.bullet and previous_bullet else "\n\n") + text if out else text)
-        previous_bullet = block.bullet
-    return "".join(out)
+    # Adaptive Cards: "\r" between list items (Microsoft's documented form).
+    return _join_blocks(
+        blocks,
+        lambda b: "".join(_teams_inline(p, bullet=b.bullet) for p in b.parts),
+        bullet="- ",
+        between_items="\r",
+    )
 
 
 def _text_block(text: str, **style: Any) -> dict[str, Any]:
@@ -980,15 +951,7 @@ def _slack_inline(part: Inline) -> str:
 
 
 def _slack_blocks_text(blocks: Iterable[Block]) -> str:
-    out: list[str] = []
-    previous_bullet = False
-    for block in blocks:
-        text = "".join(_slack_inline(p) for p in block.parts)
-        if block.bullet:
-            text = "• " + text
-        out.append(("\n" if block.bullet and previous_bullet else "\n\n") + text if out else text)
-        previous_bullet = block.bullet
-    return "".join(out)
+    return _join_blocks(blocks, lambda b: "".join(_slack_inline(p) for p in b.parts), bullet="• ")
 
 
 def _slack_section(text: str) -> dict[str, Any]:

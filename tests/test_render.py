@@ -21,6 +21,7 @@ from m365watch.render import (
     Link,
     defuse,
     digest_order,
+    html_to_text,
     notify_type,
     payload_size,
     render_change,
@@ -328,3 +329,19 @@ def test_test_message_is_clearly_marked() -> None:
     assert message.slack["blocks"][0]["text"]["text"].startswith(
         "*[Test] m365watch test notification*"
     )
+
+
+@pytest.mark.parametrize(
+    ("markdown_links", "expected"),
+    [
+        (False, "Use Outlook on the web (https://outlook.office.com/mail/).\n\n- it’s fine"),
+        (True, "Use [Outlook on the web](https://outlook.office.com/mail/).\n\n- it’s fine"),
+    ],
+    ids=["text", "markdown"],
+)
+def test_html_to_text_keeps_link_urls(markdown_links: bool, expected: str) -> None:
+    content = (
+        '<p>Use <a href="https://outlook.office.com/mail/">Outlook on the web</a>.</p>'
+        "<ul><li>it&#8217;s fine</li></ul>"
+    )
+    assert html_to_text(content, markdown_links=markdown_links) == expected
