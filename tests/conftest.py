@@ -38,6 +38,17 @@ def timeline_change(before: int | None, after: int, issue_id: str) -> Any:
     return change
 
 
+def json_strings(value: Any) -> list[str]:
+    """Every string inside a JSON-like value (to search a payload's texts)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in json_strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in json_strings(v)]
+    return []
+
+
 @pytest.fixture
 def now() -> datetime:
     return datetime(2026, 11, 20, 21, 0, tzinfo=timezone.utc)

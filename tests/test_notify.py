@@ -19,6 +19,7 @@ from tests.conftest import (
     SLACK_WEBHOOK,
     TEAMS_ENDPOINT,
     TEAMS_URL,
+    json_strings,
     timeline_change,
     timeline_steps,
 )
@@ -219,16 +220,6 @@ def expected_facts(name: str) -> list[tuple[str, str]]:
         ("Status", case["status"]),
         *case["times"],
     ]
-
-
-def json_strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in json_strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in json_strings(v)]
-    return []
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))

@@ -30,7 +30,7 @@ from m365watch.render import (
     shorten_blocks,
     text_blocks,
 )
-from tests.conftest import timeline_change, timeline_steps
+from tests.conftest import json_strings, timeline_change, timeline_steps
 
 STEPS = timeline_steps()
 ZWSP = "\u200b"
@@ -69,17 +69,6 @@ def new_change(issue: Issue) -> IssueChange:
     change = diff_issue(None, issue)
     assert change is not None
     return change
-
-
-def strings(value: Any) -> list[str]:
-    """Every string inside a JSON-like value."""
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in strings(v)]
-    return []
 
 
 @pytest.mark.parametrize(
@@ -228,8 +217,8 @@ def test_mentions_in_a_post_are_defused_in_every_flavour() -> None:
         message.text,
         message.markdown,
         message.html,
-        *strings(message.card),
-        *strings(message.slack),
+        *json_strings(message.card),
+        *json_strings(message.slack),
     ]
     for text in flavours:
         assert not re.search(r"<(!|@|/?at\b)", text, re.IGNORECASE), text
