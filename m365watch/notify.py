@@ -68,13 +68,20 @@ def scrub(text: str) -> str:
 
 
 @dataclass
+class _Templated:
+    """A URL loaded again with ``?template=path``, m365watch writing the payload there."""
+
+    apprise: apprise.Apprise
+    kind: str  # "teams" (Message.card) or "slack" (Message.slack)
+    path: Path
+
+
+@dataclass
 class _Route:
     """One URL of a target: its Apprise object, and its templated twin for Teams/Slack."""
 
     plain: apprise.Apprise
-    templated: apprise.Apprise | None = None
-    kind: str = ""  # "teams" or "slack" when templated
-    template: Path | None = None
+    templated: _Templated | None = None
 
 
 class Notifier:
@@ -99,7 +106,8 @@ class Notifier:
 
     def _apprise_objects(self, name: str) -> list[apprise.Apprise]:
         """The Apprise object each of the target's URLs sends through."""
-        return [route.templated or route.plain for route in self._target_routes(name)]
+        routes = self._target_routes(name)
+        return [r.templated.apprise if r.templated else r.plain for r in routes]
 
     def _target_routes(self, name: str) -> list[_Route]:
         if name not in self._routes:
@@ -117,9 +125,11 @@ class Notifier:
                     )
                 route = self._route(name, position, obj)
                 if not self._throttle:
-                    for each in (route.plain, route.templated):
-                        for plugin in each or ():
-                            plugin.request_rate_per_sec = 0
+                    for plugin in [
+                        *route.plain,
+                        *(route.templated.apprise if route.templated else ()),
+                    ]:
+                        plugin.request_rate_per_sec = 0
                 routes.append(route)
             self._routes[name] = routes
         return self._routes[name]
@@ -142,7 +152,7 @@ class Notifier:
                 position,
             )
             return _Route(obj)
-        return _Route(obj, templated, kind, path)
+        return _Route(obj, _Templated(templated, kind, path))
 
     def _template_folder(self) -> Path:
         if self._template_dir is None:
@@ -154,15 +164,19 @@ class Notifier:
         """Send ``message`` to every URL of ``target``; ok only when all accepted it."""
         reasons: list[str] = []
         for position, route in enumerate(self._target_routes(target), start=1):
-            payload = message.card if route.kind == "teams" else message.slack
-            if route.templated is not None and route.template is not None and payload:
-                _write_template(route.template, payload)
+            templated = route.templated
+            payload = None
+            if templated:
+                payload = message.card if templated.kind == "teams" else message.slack
+            if templated and payload:
                 # The template ignores the body: a short one, so ?overflow=split cannot repeat it.
-                obj, body, body_format = route.templated, message.title, "text"
+                obj, body, body_format = templated.apprise, message.title, "text"
             else:
                 obj = route.plain
                 body, body_format = _body_for(obj[0].notify_format, message)
             try:
+                if templated and payload:
+                    _write_template(templated.path, payload)
                 result = obj.notify(
                     body=body,
                     title=message.title,
