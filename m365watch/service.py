@@ -162,9 +162,7 @@ def run_poll(
             sender = sender or make_sender()
             for name, changes, records in outgoing:
                 message = render_digest(changes)
-                outcome = sender.send(name, message)
-                ok = bool(getattr(outcome, "ok", outcome))
-                reason = str(getattr(outcome, "reason", ""))
+                ok, reason = _accepted(sender.send(name, message))
                 issue_ids = ", ".join(message.issue_ids)  # a digest's, most severe first
                 deliveries.append(Delivery(name, issue_ids, message.title, ok, reason))
                 # A digest covers all its records: accepted clears them all, refused keeps them all.
@@ -323,11 +321,13 @@ def send_test_messages(
     for target in targets:
         message = render_test(target.name, now, version=__version__)
         try:
-            outcome = sender.send(target.name, message)
+            ok, reason = _accepted(sender.send(target.name, message))
         except ConfigError as error:
-            results.append(Delivery(target.name, "", message.title, False, str(error)))
-            continue
-        ok = bool(getattr(outcome, "ok", outcome))
-        reason = str(getattr(outcome, "reason", ""))
+            ok, reason = False, str(error)
         results.append(Delivery(target.name, "", message.title, ok, reason))
     return results
+
+
+def _accepted(outcome: Any) -> tuple[bool, str]:
+    """Whether a sender's result (a DeliveryResult, or a plain bool) is a success, and why not."""
+    return bool(getattr(outcome, "ok", outcome)), str(getattr(outcome, "reason", ""))
