@@ -43,8 +43,8 @@ TEAMS_STYLES: dict[str, str] = {
     SUCCESS: "good",
 }
 
-POST_TEXT_LIMIT = 3000  # text and Markdown targets
-EMAIL_POST_LIMIT = 20_000  # email carries (almost) the whole post
+MARKDOWN_POST_LIMIT = 3000  # chat services reached through Markdown
+TEXT_POST_LIMIT = 6000  # plain text and email: real posts are rarely longer
 TEAMS_POST_LIMIT = 2500
 SLACK_POST_LIMIT = 2500
 DIGEST_EXCERPT_LIMIT = 400
@@ -616,13 +616,13 @@ def render_test(target: str, now: datetime, *, version: str = "") -> Message:
 def _message(title: str, sections: Sequence[Section], *, digest: bool) -> Message:
     kind = worst_type(s.notify_type for s in sections)
     heading = title if digest else ""  # a digest opens with its title; one change with its issue
-    limit = DIGEST_EXCERPT_LIMIT if digest else EMAIL_POST_LIMIT
+    limit = DIGEST_EXCERPT_LIMIT if digest else TEXT_POST_LIMIT
     document = _document(heading, sections, limit, kind)
     return Message(
         title=title,
         text=_text_document(document),
         markdown=_markdown_message(
-            heading, sections, DIGEST_EXCERPT_LIMIT if digest else POST_TEXT_LIMIT
+            heading, sections, DIGEST_EXCERPT_LIMIT if digest else MARKDOWN_POST_LIMIT
         ),
         html=_html_document(document),
         notify_type=kind,

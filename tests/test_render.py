@@ -244,9 +244,9 @@ def test_long_post_fits_every_channel_and_says_where_the_rest_is() -> None:
     assert all(len(t) <= 3000 for t in slack_texts)
     assert f"(shortened) <{url}|Read the full update in the admin center>" in slack_texts[-2]
     assert f"(shortened) [Read the full update in the admin center]({url})" in message.markdown
-    # Email (and the plain text it carries) keeps posts up to 20,000 characters whole.
-    assert "(shortened)" not in message.text
-    assert message.text.count("The service is recovering in every region.") == 240
+    # Email and plain text keep up to 6,000 characters of the post.
+    assert f"…\n\n(shortened) Read the full update in the admin center ({url})" in message.text
+    assert message.text.count("The service is recovering in every region.") == 139  # of 240
 
 
 def test_entities_survive_slack_escaping_once() -> None:
