@@ -27,7 +27,7 @@ from m365watch.errors import (
 )
 
 if TYPE_CHECKING:
-    from m365watch.config import Settings
+    from m365watch.config import Settings, TargetSettings
     from m365watch.service import PollResult
 
 log = logging.getLogger("m365watch")
@@ -401,6 +401,65 @@ def show(ctx: Context, issue_id: str, as_json: bool, cached: bool) -> NoReturn:
         return 0
 
     run_guarded(ctx, action)
+
+
+# --- test-notify (issue 3) ---
+TEST_NOTIFY_HELP = f"""\b
+Exit codes:
+  0   every target accepted its test message
+  {EXIT_USAGE}   usage or configuration error (an unknown --target, no [[notify]] blocks)
+  {EXIT_DELIVERY}   at least one target did not accept it (its line says why)
+"""
+
+
+@main.command("test-notify", epilog=TEST_NOTIFY_HELP)
+@click.option(
+    "--target",
+    "target_names",
+    multiple=True,
+    metavar="NAME",
+    help="Test only this [[notify]] target (repeatable); default: all of them.",
+)
+@click.pass_obj
+def test_notify(ctx: Context, target_names: tuple[str, ...]) -> NoReturn:
+    """Send a clearly-marked test message to each notification target.
+
+    Prints one line per target: ok, or FAILED with the reason (never the URL).
+    Needs no tenant and changes no state.
+    """
+
+    def action() -> int:
+        from m365watch.service import send_test_messages
+
+        settings = ctx.settings()
+        targets = select_targets(settings, target_names)
+        results = send_test_messages(
+            build_sender(settings), targets, now=datetime.now(timezone.utc)
+        )
+        for target, result in zip(targets, results, strict=True):
+            schemes = ", ".join(target.schemes)
+            if result.ok:
+                click.echo(f"{target.name}: ok ({schemes})")
+            else:
+                click.echo(f"{target.name}: FAILED ({schemes}): {result.reason or 'failed'}")
+        return 0 if all(r.ok for r in results) else EXIT_DELIVERY
+
+    run_guarded(ctx, action)
+
+
+def select_targets(settings: Settings, names: tuple[str, ...]) -> list[TargetSettings]:
+    """The configured targets named in ``names`` (all when empty); ConfigError for others."""
+    if not settings.targets:
+        raise ConfigError(
+            f"{settings.source} has no [[notify]] blocks: add one (see config.example.toml)"
+        )
+    by_name = {t.name: t for t in settings.targets}
+    for name in names:
+        if name not in by_name:
+            raise ConfigError(
+                f"no [[notify]] target is named {name!r}: the targets are {', '.join(by_name)}"
+            )
+    return [t for t in settings.targets if not names or t.name in names]
 
 
 # Allow "python -m m365watch.cli".

@@ -3,17 +3,36 @@
 Each configured target gets its own Apprise object (one per URL), so one dead
 target never hides another's result. Each URL gets the flavour of the message
 its plugin reads natively: HTML for email, Markdown for chat, text otherwise.
-Notification URLs hold secrets: nothing here logs or returns one.
+
+Teams (Workflows) and Slack get a message built for them — an Adaptive Card,
+a Block Kit attachment with a colour bar — through their plugin's own
+``?template=`` option: the URL is loaded once with a template file in a
+private temporary folder, and that file is rewritten with the message's
+payload before each send (Apprise reads it at send time, and the plugin, its
+throttle and its error handling stay Apprise's). A URL the user already gave a
+template keeps it and gets Markdown. Notification URLs hold secrets: nothing
+here logs or returns one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
+import shutil
+import tempfile
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import apprise
+from apprise.plugins.slack import NotifySlack, SlackMode
+from apprise.plugins.workflows import NotifyWorkflows
 
 from m365watch.errors import ConfigError
 from m365watch.render import Message
@@ -48,13 +67,32 @@ def scrub(text: str) -> str:
     return _TOKENISH.sub("<redacted>", text).strip()
 
 
+@dataclass
+class _Templated:
+    """A URL loaded again with ``?template=path``, m365watch writing the payload there."""
+
+    apprise: apprise.Apprise
+    kind: str  # "teams" (Message.card) or "slack" (Message.slack)
+    path: Path
+
+
+@dataclass
+class _Route:
+    """One URL of a target: its Apprise object, and its templated twin for Teams/Slack."""
+
+    plain: apprise.Apprise
+    templated: _Templated | None = None
+
+
 class Notifier:
     """Sends messages to named targets, each a list of Apprise URLs."""
 
     def __init__(self, targets: Mapping[str, Sequence[str]], *, throttle: bool = True) -> None:
         self._urls = {name: tuple(urls) for name, urls in targets.items()}
         self._throttle = throttle
-        self._objects: dict[str, list[apprise.Apprise]] = {}
+        self._routes: dict[str, list[_Route]] = {}
+        self._template_dir: Path | None = None
+        self._template_numbers = itertools.count(1)
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -64,33 +102,81 @@ class Notifier:
     def check(self) -> None:
         """Load every URL into Apprise; a URL it rejects is a ConfigError naming the target."""
         for name in self._urls:
-            self._apprise_objects(name)
+            self._target_routes(name)
 
     def _apprise_objects(self, name: str) -> list[apprise.Apprise]:
-        if name not in self._objects:
-            objects = []
+        """The Apprise object each of the target's URLs sends through."""
+        routes = self._target_routes(name)
+        return [r.templated.apprise if r.templated else r.plain for r in routes]
+
+    def _target_routes(self, name: str) -> list[_Route]:
+        if name not in self._routes:
+            routes = []
             for position, url in enumerate(self._urls[name], start=1):
                 obj = apprise.Apprise()
-                if not obj.add(url):
+                with _apprise_log() as said:
+                    added = obj.add(url)
+                if not added:
+                    why = f" ({_redact(said[0])})" if said else ""
                     raise ConfigError(
                         f"notify target {name!r}: Apprise does not accept its URL number "
-                        f"{position} ({_scheme(url)}://…): check it against the Apprise "
+                        f"{position} ({_scheme(url)}://…){why}: check it against the Apprise "
                         "documentation for that service"
                     )
+                route = self._route(name, position, obj)
                 if not self._throttle:
-                    for plugin in obj:
+                    for plugin in [
+                        *route.plain,
+                        *(route.templated.apprise if route.templated else ()),
+                    ]:
                         plugin.request_rate_per_sec = 0
-                objects.append(obj)
-            self._objects[name] = objects
-        return self._objects[name]
+                routes.append(route)
+            self._routes[name] = routes
+        return self._routes[name]
+
+    def _route(self, name: str, position: int, obj: apprise.Apprise) -> _Route:
+        """Add the templated twin when m365watch builds this plugin's payload itself."""
+        plugin: Any = obj[0]
+        kind = _template_kind(plugin)
+        if kind is None:
+            return _Route(obj)
+        path = self._template_folder() / f"{next(self._template_numbers)}-{kind}.json"
+        template = quote(f"file://{quote(str(path))}?cache=no", safe="")
+        url: str = plugin.url(privacy=False)
+        templated = apprise.Apprise()
+        if not templated.add(f"{url}{'&' if '?' in url else '?'}template={template}"):
+            log.warning(
+                "notify target %s: URL number %d cannot take a message template; "
+                "it gets Markdown instead",
+                name,
+                position,
+            )
+            return _Route(obj)
+        return _Route(obj, _Templated(templated, kind, path))
+
+    def _template_folder(self) -> Path:
+        if self._template_dir is None:
+            self._template_dir = Path(tempfile.mkdtemp(prefix="m365watch-"))
+            weakref.finalize(self, shutil.rmtree, self._template_dir, True)
+        return self._template_dir
 
     def send(self, target: str, message: Message) -> DeliveryResult:
         """Send ``message`` to every URL of ``target``; ok only when all accepted it."""
         reasons: list[str] = []
-        for position, obj in enumerate(self._apprise_objects(target), start=1):
-            plugin = obj[0]
-            body, body_format = _body_for(plugin.notify_format, message)
+        for position, route in enumerate(self._target_routes(target), start=1):
+            templated = route.templated
+            payload = None
+            if templated:
+                payload = message.card if templated.kind == "teams" else message.slack
+            if templated and payload:
+                # The template ignores the body: a short one, so ?overflow=split cannot repeat it.
+                obj, body, body_format = templated.apprise, message.title, "text"
+            else:
+                obj = route.plain
+                body, body_format = _body_for(obj[0].notify_format, message)
             try:
+                if templated and payload:
+                    _write_template(templated.path, payload)
                 result = obj.notify(
                     body=body,
                     title=message.title,
@@ -132,3 +218,59 @@ def _body_for(notify_format: object, message: Message) -> tuple[str, str]:
     if flavour == "markdown":
         return message.markdown, "markdown"
     return message.text, "text"
+
+
+class _Collect(logging.Handler):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _apprise_log() -> Iterator[list[str]]:
+    """Collect Apprise's warnings instead of printing them: on a bad URL they quote its tokens."""
+    logger = logging.getLogger("apprise")
+    lines: list[str] = []
+    handler, propagate = _Collect(lines), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def _redact(line: str) -> str:
+    """Apprise's reason for refusing a URL, every quoted value masked.
+
+    "An invalid Slack (second) Token (T1JJ…) was specified." keeps "(second)", masks the token;
+    a value after a final colon goes.
+    """
+    ordinal = re.compile(r"\((first|second|third|fourth)\)", re.IGNORECASE)
+    masked = re.sub(
+        r"\([^)]*\)", lambda m: m.group() if ordinal.fullmatch(m.group()) else "(…)", line
+    )
+    masked = re.sub(r":\s*\S*$", "", masked)  # "… specified: VALUE"
+    return scrub(masked).rstrip(".:")[:160]
+
+
+def _template_kind(plugin: object) -> str | None:
+    """``teams`` or ``slack`` when m365watch builds this plugin's payload itself."""
+    if getattr(plugin, "template", None):
+        return None  # the user's own template wins
+    if isinstance(plugin, NotifyWorkflows):
+        return "teams"
+    slack_modes = (SlackMode.WEBHOOK, SlackMode.WEBHOOK_GOV, SlackMode.BOT)
+    if isinstance(plugin, NotifySlack) and plugin.mode in slack_modes:
+        return "slack"  # Slack Workflow Builder webhooks take variables, not Block Kit
+    return None
+
+
+def _write_template(path: Path, payload: Mapping[str, Any]) -> None:
+    # Apprise substitutes {{tokens}} in templates; "{{" only occurs inside JSON strings,
+    # where "{\u007b" reads back as the same two braces and matches no token.
+    path.write_text(json.dumps(payload).replace("{{", "{\\u007b"), encoding="utf-8")

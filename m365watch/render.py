@@ -1,113 +1,391 @@
-"""Turn a change into a message people read: pure, standard library only.
+"""Turn changes into messages people read: pure, standard library only.
 
-Microsoft's post text arrives as HTML or as plain text with blank lines. It is
-converted to readable text that keeps every link URL, and each message is
-built once as parts, then written as plain text, Markdown and HTML.
+Microsoft's post text (HTML, or plain text with blank lines) is parsed once
+into paragraphs, bullets and links, with every piece of untrusted text defused
+(no live mass mentions, no markup). Each message is then written for each kind
+of channel, each writer doing its own escaping: plain text and email HTML
+(built so that the text Apprise derives from the HTML is exactly the plain
+text), CommonMark for Markdown targets, a Teams Adaptive Card, and a Slack
+Block Kit attachment.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import quote
 
 from m365watch.diff import ChangeKind, IssueChange
 from m365watch.models import PIR_STATUS, Issue, Post, status_words
 
 # Apprise's notify types, by how good or bad the news is.
 INFO, SUCCESS, WARNING, FAILURE = "info", "success", "warning", "failure"
+# Worst first: the order of a digest, and the worst one is the digest's own type.
+NOTIFY_TYPE_RANK: dict[str, int] = {FAILURE: 0, WARNING: 1, INFO: 2, SUCCESS: 3}
+# Slack's colour bar and the email's accent (Microsoft's Fluent palette).
+COLOURS: dict[str, str] = {
+    FAILURE: "#D13438",
+    WARNING: "#FFB900",
+    INFO: "#0078D4",
+    SUCCESS: "#107C10",
+}
+# Adaptive Card container styles Teams colours by meaning.
+TEAMS_STYLES: dict[str, str] = {
+    FAILURE: "attention",
+    WARNING: "warning",
+    INFO: "accent",
+    SUCCESS: "good",
+}
 
-POST_TEXT_LIMIT = 3000
+MARKDOWN_POST_LIMIT = 3000  # chat services reached through Markdown
+TEXT_POST_LIMIT = 6000  # plain text and email: real posts are rarely longer
+TEAMS_POST_LIMIT = 2500
+SLACK_POST_LIMIT = 2500
+DIGEST_EXCERPT_LIMIT = 400
+SLACK_TEXT_MAX = 3000  # Slack: characters in one section's text
+SLACK_MAX_BLOCKS = 50  # Slack: blocks in one message
+TEAMS_CARD_MAX_BYTES = 24_000  # Teams refuses messages over about 28 KB; keep a margin
+
+CHAT_LINK_LABEL = "Open in admin center"
+ADMIN_LINK_LABEL = "Open in the Microsoft 365 admin center"
+SERVICE_HEALTH_URL = "https://admin.microsoft.com/Adminportal/Home#/servicehealth"
 
 _BLOCK_TAGS = frozenset(
-    [
-        "p",
-        "div",
-        "br",
-        "li",
-        "ul",
-        "ol",
-        "h1",
-        "h2",
-        "h3",
-        "h4",
-        "h5",
-        "h6",
-        "tr",
-        "table",
-        "blockquote",
-        "pre",
-        "hr",
-        "section",
-        "article",
-    ]
+    {"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table"}
+    | {"blockquote", "pre", "hr", "section", "article"}
 )
 _SKIP_TAGS = frozenset({"script", "style", "head", "title"})
 _HAS_TAG = re.compile(r"</?[a-zA-Z][^>]*>")
+_HAS_BLOCK_TAG = re.compile(r"<(?:p|div|br|li|h[1-6]|tr|table|pre)\b", re.IGNORECASE)
+_ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+_BARE_URL = re.compile(r"https?://[^\s<>\"']+")
+_BULLET = re.compile(r"^[-•*·]\s+")
+_SPACES = re.compile(r"[^\S\n]+")
+# Chat mention syntax: Slack/Mattermost <!channel> <@U123> <#C123>, Teams <at>…</at>.
+_MENTION_TAG = re.compile(r"<(?=[!@#]|/?at\b)", re.IGNORECASE)
+# Plain-text mass mentions (Discord, Mattermost, Rocket.Chat, Matrix…), not e-mail addresses.
+_MASS_MENTION = re.compile(r"(?<![\w.+-])@(?=(?:everyone|here|channel|all|room|team)\b)", re.I)
+_ZWSP = "\u200b"
 
 
-class _TextExtractor(HTMLParser):
-    """Collects readable text from HTML, writing out link URLs."""
+# --------------------------------------------------------------------------
+# Untrusted text: entities, whitespace, mentions
 
-    def __init__(self, markdown_links: bool) -> None:
+
+def defuse(text: str) -> str:
+    """Make untrusted text unable to mention or address anyone, visibly unchanged.
+
+    A zero-width space after ``<`` in ``<!channel>``/``<@U…>``/``<at>`` and
+    after ``@`` in ``@everyone``/``@here``/``@channel``/``@all``… breaks the
+    syntax every chat service matches, while people read the same characters.
+    """
+    return _MASS_MENTION.sub("@" + _ZWSP, _MENTION_TAG.sub("<" + _ZWSP, text))
+
+
+def decode_entities(text: str) -> str:
+    """Decode complete HTML entities (``&amp;``, ``&#8217;``); a bare ``&`` stays as it is."""
+    return _ENTITY.sub(lambda m: html.unescape(m.group()), text)
+
+
+def clean_text(text: str | None) -> str:
+    """One line of untrusted text (a title, a service name) made safe to show anywhere."""
+    return defuse(re.sub(r"\s+", " ", decode_entities(text or "")).strip())
+
+
+def safe_url(url: str | None) -> str | None:
+    """An http(s) or mailto URL percent-encoded so no channel's link syntax can break; else None."""
+    url = (url or "").strip()
+    if not re.match(r"(?:https?://[^/\s]|mailto:)", url, re.IGNORECASE):
+        return None
+    return quote(url, safe=":/?#@!$&'*+,;=%~-._")
+
+
+# --------------------------------------------------------------------------
+# Post text as paragraphs, bullets and links
+
+
+@dataclass(frozen=True)
+class Link:
+    """A link inside text; ``text == url`` for a bare URL."""
+
+    text: str
+    url: str
+
+
+Inline = str | Link
+
+
+@dataclass(frozen=True)
+class Block:
+    """A paragraph (``"\\n"`` inside a string is a line break), a bullet, or one of our headings."""
+
+    parts: tuple[Inline, ...]
+    bullet: bool = False
+    heading: int = 0  # 2 or 3 for headings m365watch writes; never set from a post
+    accent: str = ""  # a heading's colour in email, by notify type
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One labelled fact shown in a message."""
+
+    label: str
+    value: str
+
+
+class _PostParser(HTMLParser):
+    """Collects paragraphs, bullets and links from Microsoft's post HTML."""
+
+    def __init__(self, keep_newlines: bool) -> None:
         super().__init__(convert_charrefs=True)
-        self.markdown_links = markdown_links
-        self.out: list[str] = []
+        self.keep_newlines = keep_newlines
+        self.blocks: list[Block] = []
+        self.parts: list[Inline] = []
+        self.bullet = False
         self.skip_depth = 0
         self.link_href: str | None = None
-        self.link_text: list[str] = []
+        self.link_text: list[str] | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _SKIP_TAGS:
             self.skip_depth += 1
         elif tag == "a":
-            self.link_href = dict(attrs).get("href") or None
-            self.link_text = []
+            self._close_link()
+            self.link_href, self.link_text = dict(attrs).get("href"), []
+        elif tag == "br":
+            self._add("\n")
         elif tag == "li":
-            self.out.append("\n- ")
+            self._flush()
+            self.bullet = True
         elif tag in _BLOCK_TAGS:
-            self.out.append("\n\n" if tag not in {"br", "tr"} else "\n")
+            self._flush()
 
     def handle_endtag(self, tag: str) -> None:
         if tag in _SKIP_TAGS:
             self.skip_depth = max(0, self.skip_depth - 1)
         elif tag == "a":
             self._close_link()
-        elif tag in _BLOCK_TAGS and tag not in {"br", "li"}:
-            self.out.append("\n\n" if tag not in {"tr"} else "\n")
+        elif tag in _BLOCK_TAGS and tag != "br":
+            self._flush()
 
     def handle_data(self, data: str) -> None:
         if self.skip_depth:
             return
-        text = re.sub(r"\s+", " ", data)
-        if self.link_href is not None:
-            self.link_text.append(text)
+        data = data.replace("\r\n", "\n").replace("\r", "\n")
+        if not self.keep_newlines:
+            data = re.sub(r"\s+", " ", data)
+        self._add(data)
+
+    def _add(self, text: str) -> None:
+        if self.link_text is not None:
+            self.link_text.append(text.replace("\n", " "))
         else:
-            self.out.append(text)
+            self.parts.append(text)
 
     def _close_link(self) -> None:
-        href, text = self.link_href, "".join(self.link_text).strip()
-        self.link_href, self.link_text = None, []
-        if not href or href.startswith(("javascript:", "#")):
-            self.out.append(text)
-        elif not text or text == href:
-            self.out.append(href)
-        elif self.markdown_links:
-            self.out.append(f"[{text}]({href})")
+        if self.link_text is None:
+            return
+        text = re.sub(r"\s+", " ", "".join(self.link_text)).strip()
+        url = safe_url(self.link_href)
+        self.link_href, self.link_text = None, None
+        if url is None:
+            self.parts.append(text)  # javascript:, #anchors, relative links: keep the words only
         else:
-            self.out.append(f"{text} ({href})")
+            self.parts.append(Link(text or url, url))
 
-    def result(self) -> str:
-        if self.link_href is not None:
-            self._close_link()
-        return "".join(self.out)
+    def _flush(self) -> None:
+        self._close_link()
+        self.blocks += _blocks_from_parts(self.parts, bullet=self.bullet)
+        self.parts, self.bullet = [], False
+
+    def result(self) -> tuple[Block, ...]:
+        self._flush()
+        return tuple(self.blocks)
 
 
-def _tidy(text: str) -> str:
-    lines = [line.strip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+_OPENERS = {")": "(", "]": "[", "}": "{"}
+
+
+def _trim_url(raw: str) -> str:
+    """Drop sentence punctuation after a bare URL, keeping balanced brackets (``a_(b)``)."""
+    while raw:
+        last = raw[-1]
+        opener = _OPENERS.get(last)
+        if last in ".,;:!?" or (opener and raw.count(opener) < raw.count(last)):
+            raw = raw[:-1]
+        else:
+            return raw
+    return raw
+
+
+def _linkify(text: str) -> list[Inline]:
+    out: list[Inline] = []
+    position = 0
+    for match in _BARE_URL.finditer(text):
+        raw = _trim_url(match.group())
+        url = safe_url(raw)
+        if url is None:
+            continue
+        out += [text[position : match.start()], Link(url, url)]
+        position = match.start() + len(raw)
+    out.append(text[position:])
+    return [p for p in out if p != ""]
+
+
+def _finish_line(parts: list[Inline]) -> list[Inline]:
+    """Merge, tidy, linkify and defuse one line of inline parts."""
+    line: list[Inline] = []
+    for part in _merge_strings(parts):
+        if isinstance(part, Link):
+            text = part.text if part.text == part.url else clean_text(part.text)
+            line.append(Link(text, part.url))
+        else:
+            for piece in _linkify(_SPACES.sub(" ", part)):
+                line.append(piece if isinstance(piece, Link) else defuse(piece))
+    if line and isinstance(line[0], str):
+        line[0] = line[0].lstrip()
+    if line and isinstance(line[-1], str):
+        line[-1] = line[-1].rstrip()
+    return [p for p in line if p != ""]
+
+
+def _blocks_from_parts(parts: Sequence[Inline], *, bullet: bool = False) -> list[Block]:
+    """Split inline parts at line breaks into paragraphs (blank line) and bullets ("- …")."""
+    lines: list[list[Inline]] = [[]]
+    for part in parts:
+        if isinstance(part, Link):
+            lines[-1].append(part)
+            continue
+        first, *rest = part.split("\n")
+        lines[-1].append(first)
+        lines += [[piece] for piece in rest]
+    blocks: list[Block] = []
+    current: list[list[Inline]] = []
+
+    def flush(as_bullet: bool = False) -> None:
+        if current:
+            joined: list[Inline] = []
+            for number, line in enumerate(current):
+                joined += (["\n"] if number else []) + line
+            blocks.append(Block(tuple(_merge_strings(joined)), bullet=as_bullet))
+            current.clear()
+
+    for raw_line in lines:
+        line = _finish_line(raw_line)
+        if not line:
+            if not bullet:
+                flush()
+            continue
+        head = line[0]
+        if not bullet and isinstance(head, str) and _BULLET.match(head):
+            flush()
+            stripped = _BULLET.sub("", head)
+            item: list[Inline] = [stripped] if stripped else []
+            current.append(item + line[1:])
+            flush(as_bullet=True)
+            continue
+        current.append(line)
+    flush(as_bullet=bullet)
+    return blocks
+
+
+def _merge_strings(parts: Iterable[Inline]) -> list[Inline]:
+    merged: list[Inline] = []
+    for part in parts:
+        if isinstance(part, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += part
+        elif part != "":
+            merged.append(part)
+    return merged
+
+
+def text_blocks(content: str, *, is_html: bool) -> tuple[Block, ...]:
+    """Paragraphs, bullets and links of Microsoft's post content, untrusted text defused.
+
+    HTML without paragraph or line-break tags keeps its own line breaks (real
+    posts often are text with a few ``<a>`` tags); plain text is never parsed
+    as HTML, so a literal ``<at>`` in it stays visible text.
+    """
+    if is_html and _HAS_TAG.search(content):
+        parser = _PostParser(keep_newlines=not _HAS_BLOCK_TAG.search(content))
+        parser.feed(content)
+        parser.close()
+        return parser.result()
+    text = decode_entities(content.replace("\r\n", "\n").replace("\r", "\n"))
+    return tuple(_blocks_from_parts([text]))
+
+
+def post_blocks(post: Post) -> tuple[Block, ...]:
+    """A post's text as blocks."""
+    return text_blocks(post.content, is_html=post.content_type == "html")
+
+
+def blocks_length(blocks: Iterable[Block]) -> int:
+    """How many characters the blocks show (link text counted, not URLs)."""
+    return sum(len(p) if isinstance(p, str) else len(p.text) for b in blocks for p in b.parts)
+
+
+def shorten_blocks(blocks: Sequence[Block], limit: int) -> tuple[tuple[Block, ...], bool]:
+    """Keep about ``limit`` characters, cut at a word with "…"; says whether anything was cut."""
+    if blocks_length(blocks) <= limit:
+        return tuple(blocks), False
+    kept: list[Block] = []
+    room = limit
+    for block in blocks:
+        size = blocks_length([block])
+        if size <= room:
+            kept.append(block)
+            room -= size
+            continue
+        parts: list[Inline] = []
+        for part in block.parts:
+            text = part if isinstance(part, str) else part.text
+            if len(text) <= room:
+                parts.append(part)
+                room -= len(text)
+                continue
+            if isinstance(part, str) and room > 0:
+                parts.append(_cut_at_word(part, room))
+            break
+        parts = _merge_strings(parts)
+        if parts and isinstance(parts[-1], str):
+            parts[-1] = parts[-1].rstrip()
+        kept.append(Block(tuple(_merge_strings([*parts, "…"])), bullet=block.bullet))
+        break
+    return tuple(kept), True
+
+
+def _cut_at_word(text: str, room: int) -> str:
+    cut = text[:room]
+    space = cut.rfind(" ")
+    if space > room * 0.6:
+        cut = cut[:space]
+    return cut.rstrip()
+
+
+def _join_blocks(
+    blocks: Iterable[Block],
+    write: Callable[[Block], str],
+    *,
+    bullet: str,
+    between_items: str = "\n",
+) -> str:
+    """Blocks written one by one: a blank line between paragraphs, one line break between
+    consecutive list items (``between_items``), each item starting with ``bullet``."""
+    out: list[str] = []
+    previous_bullet = False
+    for block in blocks:
+        if out:
+            out.append(between_items if block.bullet and previous_bullet else "\n\n")
+        out.append((bullet if block.bullet else "") + write(block))
+        previous_bullet = block.bullet
+    return "".join(out)
 
 
 def html_to_text(content: str, *, markdown_links: bool = False) -> str:
@@ -116,35 +394,18 @@ def html_to_text(content: str, *, markdown_links: bool = False) -> str:
     Links become ``text (url)``, or ``[text](url)`` with ``markdown_links``.
     Content without tags keeps its own line breaks; entities are decoded.
     """
-    if not _HAS_TAG.search(content):
-        return _tidy(html.unescape(content))
-    parser = _TextExtractor(markdown_links)
-    parser.feed(content)
-    parser.close()
-    return _tidy(parser.result())
+    blocks = text_blocks(content, is_html=True)
+    return _markdown_blocks(blocks) if markdown_links else _text_document(blocks)
 
 
 def post_text(post: Post, *, markdown_links: bool = False) -> str:
-    """A post's text as readable plain text."""
-    if post.content_type == "html":
-        return html_to_text(post.content, markdown_links=markdown_links)
-    return _tidy(post.content)
+    """A post's text as readable plain text (or Markdown)."""
+    blocks = post_blocks(post)
+    return _markdown_blocks(blocks) if markdown_links else _text_document(blocks)
 
 
-def shorten(text: str, limit: int, *, url: str | None = None) -> str:
-    """Cut ``text`` to ``limit`` characters at a word boundary, with a clear "…" and the link."""
-    if len(text) <= limit:
-        return text
-    tail = f"… (shortened; full text: {url})" if url else "…"
-    if len(tail) > limit:
-        # No room for the link: an ellipsis alone, or nothing when the limit is 0.
-        tail = "…" if limit > 0 else ""
-    room = max(0, limit - len(tail))
-    cut = text[:room]
-    space = cut.rfind(" ")
-    if space > room * 0.6:
-        cut = cut[:space]
-    return cut.rstrip() + tail
+# --------------------------------------------------------------------------
+# What a change says
 
 
 def format_time(value: datetime | None) -> str:
@@ -171,7 +432,8 @@ def notify_type(change: IssueChange) -> str:
 
     Resolved or report published = success; a new incident, a worse status of
     an incident, a reopened incident or an advisory turned incident = failure;
-    a status getting better = info; anything else = warning.
+    a status getting better = info; anything else (a new advisory, a worse
+    advisory, a new post) = warning.
     """
     issue, kinds = change.issue, change.kinds
     incident = issue.classification == "incident"
@@ -186,6 +448,24 @@ def notify_type(change: IssueChange) -> str:
             return FAILURE if incident else WARNING
         return INFO
     return WARNING
+
+
+def worst_type(types: Iterable[str]) -> str:
+    """The most severe of several notify types (info when there are none)."""
+    return min(types, key=lambda t: NOTIFY_TYPE_RANK.get(t, 9), default=INFO)
+
+
+def digest_order(changes: Iterable[IssueChange]) -> list[IssueChange]:
+    """Most severe first: failure, warning, info, success; then worse status, incidents, id."""
+    return sorted(
+        changes,
+        key=lambda c: (
+            NOTIFY_TYPE_RANK.get(notify_type(c), 9),
+            -c.issue.severity,
+            c.issue.classification != "incident",
+            c.issue.id,
+        ),
+    )
 
 
 def change_lines(change: IssueChange) -> list[str]:
@@ -216,14 +496,6 @@ def change_lines(change: IssueChange) -> list[str]:
     return lines
 
 
-@dataclass(frozen=True)
-class Fact:
-    """One labelled fact shown in a message."""
-
-    label: str
-    value: str
-
-
 def facts(change: IssueChange) -> list[Fact]:
     """The facts worth showing for a change."""
     issue = change.issue
@@ -245,8 +517,52 @@ def facts(change: IssueChange) -> list[Fact]:
 
 
 @dataclass(frozen=True)
+class Section:
+    """One issue's part of a message, in channel-neutral pieces; all untrusted text defused."""
+
+    headline: str
+    title: str
+    lines: tuple[str, ...]
+    facts: tuple[Fact, ...]
+    url: str
+    notify_type: str
+    impact: str = ""
+    post_heading: str = ""
+    post: tuple[Block, ...] = ()
+    issue_id: str = ""
+
+
+def change_section(change: IssueChange) -> Section:
+    """The pieces of the message for one change."""
+    issue = change.issue
+    post = change.new_posts[-1] if change.new_posts else None
+    impact = issue.impact_description if ChangeKind.NEW in change.kinds else None
+    return Section(
+        headline=clean_text(message_title(issue)),
+        title=clean_text(issue.title),
+        lines=tuple(clean_text(x) for x in change_lines(change)),
+        facts=tuple(Fact(f.label, clean_text(f.value)) for f in facts(change)),
+        url=issue.url,
+        notify_type=notify_type(change),
+        impact=clean_text(impact),
+        post_heading=f"Update from Microsoft ({format_time(post.created)})" if post else "",
+        post=post_blocks(post) if post else (),
+        issue_id=issue.id,
+    )
+
+
+# --------------------------------------------------------------------------
+# Messages
+
+
+@dataclass(frozen=True)
 class Message:
-    """A notification, written once for each kind of channel."""
+    """A notification, written once for each kind of channel.
+
+    ``card`` is the whole Teams Workflows payload (an Adaptive Card) and
+    ``slack`` one Slack attachment (colour bar + Block Kit); empty when a
+    message has none, and then those channels get ``markdown``.
+    """
 
     title: str
     text: str
@@ -254,71 +570,441 @@ class Message:
     html: str
     notify_type: str
     url: str
+    card: dict[str, Any] = field(default_factory=dict, compare=False)
+    slack: dict[str, Any] = field(default_factory=dict, compare=False)
+    issue_ids: tuple[str, ...] = ()
 
 
-def render_change(change: IssueChange, *, post_limit: int = POST_TEXT_LIMIT) -> Message:
-    """The message for one change: title, what changed, impact, the newest post, the link."""
-    issue = change.issue
-    post = change.new_posts[-1] if change.new_posts else None
-    lines = change_lines(change)
-    impact = issue.impact_description if ChangeKind.NEW in change.kinds else None
+def render_change(change: IssueChange) -> Message:
+    """The message for one change: title, what changed, facts, the newest post, the link."""
+    section = change_section(change)
+    return _message(section.headline, [section], digest=False)
 
-    text = [issue.title, "", *lines]
-    md = [f"**{_md_escape(issue.title)}**", "", *[_md_escape(x) for x in lines]]
-    if ChangeKind.NEW in change.kinds:
-        started = f"Started: {format_time(issue.start)}"
-        text.append(started)
-        md.append(started)
-    if impact:
-        text += ["", f"Impact: {impact}"]
-        md += ["", f"**Impact:** {_md_escape(impact)}"]
-    if post is not None:
-        heading = f"Update from Microsoft ({format_time(post.created)}):"
-        text += ["", heading, shorten(post_text(post), post_limit, url=issue.url)]
-        md += [
-            "",
-            f"**{heading}**",
-            shorten(post_text(post, markdown_links=True), post_limit, url=issue.url),
-        ]
-    text += ["", f"Open in the Microsoft 365 admin center: {issue.url}"]
-    md += ["", f"[Open in the Microsoft 365 admin center]({issue.url})"]
 
-    return Message(
-        title=message_title(issue),
-        text="\n".join(text).strip(),
-        markdown="\n".join(md).strip(),
-        html=_html(change, lines, impact, post, post_limit),
-        notify_type=notify_type(change),
-        url=issue.url,
+def render_digest(changes: Sequence[IssueChange]) -> Message:
+    """One message listing several changes, most severe first; one change renders as usual."""
+    if len(changes) == 1:
+        return render_change(changes[0])
+    sections = [change_section(c) for c in digest_order(changes)]
+    ids = [s.issue_id for s in sections]
+    shown = ", ".join(ids[:6]) + (f" and {len(ids) - 6} more" if len(ids) > 6 else "")
+    title = f"Microsoft 365 service health: {len(ids)} changes ({shown})"
+    return _message(title, sections, digest=True)
+
+
+def render_test(target: str, now: datetime, *, version: str = "") -> Message:
+    """The clearly-marked message ``m365watch test-notify`` sends to a target."""
+    section = Section(
+        headline="[Test] m365watch test notification",
+        title=f"Test message for the target {clean_text(target)!r}: no action is needed.",
+        lines=(
+            "This is not a service-health issue. If you can read it, m365watch "
+            "can deliver to this target.",
+        ),
+        facts=(
+            Fact("Target", clean_text(target)),
+            Fact("Sent", format_time(now)),
+            Fact("Sent by", f"m365watch {version}".strip()),
+        ),
+        url=SERVICE_HEALTH_URL,
+        notify_type=INFO,
     )
+    title = f"[Test] m365watch test notification for {clean_text(target)}"
+    return _message(title, [section], digest=False)
+
+
+def _message(title: str, sections: Sequence[Section], *, digest: bool) -> Message:
+    kind = worst_type(s.notify_type for s in sections)
+    heading = title if digest else ""  # a digest opens with its title; one change with its issue
+    limit = DIGEST_EXCERPT_LIMIT if digest else TEXT_POST_LIMIT
+    document = _document(heading, sections, limit, kind)
+    return Message(
+        title=title,
+        text=_text_document(document),
+        markdown=_markdown_message(
+            heading, sections, DIGEST_EXCERPT_LIMIT if digest else MARKDOWN_POST_LIMIT
+        ),
+        html=_html_document(document),
+        notify_type=kind,
+        url=sections[0].url if len(sections) == 1 else SERVICE_HEALTH_URL,
+        card=_teams_card(title, heading, sections, kind),
+        slack=_slack_attachment(title, heading, sections, kind),
+        issue_ids=tuple(s.issue_id for s in sections if s.issue_id),
+    )
+
+
+def _post_parts(section: Section, limit: int) -> tuple[tuple[Block, ...], Block | None]:
+    """The post cut to ``limit``, and the note with the link when it was cut."""
+    blocks, cut = shorten_blocks(section.post, limit)
+    note = None
+    if cut:
+        note = Block(
+            ("(shortened) ", Link("Read the full update in the admin center", section.url))
+        )
+    return blocks, note
+
+
+# --------------------------------------------------------------------------
+# Plain text and email HTML: one document, two writers; the text Apprise
+# derives from the HTML for the email's text part is exactly the plain text.
+
+Unit = Block | tuple[Fact, ...]
+
+
+def _document(heading: str, sections: Sequence[Section], post_limit: int, kind: str) -> list[Unit]:
+    units: list[Unit] = []
+    if heading:
+        units.append(Block((heading,), heading=2, accent=COLOURS[kind]))
+    for section in sections:
+        compact = bool(heading)
+        accent = COLOURS[section.notify_type]
+        if compact:
+            units.append(Block((section.headline,), heading=3, accent=accent))
+            units.append(Block(("\n".join([section.title, *section.lines]),)))
+        else:
+            units.append(Block((section.title,), heading=2, accent=accent))
+            if section.lines:
+                units.append(Block(("\n".join(section.lines),)))
+            units.append(section.facts)
+            if section.impact:
+                units.append(Block((f"Impact: {section.impact}",)))
+        if section.post:
+            blocks, note = _post_parts(section, post_limit)
+            if not compact:
+                units.append(Block((section.post_heading + ":",), heading=3))
+            units += blocks
+            if note:
+                units.append(note)
+        units.append(Block((ADMIN_LINK_LABEL + ": ", Link(section.url, section.url))))
+    return units
+
+
+def _inline_text(part: Inline) -> str:
+    if isinstance(part, str):
+        return part
+    return part.url if part.text == part.url else f"{part.text} ({part.url})"
+
+
+def _text_document(units: Iterable[Unit]) -> str:
+    blocks = [
+        u if isinstance(u, Block) else Block(("\n".join(f"{f.label}: {f.value}" for f in u),))
+        for u in units
+    ]
+    return _join_blocks(blocks, lambda b: "".join(_inline_text(p) for p in b.parts), bullet="- ")
+
+
+_FONT = "font-family:'Segoe UI',Helvetica,Arial,sans-serif;font-size:14px;color:#242424"
+
+
+def _inline_html(part: Inline) -> str:
+    if isinstance(part, str):
+        return html.escape(part).replace("\n", "<br>")
+    url = html.escape(part.url)
+    if part.text == part.url:
+        return f'<a href="{url}">{url}</a>'
+    return f'<a href="{url}">{html.escape(part.text)}</a> (<a href="{url}">{url}</a>)'
+
+
+def _html_document(units: Sequence[Unit]) -> str:
+    out: list[str] = [f'<div style="{_FONT};max-width:760px">']
+    in_list = False
+    for unit in units:
+        if isinstance(unit, Block) and unit.bullet:
+            out.append(("" if in_list else "\n<ul>") + "<li>")
+            out.append("".join(_inline_html(p) for p in unit.parts) + "</li>")
+            in_list = True
+            continue
+        if in_list:
+            out.append("</ul>")
+            in_list = False
+        out.append("\n" + _html_unit(unit))
+    if in_list:
+        out.append("</ul>")
+    out.append("\n</div>")
+    return "".join(out)
+
+
+def _html_unit(unit: Unit) -> str:
+    if not isinstance(unit, Block):
+        rows = "".join(
+            '<tr><td style="padding:3px 10px;border-bottom:1px solid #e0e0e0">'
+            f'<b style="display:inline-block;min-width:110px">{html.escape(f.label)}:</b> '
+            f"{html.escape(f.value)}</td></tr>"
+            for f in unit
+        )
+        return f'<table style="border-collapse:collapse;margin:4px 0">{rows}</table>'
+    body = "".join(_inline_html(p) for p in unit.parts)
+    if unit.heading:
+        style = "margin:12px 0 6px"
+        if unit.accent:
+            style += f";border-left:6px solid {unit.accent};padding-left:10px"
+        return f'<h{unit.heading} style="{style}">{body}</h{unit.heading}>'
+    return f"<p>{body}</p>"
+
+
+# --------------------------------------------------------------------------
+# Markdown (CommonMark) for other Markdown targets
 
 
 def _md_escape(text: str) -> str:
-    # Keep untrusted text from opening emphasis or links in Markdown channels.
+    # Keep untrusted text from opening emphasis, links or HTML in Markdown channels.
     return re.sub(r"([\\`*_\[\]<>])", r"\\\1", text)
 
 
-def _html(
-    change: IssueChange, lines: list[str], impact: str | None, post: Post | None, limit: int
-) -> str:
-    issue = change.issue
-    esc = html.escape
-    parts = [f"<h2>{esc(issue.title)}</h2>"]
-    if lines:
-        parts.append("<p>" + "<br>".join(esc(x) for x in lines) + "</p>")
-    rows = "".join(
-        f"<tr><th align='left'>{esc(f.label)}</th><td>{esc(f.value)}</td></tr>"
-        for f in facts(change)
+def _md_inline(part: Inline) -> str:
+    if isinstance(part, str):
+        return _md_escape(part)
+    if part.text == part.url:
+        return f"<{part.url}>"
+    return f"[{_md_escape(part.text)}]({part.url})"
+
+
+def _markdown_blocks(blocks: Iterable[Block]) -> str:
+    return _join_blocks(blocks, lambda b: "".join(_md_inline(p) for p in b.parts), bullet="- ")
+
+
+def _markdown_message(heading: str, sections: Sequence[Section], post_limit: int) -> str:
+    parts: list[str] = []
+    if heading:
+        parts.append(f"**{_md_escape(heading)}**")
+    for section in sections:
+        if heading:
+            lines = [f"**{_md_escape(section.headline)}**", _md_escape(section.title)]
+            parts.append("\n".join(lines + [_md_escape(x) for x in section.lines]))
+        else:
+            parts.append(f"**{_md_escape(section.title)}**")
+            if section.lines:
+                parts.append("\n".join(_md_escape(x) for x in section.lines))
+            parts.append(
+                "\n".join(
+                    f"**{_md_escape(f.label)}:** {_md_escape(f.value)}" for f in section.facts
+                )
+            )
+            if section.impact:
+                parts.append(f"**Impact:** {_md_escape(section.impact)}")
+        if section.post:
+            blocks, note = _post_parts(section, post_limit)
+            text = _markdown_blocks([*blocks, *([note] if note else [])])
+            parts.append(text if heading else f"**{section.post_heading}:**\n{text}")
+        parts.append(f"[{ADMIN_LINK_LABEL}]({section.url})")
+    return "\n\n".join(parts)
+
+
+# --------------------------------------------------------------------------
+# Microsoft Teams: an Adaptive Card posted through a Workflows webhook
+
+
+def _teams_escape(text: str) -> str:
+    # Adaptive Cards read a Markdown subset (bold, italic, lists, links): escape only what
+    # could open one, so "[Incident]" or "snake_case" show without stray backslashes.
+    text = re.sub(r"([\\`*])", r"\\\1", text)
+    text = re.sub(r"(?<!\w)_|_(?!\w)", r"\\_", text)
+    return text.replace("](", "]\\(")
+
+
+def _teams_inline(part: Inline, *, bullet: bool = False) -> str:
+    if isinstance(part, str):
+        # A blank line breaks a paragraph's lines; inside a list item it would end the list.
+        return _teams_escape(part).replace("\n", " " if bullet else "\n\n")
+    return f"[{_teams_escape(part.text)}]({part.url})"
+
+
+def _teams_blocks(blocks: Iterable[Block]) -> str:
+    # Adaptive Cards: "\r" between list items (Microsoft's documented form).
+    return _join_blocks(
+        blocks,
+        lambda b: "".join(_teams_inline(p, bullet=b.bullet) for p in b.parts),
+        bullet="- ",
+        between_items="\r",
     )
-    parts.append(f"<table>{rows}</table>")
-    if impact:
-        parts.append(f"<p><b>Impact:</b> {esc(impact)}</p>")
-    if post is not None:
-        body = esc(shorten(post_text(post), limit, url=issue.url)).replace("\n", "<br>")
-        parts.append(f"<h3>Update from Microsoft ({esc(format_time(post.created))})</h3>")
-        parts.append(f"<p>{body}</p>")
-    parts.append(
-        f"<p><a href='{esc(issue.url)}'>Open in the Microsoft 365 admin center</a>"
-        f"<br>{esc(issue.url)}</p>"
-    )
-    return "\n".join(parts)
+
+
+def _text_block(text: str, **style: Any) -> dict[str, Any]:
+    return {"type": "TextBlock", "text": text, "wrap": True, **style}
+
+
+def _teams_post(section: Section, limit: int) -> dict[str, Any]:
+    blocks, note = _post_parts(section, limit)
+    return _text_block(_teams_blocks([*blocks, *([note] if note else [])]))
+
+
+def _teams_lines(lines: Iterable[str], **style: Any) -> list[dict[str, Any]]:
+    text = "\n\n".join(_teams_escape(x) for x in lines)
+    return [_text_block(text, **style)] if text else []
+
+
+def _teams_change(section: Section, post_limit: int) -> list[dict[str, Any]]:
+    """The body of a one-change card: what changed, the FactSet, impact, the newest post."""
+    items = _teams_lines(section.lines, weight="Bolder")
+    facts = [{"title": f.label, "value": _teams_escape(f.value)} for f in section.facts]
+    items.append({"type": "FactSet", "facts": facts})
+    if section.impact:
+        items.append(_text_block(f"**Impact:** {_teams_escape(section.impact)}"))
+    if section.post and post_limit > 0:
+        heading = _text_block(section.post_heading, weight="Bolder", separator=True)
+        items += [heading, _teams_post(section, post_limit)]
+    return items
+
+
+def _teams_digest_entry(section: Section, post_limit: int) -> dict[str, Any]:
+    """One change of a digest: a separated container with its own "Open" button."""
+    items = [
+        _text_block(
+            _teams_escape(section.headline),
+            weight="Bolder",
+            color=TEAMS_STYLES[section.notify_type],
+        ),
+        _text_block(_teams_escape(section.title), spacing="Small"),
+        *_teams_lines(section.lines, spacing="Small"),
+    ]
+    if section.post and post_limit > 0:
+        items.append(_teams_post(section, post_limit))
+    action = {"type": "Action.OpenUrl", "title": f"Open {section.issue_id}", "url": section.url}
+    items.append({"type": "ActionSet", "actions": [action]})
+    return {"type": "Container", "separator": True, "spacing": "Medium", "items": items}
+
+
+def _teams_card(title: str, heading: str, sections: Sequence[Section], kind: str) -> dict[str, Any]:
+    """The Workflows payload; post text, then detail, give way until it fits Teams' size limit."""
+    if heading:
+        attempts = [(n, limit) for n in (len(sections), 20, 10, 0) for limit in (400, 150, 0)]
+    else:
+        attempts = [(1, limit) for limit in (TEAMS_POST_LIMIT, 1000, 300, 0)]
+    for detailed, post_limit in attempts:
+        if heading:
+            top = [_text_block(_teams_escape(heading), size="Large", weight="Bolder")]
+            body = [_teams_digest_entry(s, post_limit) for s in sections[:detailed]]
+            rest = sections[detailed:]
+            if rest:
+                links = _more_list(rest, lambda s: f"[{s.issue_id}]({s.url})", 6000)
+                body.append(_text_block(f"**{len(rest)} more:** {links}", separator=True))
+            actions: list[dict[str, Any]] = []
+        else:
+            section = sections[0]
+            top = [
+                _text_block(_teams_escape(section.headline), size="Large", weight="Bolder"),
+                _text_block(_teams_escape(section.title), spacing="Small"),
+            ]
+            body = _teams_change(section, post_limit)
+            actions = [{"type": "Action.OpenUrl", "title": CHAT_LINK_LABEL, "url": section.url}]
+        content: dict[str, Any] = {
+            "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+            "type": "AdaptiveCard",
+            "version": "1.4",
+            "msteams": {"width": "Full"},
+            "fallbackText": title,
+            "body": [
+                {"type": "Container", "style": TEAMS_STYLES[kind], "bleed": True, "items": top},
+                *body,
+            ],
+        }
+        if actions:
+            content["actions"] = actions
+        card = {
+            "type": "message",
+            "attachments": [
+                {
+                    "contentType": "application/vnd.microsoft.card.adaptive",
+                    "contentUrl": None,
+                    "content": content,
+                }
+            ],
+        }
+        if payload_size(card) <= TEAMS_CARD_MAX_BYTES:
+            break
+    return card
+
+
+def _more_list(sections: Sequence[Section], link: Callable[[Section], str], budget: int) -> str:
+    """The ids of changes a digest has no room to detail: linked while they fit, then plain."""
+    out: list[str] = []
+    used = 0
+    for section in sections:
+        item = link(section)
+        if used + len(item) > budget:
+            item = section.issue_id
+        out.append(item)
+        used += len(item) + 2
+    return ", ".join(out)
+
+
+def payload_size(payload: dict[str, Any]) -> int:
+    """Bytes of ``payload`` as JSON on the wire (Apprise's ``json.dumps``, ASCII-escaped)."""
+    return len(json.dumps(payload).encode("utf-8"))
+
+
+# --------------------------------------------------------------------------
+# Slack: one attachment (colour bar) holding Block Kit sections in mrkdwn
+
+
+def _slack_escape(text: str) -> str:
+    # Slack reads only these three as control characters in mrkdwn.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _slack_inline(part: Inline) -> str:
+    if isinstance(part, str):
+        return _slack_escape(part)
+    if part.text == part.url:
+        return f"<{part.url}>"
+    return f"<{part.url}|{_slack_escape(part.text)}>"
+
+
+def _slack_blocks_text(blocks: Iterable[Block]) -> str:
+    return _join_blocks(blocks, lambda b: "".join(_slack_inline(p) for p in b.parts), bullet="• ")
+
+
+def _slack_section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:SLACK_TEXT_MAX]}}
+
+
+def _slack_post(section: Section, limit: int, heading: str = "") -> str:
+    """The post as mrkdwn within one section's limit (escaping can only lengthen it)."""
+    while True:
+        blocks, note = _post_parts(section, limit)
+        text = heading + _slack_blocks_text([*blocks, *([note] if note else [])])
+        if len(text) <= SLACK_TEXT_MAX or limit <= 100:
+            return text
+        limit -= max(100, len(text) - SLACK_TEXT_MAX)
+
+
+def _slack_attachment(
+    title: str, heading: str, sections: Sequence[Section], kind: str
+) -> dict[str, Any]:
+    blocks: list[dict[str, Any]] = []
+    if heading:
+        blocks.append(_slack_section(f"*{_slack_escape(heading)}*"))
+        detailed = sections if len(sections) * 2 + 1 <= SLACK_MAX_BLOCKS else sections[:20]
+        for section in detailed:
+            lines = [f"*{_slack_escape(section.headline)}*", _slack_escape(section.title)]
+            lines += [_slack_escape(x) for x in section.lines]
+            if section.post:
+                lines.append(_slack_post(section, DIGEST_EXCERPT_LIMIT))
+            lines.append(f"<{section.url}|{CHAT_LINK_LABEL}>")
+            blocks += [{"type": "divider"}, _slack_section("\n".join(lines))]
+        rest = sections[len(detailed) :]
+        if rest:
+            links = _more_list(rest, lambda s: f"<{s.url}|{s.issue_id}>", SLACK_TEXT_MAX - 100)
+            blocks.append(_slack_section(f"*{len(rest)} more:* {links}"))
+    else:
+        section = sections[0]
+        text = f"*{_slack_escape(section.headline)}*\n{_slack_escape(section.title)}"
+        if section.lines:
+            text += "\n\n" + "\n".join(_slack_escape(x) for x in section.lines)
+        blocks.append(_slack_section(text))
+        blocks.append(
+            {
+                "type": "section",
+                "fields": [
+                    {"type": "mrkdwn", "text": f"*{f.label}*\n{_slack_escape(f.value)}"}
+                    for f in section.facts[:10]
+                ],
+            }
+        )
+        if section.impact:
+            blocks.append(_slack_section(f"*Impact:* {_slack_escape(section.impact)}"))
+        if section.post:
+            post_heading = f"*{_slack_escape(section.post_heading)}:*\n"
+            blocks.append(_slack_section(_slack_post(section, SLACK_POST_LIMIT, post_heading)))
+        blocks.append(_slack_section(f"<{section.url}|{CHAT_LINK_LABEL}>"))
+    return {"color": COLOURS[kind], "fallback": title, "blocks": blocks}

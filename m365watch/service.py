@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from m365watch import __version__
 from m365watch.config import PollSettings, TargetSettings
 from m365watch.diff import ChangeKind, IssueChange, diff_issues
-from m365watch.errors import StateError
+from m365watch.errors import ConfigError, StateError
 from m365watch.models import Issue, format_timestamp, parse_issues, parse_timestamp
-from m365watch.render import Message, render_change
+from m365watch.render import Message, render_digest, render_test
 from m365watch.store import StateData, StateStore
 
 log = logging.getLogger(__name__)
@@ -44,10 +45,10 @@ class Sender(Protocol):
 
 @dataclass(frozen=True)
 class Delivery:
-    """One message sent (or tried) to one target."""
+    """One message sent (or tried) to one target; a digest names all its issues."""
 
     target: str
-    issue_id: str
+    issue_id: str  # "EX1256020", or "EX1256020, MO1256311" for a digest
     title: str
     ok: bool
     reason: str = ""
@@ -134,15 +135,18 @@ def run_poll(
         if baseline:
             new_state.meta["baselineAt"] = format_timestamp(now)
 
+        # Apprise checks the URLs when they changed (loading it costs ~0.4 s, so a quiet poll
+        # with unchanged targets never does), and on every dry run.
         sender: Sender | None = None
-        if new_state.meta.get("targetsFingerprint") != targets_fingerprint and targets:
+        changed_targets = new_state.meta.get("targetsFingerprint") != targets_fingerprint
+        if targets and (changed_targets or dry_run):
             sender = make_sender()
             sender.check()
             new_state.meta["targetsFingerprint"] = targets_fingerprint
 
         outgoing = _outgoing(new_state.pending, targets)
         if dry_run:
-            previews = tuple((name, render_change(change)) for name, change, _ in outgoing)
+            previews = tuple((name, render_digest(changes)) for name, changes, _ in outgoing)
             return PollResult(
                 baseline=baseline,
                 issues_seen=len(issues),
@@ -156,12 +160,12 @@ def run_poll(
         deliveries: list[Delivery] = []
         if outgoing:
             sender = sender or make_sender()
-            for name, change, records in outgoing:
-                message = render_change(change)
-                outcome = sender.send(name, message)
-                ok = bool(getattr(outcome, "ok", outcome))
-                reason = str(getattr(outcome, "reason", ""))
-                deliveries.append(Delivery(name, change.issue.id, message.title, ok, reason))
+            for name, changes, records in outgoing:
+                message = render_digest(changes)
+                ok, reason = _accepted(sender.send(name, message))
+                issue_ids = ", ".join(message.issue_ids)  # a digest's, most severe first
+                deliveries.append(Delivery(name, issue_ids, message.title, ok, reason))
+                # A digest covers all its records: accepted clears them all, refused keeps them all.
                 for record in records:
                     _record_attempt(record, name, ok, reason, now)
             new_state.pending = [r for r in new_state.pending if r["targets"]]
@@ -263,9 +267,13 @@ def _queue(
 
 def _outgoing(
     pending: list[dict[str, Any]], targets: Sequence[TargetSettings]
-) -> list[tuple[str, IssueChange, list[dict[str, Any]]]]:
-    """One (target, merged change, queue records) per target and issue, in queue order."""
-    out: list[tuple[str, IssueChange, list[dict[str, Any]]]] = []
+) -> list[tuple[str, list[IssueChange], list[dict[str, Any]]]]:
+    """The messages owed: (target, changes, queue records) per target and issue, in queue order.
+
+    Several queued changes of one issue merge into one change; a ``digest`` target gets
+    one message holding every issue's change and all their records.
+    """
+    out: list[tuple[str, list[IssueChange], list[dict[str, Any]]]] = []
     for target in targets:
         by_issue: dict[str, tuple[IssueChange, list[dict[str, Any]]]] = {}
         for record in pending:
@@ -280,7 +288,12 @@ def _outgoing(
                 by_issue[change.issue.id] = (merged.merged_with(change), [*records, record])
             else:
                 by_issue[change.issue.id] = (change, [record])
-        out += [(target.name, change, records) for change, records in by_issue.values()]
+        groups = list(by_issue.values())
+        if target.digest and len(groups) > 1:
+            changes = [change for change, _ in groups]
+            out.append((target.name, changes, [r for _, records in groups for r in records]))
+        else:
+            out += [(target.name, [change], records) for change, records in groups]
     return out
 
 
@@ -295,3 +308,26 @@ def _record_attempt(
     attempts = record.setdefault("attempts", {})
     attempts[target] = int(attempts.get(target, 0)) + 1
     record.setdefault("lastError", {})[target] = f"{format_timestamp(now)} {reason}"[:300]
+
+
+def send_test_messages(
+    sender: Sender, targets: Sequence[TargetSettings], now: datetime
+) -> list[Delivery]:
+    """Send each target a clearly-marked test message; one result per target, in order.
+
+    A URL Apprise rejects fails its own target only, so every target gets its line.
+    """
+    results: list[Delivery] = []
+    for target in targets:
+        message = render_test(target.name, now, version=__version__)
+        try:
+            ok, reason = _accepted(sender.send(target.name, message))
+        except ConfigError as error:
+            ok, reason = False, str(error)
+        results.append(Delivery(target.name, "", message.title, ok, reason))
+    return results
+
+
+def _accepted(outcome: Any) -> tuple[bool, str]:
+    """Whether a sender's result (a DeliveryResult, or a plain bool) is a success, and why not."""
+    return bool(getattr(outcome, "ok", outcome)), str(getattr(outcome, "reason", ""))

@@ -25,6 +25,30 @@ def timeline_steps() -> list[dict[str, Any]]:
     return load_timeline()
 
 
+def timeline_change(before: int | None, after: int, issue_id: str) -> Any:
+    """The change of ``issue_id`` from timeline step ``before`` (None = unseen) to ``after``."""
+    from m365watch.diff import diff_issue
+    from m365watch.models import parse_issues
+
+    def at(step: int) -> Any:
+        return {i.id: i for i in parse_issues(timeline_steps()[step]["issues"])[0]}[issue_id]
+
+    change = diff_issue(at(before) if before is not None else None, at(after))
+    assert change is not None
+    return change
+
+
+def json_strings(value: Any) -> list[str]:
+    """Every string inside a JSON-like value (to search a payload's texts)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in json_strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in json_strings(v)]
+    return []
+
+
 @pytest.fixture
 def now() -> datetime:
     return datetime(2026, 11, 20, 21, 0, tzinfo=timezone.utc)

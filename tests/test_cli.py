@@ -16,7 +16,14 @@ from click.testing import CliRunner
 
 from m365watch import __version__
 from m365watch.cli import main
-from tests.conftest import SLACK_URL, SLACK_WEBHOOK, load_json, timeline_steps
+from tests.conftest import (
+    SLACK_URL,
+    SLACK_WEBHOOK,
+    TEAMS_ENDPOINT,
+    TEAMS_URL,
+    load_json,
+    timeline_steps,
+)
 from tests.test_auth import CLIENT_ID, SECRET, TENANT, mock_identity
 
 GRAPH_ISSUES = "https://graph.microsoft.com/v1.0/admin/serviceAnnouncement/issues"
@@ -319,3 +326,92 @@ def test_demo_can_send_to_a_real_target() -> None:
 def test_sample_payloads_load() -> None:
     # The real captured list parses through the CLI's path too (sanity for the fixture).
     assert load_json("cli-microsoft365-healthissue-list.json")["value"][0]["id"] == "CR275975"
+
+
+# --- test-notify (issue 3) ---
+
+
+def notify_config(tmp_path: Path) -> Path:
+    """Two targets and no [tenant]: test-notify needs no sign-in."""
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[state]\npath = "{tmp_path / "state.json"}"\n\n'
+        f'[[notify]]\nname = "ops-slack"\nurl = "{SLACK_URL}"\n\n'
+        f'[[notify]]\nname = "ops-teams"\nurl = "{TEAMS_URL}"\ndigest = true\n'
+    )
+    return path
+
+
+def test_test_notify_prints_one_line_per_target_and_exits_3_on_a_failure(tmp_path: Path) -> None:
+    config = notify_config(tmp_path)
+    with responses.RequestsMock() as rsps:
+        slack = rsps.post(SLACK_WEBHOOK, body="ok")
+        rsps.post(TEAMS_ENDPOINT, status=500)
+        result = invoke(config, "test-notify")
+    assert result.exit_code == 3
+    assert result.stdout.splitlines() == [
+        "ops-slack: ok (slack)",
+        "ops-teams: FAILED (workflows): workflows: Failed to send Workflows notification: "
+        "Internal server error., error=500.",
+    ]
+    for secret in ("TIiajkdnlazkcOXrIdevi7", "Sig0123456789abcdefSecret", "f0a1b2c3d4e5"):
+        assert secret not in result.output
+    attachment = json.loads(slack.calls[0].request.body)["attachments"][0]
+    assert attachment["fallback"] == "[Test] m365watch test notification for ops-slack"
+    assert not (tmp_path / "state.json").exists()
+
+
+def test_test_notify_one_target_exits_0(tmp_path: Path) -> None:
+    config = notify_config(tmp_path)
+    with responses.RequestsMock() as rsps:
+        teams = rsps.post(TEAMS_ENDPOINT, status=202)
+        result = invoke(config, "test-notify", "--target", "ops-teams")
+    assert (result.exit_code, result.stdout) == (0, "ops-teams: ok (workflows)\n")
+    card = json.loads(teams.calls[0].request.body)["attachments"][0]["content"]
+    assert card["body"][0]["items"][0]["text"] == "[Test] m365watch test notification"
+
+
+@pytest.mark.parametrize(
+    ("args", "notify", "message"),
+    [
+        (
+            ["--target", "nope"],
+            "",
+            "Error: no [[notify]] target is named 'nope': the targets are ops-slack, ops-teams",
+        ),
+        ([], "none", "has no [[notify]] blocks: add one"),
+    ],
+    ids=["unknown-target", "no-targets"],
+)
+def test_test_notify_usage_errors_exit_2(
+    tmp_path: Path, args: list[str], notify: str, message: str
+) -> None:
+    config = notify_config(tmp_path)
+    if notify == "none":
+        config.write_text(f'[state]\npath = "{tmp_path / "state.json"}"\n')
+    result = invoke(config, "test-notify", *args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_test_notify_reports_a_url_apprise_rejects_and_still_tests_the_others(
+    tmp_path: Path,
+) -> None:
+    config = notify_config(tmp_path)
+    config.write_text(
+        config.read_text() + '\n[[notify]]\nname = "typo"\nurl = "slack://onlyonetokenSECRET"\n'
+    )
+    with responses.RequestsMock() as rsps:
+        rsps.post(SLACK_WEBHOOK, body="ok")
+        rsps.post(TEAMS_ENDPOINT, status=202)
+        result = invoke(config, "test-notify")
+    assert result.exit_code == 3
+    assert result.stdout.splitlines() == [
+        "ops-slack: ok (slack)",
+        "ops-teams: ok (workflows)",
+        "typo: FAILED (slack): notify target 'typo': Apprise does not accept its URL number 1 "
+        "(slack://…) (An invalid Slack (second) Token (…) was specified): check it against "
+        "the Apprise documentation for that service",
+    ]
+    assert "onlyonetokenSECRET" not in result.output  # stdout and stderr

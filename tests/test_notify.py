@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
 import responses
 
+from m365watch.diff import ChangeKind, IssueChange
 from m365watch.errors import ConfigError
+from m365watch.models import Issue
 from m365watch.notify import Notifier, scrub
-from m365watch.render import Message
-from tests.conftest import SLACK_URL, SLACK_WEBHOOK, TEAMS_ENDPOINT, TEAMS_URL
+from m365watch.render import Message, render_change
+from tests.conftest import (
+    SLACK_URL,
+    SLACK_WEBHOOK,
+    TEAMS_ENDPOINT,
+    TEAMS_URL,
+    json_strings,
+    timeline_change,
+    timeline_steps,
+)
 
 MESSAGE = Message(
     title="[Incident] EX1256020 · Exchange Online: Service degradation",
@@ -107,15 +118,19 @@ def test_a_target_fails_unless_all_its_urls_accept() -> None:
         ("nosuchscheme://abcSECRET", "abcSECRET"),
         ("slack://onlyonetokenSECRET", "onlyonetokenSECRET"),
         ("mailto://?to=SECRET@example.com", "SECRET"),
+        ("slack://T1JJ3T3L2/badSECRET!x/C0FFEE", "badSECRET"),
     ],
-    ids=["unknown-scheme", "malformed-slack", "mailto-without-host"],
+    ids=["unknown-scheme", "malformed-slack", "mailto-without-host", "bad-second-token"],
 )
-def test_check_rejects_urls_apprise_cannot_load(url: str, secret: str) -> None:
+def test_check_rejects_urls_apprise_cannot_load(
+    url: str, secret: str, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     with pytest.raises(ConfigError) as caught:
         Notifier({"ops": [url]}).check()
     message = str(caught.value)
     assert "notify target 'ops'" in message
-    assert secret not in message
+    # Apprise's own warning quotes the bad token: it is kept out of the logs and the message.
+    assert secret not in message + capsys.readouterr().err + caplog.text
 
 
 def test_throttle_off_sets_rate_to_zero_and_on_keeps_apprise_default() -> None:
@@ -133,3 +148,340 @@ def test_scrub_removes_urls_and_tokens() -> None:
     assert "hooks.slack.com" not in cleaned
     assert "xoxb-1234567890-abcdefghijkl" not in cleaned
     assert cleaned.startswith("Failed to send to")
+
+
+# --- What each channel receives, for three moments of the demo incident (issue 3) ---
+
+EX_URL = "https://admin.microsoft.com/Adminportal/Home#/servicehealth/:/alerts/EX1256020"
+TITLE = "Users can't access their mailboxes using Outlook mobile or the new Outlook for Mac"
+TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*(\s[^>]*)?>")
+
+# (before, after): a new incident, a status change with a new post, the resolution.
+SCENARIOS = {
+    "new-incident": (None, 4),
+    "status-and-post": (1, 2),
+    "resolved": (5, 6),
+}
+EXPECTED = {
+    "new-incident": {
+        "headline": "[Incident] EX1256020 · Exchange Online: Service interruption",
+        "style": "attention",
+        "colour": "#D13438",
+        "lines": ["New incident"],
+        "status": "Service interruption",
+        "times": [("Started", "2026-11-20 13:42 UTC"), ("Last update", "2026-11-20 16:48 UTC")],
+        "post_start": f"Title: {TITLE}",
+        "post_end": "Next update by: Thursday, November 20, 2026, at 7:00 PM UTC",
+    },
+    "status-and-post": {
+        "headline": "[Advisory] EX1256020 · Exchange Online: Service degradation",
+        "style": "warning",
+        "colour": "#FFB900",
+        "lines": ["Status: Investigating → Service degradation", "New update from Microsoft"],
+        "status": "Investigating → Service degradation",
+        "times": [("Started", "2026-11-20 13:42 UTC"), ("Last update", "2026-11-20 15:21 UTC")],
+        "post_start": f"Title: {TITLE}",
+        "post_end": "Next update by: Thursday, November 20, 2026, at 5:00 PM UTC",
+    },
+    "resolved": {
+        "headline": "[Incident] EX1256020 · Exchange Online: Service restored",
+        "style": "good",
+        "colour": "#107C10",
+        "lines": [
+            "Status: Restoring service → Service restored",
+            "Resolved at 2026-11-20 20:15 UTC",
+            "New update from Microsoft",
+        ],
+        "status": "Restoring service → Service restored",
+        "times": [
+            ("Started", "2026-11-20 13:42 UTC"),
+            ("Ended", "2026-11-20 20:15 UTC"),
+            ("Last update", "2026-11-20 20:37 UTC"),
+        ],
+        "post_start": f"Title: {TITLE}",
+        "post_end": "Next steps: We're reviewing our change validation procedures. "
+        "This is the final update for the event.",
+    },
+}
+
+
+def scenario_message(name: str) -> Message:
+    before, after = SCENARIOS[name]
+    return render_change(timeline_change(before, after, "EX1256020"))
+
+
+def expected_facts(name: str) -> list[tuple[str, str]]:
+    case = EXPECTED[name]
+    classification = case["headline"][1:9]
+    return [
+        ("Service", "Exchange Online"),
+        ("Feature", "E-Mail and calendar access"),
+        ("Classification", classification),
+        ("Status", case["status"]),
+        *case["times"],
+    ]
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+@responses.activate
+def test_teams_receives_an_adaptive_card(scenario: str) -> None:
+    teams = responses.add(responses.POST, TEAMS_ENDPOINT, status=202)
+    message = scenario_message(scenario)
+    result = Notifier({"teams": [TEAMS_URL]}, throttle=False).send("teams", message)
+    assert result.ok, result.reason
+    body = teams.calls[0].request.body
+    payload = json.loads(body)
+    assert payload == message.card  # exactly the card m365watch built, through Apprise's plugin
+    case = EXPECTED[scenario]
+    card = payload["attachments"][0]["content"]
+    assert (card["type"], card["version"]) == ("AdaptiveCard", "1.4")
+    header = card["body"][0]
+    assert header["style"] == case["style"]
+    assert [b["text"] for b in header["items"]] == [case["headline"], TITLE]
+    assert card["body"][1]["text"] == "\n\n".join(case["lines"])
+    [factset] = [b for b in card["body"] if b["type"] == "FactSet"]
+    assert [(f["title"], f["value"]) for f in factset["facts"]] == expected_facts(scenario)
+    post = card["body"][-1]["text"]
+    assert post.startswith(case["post_start"]) and post.endswith(case["post_end"])
+    assert card["actions"] == [
+        {"type": "Action.OpenUrl", "title": "Open in admin center", "url": EX_URL}
+    ]
+    assert not [s for s in json_strings(card) if TAG.search(s)]
+    assert len(body) < 28_000  # Teams' message size limit is about 28 KB
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+@responses.activate
+def test_slack_receives_mrkdwn_with_a_colour_bar(scenario: str) -> None:
+    slack = responses.add(responses.POST, SLACK_WEBHOOK, body="ok", status=200)
+    message = scenario_message(scenario)
+    result = Notifier({"slack": [SLACK_URL]}, throttle=False).send("slack", message)
+    assert result.ok, result.reason
+    payload = json.loads(slack.calls[0].request.body)
+    assert payload == {"attachments": [message.slack]}
+    case = EXPECTED[scenario]
+    attachment = payload["attachments"][0]
+    assert attachment["color"] == case["colour"]
+    assert attachment["fallback"] == case["headline"]
+    first, fields, *middle, link = attachment["blocks"]
+    assert first["text"]["text"] == (
+        f"*{case['headline']}*\n{TITLE}\n\n" + "\n".join(case["lines"])
+    )
+    assert [f["text"] for f in fields["fields"]] == [
+        f"*{label}*\n{value}" for label, value in expected_facts(scenario)
+    ]
+    post = middle[-1]["text"]["text"]
+    assert post.startswith("*Update from Microsoft (")
+    assert post.endswith(case["post_end"])
+    assert link["text"]["text"] == f"<{EX_URL}|Open in admin center>"
+    texts = [b["text"]["text"] for b in attachment["blocks"] if "text" in b]
+    assert all(len(t) <= 3000 for t in texts)  # Slack's limit for a section's text
+    # No HTML: the only angle brackets are Slack's own <url|label> links.
+    assert not [t for t in texts if TAG.search(re.sub(r"<https://[^>|]+\|[^>]*>", "", t))]
+
+
+def test_slack_new_incident_payload_in_full() -> None:
+    message = scenario_message("new-incident")
+    assert message.slack == {
+        "color": "#D13438",
+        "fallback": "[Incident] EX1256020 · Exchange Online: Service interruption",
+        "blocks": [
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": "*[Incident] EX1256020 · Exchange Online: Service interruption*\n"
+                    f"{TITLE}\n\nNew incident",
+                },
+            },
+            {
+                "type": "section",
+                "fields": [
+                    {"type": "mrkdwn", "text": "*Service*\nExchange Online"},
+                    {"type": "mrkdwn", "text": "*Feature*\nE-Mail and calendar access"},
+                    {"type": "mrkdwn", "text": "*Classification*\nIncident"},
+                    {"type": "mrkdwn", "text": "*Status*\nService interruption"},
+                    {"type": "mrkdwn", "text": "*Started*\n2026-11-20 13:42 UTC"},
+                    {"type": "mrkdwn", "text": "*Last update*\n2026-11-20 16:48 UTC"},
+                ],
+            },
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": "*Impact:* Users may be unable to access their mailboxes using "
+                    "Outlook mobile or the new Outlook for Mac.",
+                },
+            },
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": "*Update from Microsoft (2026-11-20 16:48 UTC):*\n"
+                    f"Title: {TITLE}\n\n"
+                    "User impact: Users can't access their mailboxes using Outlook mobile or "
+                    "the new Outlook for Mac.\n\n"
+                    "More info: Impact has grown to a significant portion of North America and "
+                    "Europe. Outlook on the web and Outlook for Windows are not affected.\n\n"
+                    "Current status: We've confirmed a configuration change to the "
+                    "authentication infrastructure caused the impact and are reverting it.\n\n"
+                    "• Outlook mobile: affected\n• New Outlook for Mac: affected\n\n"
+                    "Next update by: Thursday, November 20, 2026, at 7:00 PM UTC",
+                },
+            },
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": f"<{EX_URL}|Open in admin center>"},
+            },
+        ],
+    }
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_email_receives_html_and_a_text_part_with_every_url(
+    smtp_server: Any, scenario: str
+) -> None:
+    handler, port = smtp_server
+    url = f"mailto://127.0.0.1:{port}?from=m365watch@example.com&to=ops@example.com"
+    message = scenario_message(scenario)
+    result = Notifier({"mail": [url]}, throttle=False).send("mail", message)
+    assert result.ok, result.reason
+    [received] = handler.messages()
+    case = EXPECTED[scenario]
+    assert received["Subject"] == case["headline"]
+    assert received.get_content_type() == "multipart/alternative"
+    html_part = received.get_body(preferencelist=("html",)).get_content()
+    text_part = received.get_body(preferencelist=("plain",)).get_content()
+    for label, value in expected_facts(scenario):
+        assert f'<b style="display:inline-block;min-width:110px">{label}:</b> {value}</td>' in (
+            html_part
+        )
+    assert f'<a href="{EX_URL}">{EX_URL}</a>' in html_part
+    # The text part Apprise derives from the HTML is exactly m365watch's own text rendering.
+    assert text_part.replace("\r\n", "\n").strip() == message.text
+    lines = message.text.splitlines()
+    assert lines[0] == TITLE
+    assert lines[2 : 2 + len(case["lines"])] == case["lines"]
+    assert f"Open in the Microsoft 365 admin center: {EX_URL}" in lines
+    hrefs = {h.replace("&amp;", "&") for h in re.findall(r'href="([^"]+)"', html_part)}
+    assert hrefs and all(h in text_part for h in hrefs)
+    assert not TAG.search(text_part)
+
+
+def test_email_text_part_writes_out_the_links_of_a_post(smtp_server: Any) -> None:
+    handler, port = smtp_server
+    url = f"mailto://127.0.0.1:{port}?from=m365watch@example.com&to=ops@example.com"
+    message = render_change(timeline_change(None, 1, "EX1256020"))
+    assert Notifier({"mail": [url]}).send("mail", message).ok
+    [received] = handler.messages()
+    html_part = received.get_body(preferencelist=("html",)).get_content()
+    text_part = received.get_body(preferencelist=("plain",)).get_content()
+    assert '<a href="https://outlook.office.com/mail/">Outlook on the web</a>' in html_part
+    assert (
+        "Users can use Outlook on the web (https://outlook.office.com/mail/) in the meantime."
+        in (text_part)
+    )
+    assert "We’re reviewing service telemetry" in text_part  # &#8217; decoded once
+
+
+def test_every_demo_message_has_an_email_text_part_equal_to_its_text() -> None:
+    from apprise.common import NotifyFormat
+    from apprise.conversion import convert_between
+
+    from m365watch.diff import diff_issues
+    from m365watch.models import parse_issues
+    from m365watch.render import render_digest
+
+    steps = timeline_steps()
+    messages = []
+    for number, step in enumerate(steps):
+        before = {i.id: i for i in parse_issues(steps[number - 1]["issues"])[0]} if number else {}
+        changes = diff_issues(before, parse_issues(step["issues"])[0])
+        messages += [render_change(c) for c in changes]
+        if len(changes) > 1:
+            messages.append(render_digest(changes))
+    assert len(messages) == 12
+    for message in messages:
+        assert convert_between(NotifyFormat.HTML, NotifyFormat.TEXT, message.html) == message.text
+
+
+@responses.activate
+def test_a_post_with_mass_mentions_arrives_defused(smtp_server: Any) -> None:
+    handler, port = smtp_server
+    slack = responses.add(responses.POST, SLACK_WEBHOOK, body="ok")
+    teams = responses.add(responses.POST, TEAMS_ENDPOINT, status=202)
+    issue = Issue.from_graph(
+        {
+            "id": "EX1300000",
+            "title": "Mail delays @here",
+            "service": "Exchange Online",
+            "status": "investigating",
+            "classification": "incident",
+            "isResolved": False,
+            "posts": [
+                {
+                    "createdDateTime": "2026-11-20T14:00:00Z",
+                    "description": {
+                        "contentType": "text",
+                        "content": "Attention <!channel> and <!here>: <at>Everyone</at> "
+                        "@everyone <b>see</b> [this](https://evil.example)",
+                    },
+                }
+            ],
+        }
+    )
+    message = render_change(IssueChange(issue, frozenset({ChangeKind.NEW}), new_posts=issue.posts))
+    mail = f"mailto://127.0.0.1:{port}?from=m365watch@example.com&to=ops@example.com"
+    notifier = Notifier({"all": [SLACK_URL, TEAMS_URL, mail]}, throttle=False)
+    assert notifier.send("all", message).ok
+    [received] = handler.messages()
+    delivered = {
+        "slack": json_strings(json.loads(slack.calls[0].request.body)),
+        "teams": json_strings(json.loads(teams.calls[0].request.body)),
+        "email": [
+            received.get_body(preferencelist=("plain",)).get_content(),
+            received.get_body(preferencelist=("html",)).get_content(),
+            str(received["Subject"]),
+        ],
+    }
+    for channel, texts in delivered.items():
+        joined = "\n".join(texts)
+        assert not re.search(r"<!(channel|here)", joined), channel
+        assert not re.search(r"<at>", joined, re.IGNORECASE), channel
+        assert not re.search(r"(?<!\w)@(everyone|here)", joined), channel
+        assert "Everyone" in joined and "everyone" in joined  # still readable
+    slack_blocks = json.loads(slack.calls[0].request.body)["attachments"][0]["blocks"]
+    assert slack_blocks[-2]["text"]["text"].endswith(
+        "Attention &lt;\u200b!channel&gt; and &lt;\u200b!here&gt;: &lt;\u200bat&gt;Everyone"
+        "&lt;\u200b/at&gt; @\u200beveryone &lt;b&gt;see&lt;/b&gt; [this](<https://evil.example>)"
+    )
+    teams_card = json.loads(teams.calls[0].request.body)["attachments"][0]["content"]
+    assert "entities" not in teams_card.get("msteams", {})  # no mention for Teams to resolve
+
+
+@responses.activate
+def test_a_users_own_workflows_template_is_kept(tmp_path: Any) -> None:
+    teams = responses.add(responses.POST, TEAMS_ENDPOINT, status=202)
+    template = tmp_path / "card.json"
+    template.write_text(
+        '{"type": "message", "attachments": [{"contentType": "x", "content": '
+        '{"title": "{{app_title}}", "text": "{{app_body}}"}}]}'
+    )
+    url = f"{TEAMS_URL}?template={template}"
+    message = scenario_message("resolved")
+    assert Notifier({"teams": [url]}, throttle=False).send("teams", message).ok
+    sent = json.loads(teams.calls[0].request.body)["attachments"][0]["content"]
+    assert sent["title"] == message.title
+    assert sent["text"].startswith(f"**{TITLE}**")  # the Markdown flavour
+
+
+@responses.activate
+def test_template_braces_in_a_post_reach_teams_unchanged() -> None:
+    teams = responses.add(responses.POST, TEAMS_ENDPOINT, status=202)
+    issue = Issue.from_graph(
+        {"id": "EX1300001", "title": "Literal {{app_body}} and {{app_title}}", "service": "S"}
+    )
+    message = render_change(IssueChange(issue, frozenset({ChangeKind.NEW})))
+    assert Notifier({"teams": [TEAMS_URL]}, throttle=False).send("teams", message).ok
+    assert json.loads(teams.calls[0].request.body) == message.card
+    assert "Literal {{app_body}} and {{app_title}}" in teams.calls[0].request.body

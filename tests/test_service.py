@@ -289,3 +289,116 @@ def test_changed_targets_are_checked_before_anything_is_written(tmp_path: Path) 
     with pytest.raises(ConfigError, match="notify target 'bad'"):
         poller.run(step(1))
     assert not poller.store.path.exists()
+
+
+# --- Digests (issue 3) ---
+
+
+@responses.activate
+def test_digest_sends_one_message_per_target_with_every_change(tmp_path: Path) -> None:
+    slack_hook = responses.add(responses.POST, SLACK_WEBHOOK, body="ok")
+    teams_hook = responses.add(responses.POST, TEAMS_ENDPOINT, status=202)
+    poller = Poller(tmp_path, [slack(digest=True), teams(digest=True)])
+    poller.run(step(0))
+    # Step 0 -> 5: TM1255871 resolved, EX1256020 and MO1256311 new: three changes.
+    result = poller.run(step(5), now=T0 + timedelta(hours=1))
+    assert len(result.changes) == 3
+    assert [(d.target, d.issue_id, d.ok) for d in result.deliveries] == [
+        ("slack", "EX1256020, MO1256311, TM1255871", True),  # most severe first
+        ("teams", "EX1256020, MO1256311, TM1255871", True),
+    ]
+    for hook in (slack_hook, teams_hook):
+        assert hook.call_count == 1
+        body = hook.calls[0].request.body
+        assert all(issue_id in body for issue_id in ("EX1256020", "MO1256311", "TM1255871"))
+    assert poller.store.load().pending == []
+
+
+@responses.activate
+def test_failed_digest_keeps_every_change_and_a_later_one_clears_them(tmp_path: Path) -> None:
+    responses.add(responses.POST, TEAMS_ENDPOINT, status=500)
+    poller = Poller(tmp_path, [teams(digest=True)])
+    poller.run(step(0))
+    failed = poller.run(step(5), now=T0 + timedelta(hours=1))
+    assert [(d.issue_id, d.ok) for d in failed.deliveries] == [
+        ("EX1256020, MO1256311, TM1255871", False)
+    ]
+    pending = poller.store.load().pending
+    assert sorted(r["change"]["issue"]["id"] for r in pending) == [
+        "EX1256020",
+        "MO1256311",
+        "TM1255871",
+    ]
+    assert all(r["targets"] == ["teams"] and r["attempts"] == {"teams": 1} for r in pending)
+
+    responses.replace(responses.POST, TEAMS_ENDPOINT, status=202)
+    # EX1256020 is resolved meanwhile: still one message, its two queued changes merged,
+    # and now good news it sorts after the open advisory.
+    retried = poller.run(step(6), now=T0 + timedelta(hours=2))
+    assert [(d.issue_id, d.ok) for d in retried.deliveries] == [
+        ("MO1256311, EX1256020, TM1255871", True)
+    ]
+    assert poller.store.load().pending == []
+    assert len(responses.calls) == 2
+
+
+@responses.activate
+def test_digest_with_one_change_is_the_usual_message(tmp_path: Path) -> None:
+    responses.add(responses.POST, SLACK_WEBHOOK, body="ok")
+    poller = Poller(tmp_path, [slack(digest=True)])
+    poller.run(step(1))
+    result = poller.run(step(2), now=T0 + timedelta(hours=1))
+    assert [d.title for d in result.deliveries] == [
+        "[Advisory] EX1256020 · Exchange Online: Service degradation"
+    ]
+
+
+@responses.activate
+def test_digest_and_per_issue_targets_side_by_side(tmp_path: Path) -> None:
+    responses.add(responses.POST, SLACK_WEBHOOK, body="ok")
+    poller = Poller(tmp_path, [slack("per-issue"), slack("digest", digest=True)])
+    poller.run(step(0))
+    result = poller.run(step(5), now=T0 + timedelta(hours=1))
+    assert sorted((d.target, d.issue_id) for d in result.deliveries) == [
+        ("digest", "EX1256020, MO1256311, TM1255871"),
+        ("per-issue", "EX1256020"),
+        ("per-issue", "MO1256311"),
+        ("per-issue", "TM1255871"),
+    ]
+
+
+def test_dry_run_checks_the_urls_even_when_the_targets_did_not_change(tmp_path: Path) -> None:
+    poller = Poller(tmp_path, [slack()])
+    poller.run(step(0))  # records the targets' fingerprint ("fp-slack")
+    broken = Poller(tmp_path, [TargetSettings(name="slack", urls=("nosuchscheme://x",))])
+    broken.run(step(0), now=T0 + timedelta(hours=1))  # same fingerprint: not checked, no sender
+    assert broken.senders == 0
+    with pytest.raises(ConfigError, match="notify target 'slack'"):
+        broken.run(step(0), now=T0 + timedelta(hours=2), dry_run=True)
+
+
+# --- Test messages (issue 3) ---
+
+
+@responses.activate
+def test_test_messages_report_each_target() -> None:
+    from m365watch.service import send_test_messages
+
+    responses.add(responses.POST, SLACK_WEBHOOK, body="ok")
+    responses.add(responses.POST, TEAMS_ENDPOINT, status=500)
+    targets = [
+        slack(),
+        teams(),
+        TargetSettings(name="typo", urls=("slack://onlyonetoken",)),
+    ]
+    notifier = Notifier({t.name: t.urls for t in targets}, throttle=False)
+    results = send_test_messages(notifier, targets, T0)
+    assert [(r.target, r.ok) for r in results] == [
+        ("slack", True),
+        ("teams", False),
+        ("typo", False),
+    ]
+    assert results[1].reason.startswith("workflows: ")
+    assert "Apprise does not accept its URL number 1 (slack://…)" in results[2].reason
+    sent = json.loads(responses.calls[0].request.body)
+    assert sent["attachments"][0]["fallback"] == "[Test] m365watch test notification for slack"
