@@ -83,7 +83,9 @@ def main() -> None:
         state = Path(tmp) / "state" / "state.json"
         config = Path(tmp) / "config.toml"
         config.write_text(
-            fake.config_text(state, notify='[[notify]]\nname = "hook"\nurl = "' + fake.hook_url("ops") + '"\n')
+            fake.config_text(
+                state, notify='[[notify]]\nname = "hook"\nurl = "' + fake.hook_url("ops") + '"\n'
+            )
         )
         config.chmod(0o600)
         env = {
@@ -111,10 +113,14 @@ def main() -> None:
             times.append(seconds)
             graph.append(fake.counts["graph"] - before.get("graph", 0))
             identity.append(
-                fake.counts["token"] + fake.counts["openid"]
-                - before.get("token", 0) - before.get("openid", 0)
+                fake.counts["token"]
+                + fake.counts["openid"]
+                - before.get("token", 0)
+                - before.get("openid", 0)
             )
-        rewritten = hashlib.sha256(state.read_bytes()).hexdigest() != digest or state.stat().st_ino != inode
+        rewritten = (
+            hashlib.sha256(state.read_bytes()).hexdigest() != digest or state.stat().st_ino != inode
+        )
 
         baseline = []
         for _ in range(args.runs):

@@ -72,9 +72,7 @@ class FakeMicrosoft:
         self.issues: list[dict[str, Any]] = []
         self.health: list[dict[str, Any]] = []
         # Faults served (in order) instead of the next Graph answers: (status, body, headers).
-        self.graph_faults: collections.deque[tuple[int, str, dict[str, str]]] = (
-            collections.deque()
-        )
+        self.graph_faults: collections.deque[tuple[int, str, dict[str, str]]] = collections.deque()
         # Webhook names that answer 500 while listed.
         self.failing_hooks: set[str] = set()
         self.counts: collections.Counter[str] = collections.Counter()
