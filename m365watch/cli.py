@@ -77,6 +77,9 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
         level = logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("m365watch: %(levelname)s: %(message)s"))
+    # On the handler too: -q must also hide Apprise's own warnings (a failed delivery
+    # prints its Warning line anyway), while Apprise still logs them for the reason text.
+    handler.setLevel(level)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
