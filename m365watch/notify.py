@@ -37,6 +37,14 @@ class DeliveryResult:
     reason: str = ""
 
 
+class _ScrubApprise(logging.Filter):
+    """Apprise logs a URL it cannot parse nearly whole (secrets too): scrub every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = scrub(record.getMessage()), None
+        return True
+
+
 def _scheme(url: str) -> str:
     match = _SCHEME.match(url.strip())
     return match.group(1).lower() if match else "?"
@@ -46,6 +54,9 @@ def scrub(text: str) -> str:
     """Remove anything that could be part of a notification URL from a log line."""
     text = _URLISH.sub("<url>", text)
     return _TOKENISH.sub("<redacted>", text).strip()
+
+
+logging.getLogger("apprise").addFilter(_ScrubApprise())
 
 
 class Notifier:
