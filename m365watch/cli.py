@@ -24,6 +24,7 @@ from m365watch.errors import (
     EXIT_USAGE,
     ConfigError,
     M365WatchError,
+    first_line,
 )
 
 if TYPE_CHECKING:
@@ -94,8 +95,7 @@ def fail(error: M365WatchError, verbose: int) -> NoReturn:
         import traceback
 
         traceback.print_exception(error, file=sys.stderr)
-    message = str(error).splitlines()[0] if str(error) else type(error).__name__
-    click.echo(f"Error: {message}", err=True)
+    click.echo(f"Error: {first_line(error)}", err=True)
     sys.exit(error.exit_code)
 
 
