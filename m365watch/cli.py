@@ -23,12 +23,15 @@ from m365watch.errors import (
     EXIT_RUNTIME,
     EXIT_USAGE,
     ConfigError,
+    LockedError,
     M365WatchError,
+    StateError,
     first_line,
 )
 
 if TYPE_CHECKING:
-    from m365watch.config import Settings
+    from m365watch.config import Settings, TenantSettings
+    from m365watch.health import WatcherReport
     from m365watch.service import PollResult
 
 log = logging.getLogger("m365watch")
@@ -149,42 +152,73 @@ def poll(ctx: Context, dry_run: bool, notify_existing: bool, lock_wait: float) -
 
     def action() -> int:
         settings = ctx.settings()
-        result = poll_once(
-            settings, dry_run=dry_run, notify_existing=notify_existing, lock_wait=lock_wait
+        result, watcher = poll_with_health(
+            settings,
+            quiet=ctx.quiet,
+            dry_run=dry_run,
+            notify_existing=notify_existing,
+            lock_wait=lock_wait,
         )
         print_poll_result(result, quiet=ctx.quiet)
-        return EXIT_DELIVERY if result.failed else 0
+        return EXIT_DELIVERY if result.failed or watcher.failed else 0
 
     run_guarded(ctx, action)
 
 
-def build_graph(settings: Settings) -> Any:
-    """The Graph adapter, signed in through MSAL with the configured credential."""
-    from m365watch.auth import CLOUDS, Certificate, ClientSecret, TokenProvider
-    from m365watch.graph import GraphClient
+def build_tokens(settings: Settings, *, session: Any = None) -> Any:
+    """The MSAL token provider for the configured credential (no network until used)."""
+    from m365watch.auth import Certificate, ClientSecret, TokenProvider
 
-    tenant = settings.tenant
-    if tenant is None:
-        raise ConfigError(
-            f"{settings.source} has no [tenant] table: add tenant_id, client_id and "
-            "client_secret or certificate_path (see config.example.toml)"
-        )
-    authority_host, graph_endpoint = CLOUDS[tenant.cloud]
+    tenant = _tenant(settings)
+    authority_host, graph_endpoint = _endpoints(settings)
     credential: ClientSecret | Certificate
     if tenant.certificate_path is not None:
         credential = Certificate(tenant.certificate_path, tenant.certificate_password)
     else:
         credential = ClientSecret(tenant.client_secret or "")
-    graph_endpoint = tenant.graph_endpoint or graph_endpoint
-    tokens = TokenProvider(
+    return TokenProvider(
         tenant_id=tenant.tenant_id,
         client_id=tenant.client_id,
         credential=credential,
-        authority_host=tenant.authority or authority_host,
+        authority_host=authority_host,
         graph_endpoint=graph_endpoint,
         cache_dir=settings.state_path.parent,
+        session=session,
     )
-    return GraphClient(graph_endpoint=graph_endpoint, get_token=tokens.get_token)
+
+
+def _tenant(settings: Settings) -> TenantSettings:
+    """The [tenant] table; ConfigError when the configuration has none."""
+    if settings.tenant is None:
+        raise ConfigError(
+            f"{settings.source} has no [tenant] table: add tenant_id, client_id and "
+            "client_secret or certificate_path (see config.example.toml)"
+        )
+    return settings.tenant
+
+
+def _endpoints(settings: Settings) -> tuple[str, str]:
+    """(authority host, Graph endpoint) for the configured cloud and overrides."""
+    from m365watch.auth import CLOUDS
+
+    tenant = _tenant(settings)
+    authority_host, graph_endpoint = CLOUDS[tenant.cloud]
+    return tenant.authority or authority_host, tenant.graph_endpoint or graph_endpoint
+
+
+def build_graph(
+    settings: Settings, *, tokens: Any = None, session: Any = None, **options: Any
+) -> Any:
+    """The Graph adapter, signed in through MSAL; ``options`` go to GraphClient."""
+    from m365watch.graph import GraphClient
+
+    tokens = tokens or build_tokens(settings, session=session)
+    return GraphClient(
+        graph_endpoint=_endpoints(settings)[1],
+        get_token=tokens.get_token,
+        session=session,
+        **options,
+    )
 
 
 def build_sender(settings: Settings, *, throttle: bool = True) -> Any:
@@ -200,13 +234,14 @@ def poll_once(
     dry_run: bool = False,
     notify_existing: bool = False,
     lock_wait: float = 10.0,
+    source: Any = None,
 ) -> PollResult:
-    """Wire the real adapters and run one poll."""
+    """Wire the real adapters (``source`` defaults to Graph) and run one poll."""
     from m365watch.service import run_poll
     from m365watch.store import StateStore
 
     return run_poll(
-        source=build_graph(settings),
+        source=source if source is not None else build_graph(settings),
         store=StateStore(settings.state_path, lock_wait=lock_wait),
         make_sender=lambda: build_sender(settings),
         poll=settings.poll,
@@ -270,6 +305,91 @@ def demo(ctx: Context, notify_urls: tuple[str, ...]) -> NoReturn:
         return EXIT_DELIVERY if failed else 0
 
     run_guarded(ctx, action)
+
+
+# --- watch and doctor (issue 5) ---
+
+
+def poll_with_health(
+    settings: Settings,
+    *,
+    quiet: bool = False,
+    source: Any = None,
+    dry_run: bool = False,
+    notify_existing: bool = False,
+    lock_wait: float = 10.0,
+) -> tuple[PollResult, WatcherReport]:
+    """One poll as ``poll`` and ``watch`` run it, counting polls that cannot reach Graph.
+
+    A sign-in or Graph error is recorded in the health file (and, after
+    ``[health] alert_after`` in a row, sent to "watcher" targets) before it is
+    raised on; a poll that reaches Graph sends "working again" where it is owed.
+    What the watcher sent is printed here. A dry run records nothing.
+    """
+    from m365watch.health import MonitoredSource, WatcherReport, record_failure, record_success
+    from m365watch.store import HealthStore, health_path_for
+
+    monitored = MonitoredSource(source if source is not None else build_graph(settings))
+    health = HealthStore(health_path_for(settings.state_path), lock_wait=lock_wait)
+    try:
+        result = poll_once(
+            settings,
+            dry_run=dry_run,
+            notify_existing=notify_existing,
+            lock_wait=lock_wait,
+            source=monitored,
+        )
+    except M365WatchError as error:
+        if monitored.failure is error and not dry_run:
+            reason = first_line(error)
+            report = _record_health(
+                lambda: record_failure(
+                    health,
+                    reason=reason,
+                    alert_after=settings.alert_after,
+                    targets=settings.targets,
+                    make_sender=lambda: build_sender(settings),
+                    now=datetime.now(timezone.utc),
+                )
+            )
+            print_watcher_report(report, quiet=quiet)
+        raise
+    if dry_run:
+        return result, WatcherReport()
+    report = _record_health(
+        lambda: record_success(
+            health,
+            targets=settings.targets,
+            make_sender=lambda: build_sender(settings),
+            now=datetime.now(timezone.utc),
+        )
+    )
+    print_watcher_report(report, quiet=quiet)
+    return result, report
+
+
+def _record_health(record: Callable[[], WatcherReport]) -> WatcherReport:
+    """Run a health update; one that cannot be made is a warning, never the poll's failure."""
+    from m365watch.health import WatcherReport
+
+    try:
+        return record()
+    except (LockedError, StateError) as error:
+        log.warning("%s", first_line(error))
+        return WatcherReport()
+
+
+def print_watcher_report(report: WatcherReport, *, quiet: bool = False) -> None:
+    """What the self-monitoring sent, or failed to send (kept for the next poll)."""
+    for delivery in report.deliveries:
+        if not delivery.ok:
+            click.echo(
+                f"Warning: {delivery.title!r} not delivered to {delivery.target}: "
+                f"{delivery.reason or 'failed'} (tried again next poll)",
+                err=True,
+            )
+        elif not quiet:
+            click.echo(f"Sent {delivery.title!r} to {delivery.target}.")
 
 
 # Allow "python -m m365watch.cli".

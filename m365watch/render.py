@@ -319,3 +319,49 @@ def _html(
         f"<br>{esc(issue.url)}</p>"
     )
     return "\n".join(parts)
+
+
+# --- watcher messages (issue 5): m365watch reporting on itself ---
+
+WATCHER_DOWN_TITLE = "m365watch cannot reach Microsoft Graph"
+WATCHER_UP_TITLE = "m365watch is working again"
+
+
+def render_watcher_down(reason: str, failures: int, since: datetime | None) -> Message:
+    """The one alert sent when polls keep failing: what fails, since when, what to run."""
+    first = f"{WATCHER_DOWN_TITLE}: {reason}"
+    detail = (
+        f"{failures} polls in a row have failed, the first at {format_time(since)}. "
+        "Service-health changes are not being watched until this is fixed."
+    )
+    hint = "Run m365watch doctor on its host to see what is wrong."
+    after = "You will get one message when it works again; nothing is lost meanwhile."
+    text = "\n\n".join([first, detail, f"{hint} {after}"])
+    markdown = "\n\n".join(
+        [
+            f"**{_md_escape(WATCHER_DOWN_TITLE)}:** {_md_escape(reason)}",
+            _md_escape(detail),
+            f"Run `m365watch doctor` on its host to see what is wrong. {after}",
+        ]
+    )
+    esc = html.escape
+    body_html = "\n".join(
+        [
+            f"<p><b>{esc(WATCHER_DOWN_TITLE)}:</b> {esc(reason)}</p>",
+            f"<p>{esc(detail)}</p>",
+            f"<p>Run <code>m365watch doctor</code> on its host to see what is wrong. "
+            f"{esc(after)}</p>",
+        ]
+    )
+    return Message(WATCHER_DOWN_TITLE, text, markdown, body_html, FAILURE, "")
+
+
+def render_watcher_up(since: datetime | None, now: datetime) -> Message:
+    """The one message sent when a poll succeeds again after the alert."""
+    text = (
+        f"m365watch reached Microsoft Graph again at {format_time(now)}, after failing since "
+        f"{format_time(since)}. Changes made meanwhile are sent as usual."
+    )
+    return Message(
+        WATCHER_UP_TITLE, text, _md_escape(text), f"<p>{html.escape(text)}</p>", SUCCESS, ""
+    )
