@@ -6,9 +6,12 @@ commands that need them, so ``--help`` and cached queries stay fast.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -390,6 +393,86 @@ def print_watcher_report(report: WatcherReport, *, quiet: bool = False) -> None:
             )
         elif not quiet:
             click.echo(f"Sent {delivery.title!r} to {delivery.target}.")
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.option(
+    "--every",
+    default="5m",
+    show_default=True,
+    metavar="DURATION",
+    help="Time from one poll's start to the next: 30s, 5m, 1h. Refused when it could "
+    "break Graph's budget of 800 requests per hour.",
+)
+@click.option(
+    "--lock-wait",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long each poll waits for another running poll before skipping its turn.",
+)
+@click.pass_obj
+def watch(ctx: Context, every: str, lock_wait: float) -> NoReturn:
+    """Poll in a loop, for containers and hosts without a timer.
+
+    A failed poll is reported and the loop goes on. SIGTERM or Ctrl-C lets the
+    poll in progress finish, then exits 0; a second one stops at once.
+    """
+
+    def action() -> int:
+        from m365watch.graph import DEFAULT_MAX_ATTEMPTS
+        from m365watch.watch import check_interval, format_interval, parse_interval, run_watch
+
+        seconds = parse_interval(every)
+        check_interval(seconds, DEFAULT_MAX_ATTEMPTS)
+        settings = ctx.settings()
+        # One client for the whole run: MSAL's app and token stay in memory between polls.
+        graph = build_graph(settings)
+
+        def one_poll() -> int:
+            before = graph.request_count
+            try:
+                result, _ = poll_with_health(
+                    settings, quiet=ctx.quiet, source=graph, lock_wait=lock_wait
+                )
+                print_poll_result(result, quiet=ctx.quiet)
+            except M365WatchError as error:
+                click.echo(f"Error: {first_line(error)}", err=True)
+            return int(graph.request_count - before)
+
+        if not ctx.quiet:
+            click.echo(
+                f"Polling every {format_interval(seconds)}; SIGTERM or Ctrl-C stops after the "
+                "poll in progress."
+            )
+        stop = threading.Event()
+        with _stop_on_signals(stop):
+            polls = run_watch(
+                one_poll, every=seconds, requests_per_poll=DEFAULT_MAX_ATTEMPTS, stop=stop
+            )
+        if not ctx.quiet:
+            click.echo(f"Stopped after {polls} poll(s).")
+        return 0
+
+    run_guarded(ctx, action)
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set ``stop``; a second signal interrupts at once."""
+
+    def handler(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 # Allow "python -m m365watch.cli".
