@@ -34,6 +34,7 @@ from m365watch.errors import (
 
 if TYPE_CHECKING:
     from m365watch.config import Settings, TenantSettings
+    from m365watch.doctor import Check as DoctorCheck
     from m365watch.health import WatcherReport
     from m365watch.service import PollResult
 
@@ -473,6 +474,141 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+@main.command(epilog="Exit codes: 0 when every check passes (warnings allowed), 1 when any fails.")
+@click.pass_obj
+def doctor(ctx: Context) -> NoReturn:
+    """Check the installation, one line per check with the fix.
+
+    Configuration, credential (certificate expiry), sign-in, Graph permission (one
+    request), each notification URL (nothing is sent), state folder, clock.
+    """
+    from m365watch.doctor import Status
+
+    def action() -> int:
+        failed = warned = 0
+        for check in doctor_checks(ctx.config_path()):
+            failed += check.failed
+            warned += check.status is Status.WARN
+            if not ctx.quiet or check.status in (Status.FAIL, Status.WARN):
+                click.echo(f"{check.status.value} {check.name}: {check.detail}")
+        if not ctx.quiet:
+            warnings = f" ({_count(warned, 'warning')})" if warned else ""
+            click.echo(
+                f"{failed} check(s) failed{warnings}: fix them and run m365watch doctor again."
+                if failed
+                else f"All checks passed{warnings}."
+            )
+        return EXIT_RUNTIME if failed else 0
+
+    run_guarded(ctx, action)
+
+
+def doctor_checks(config_path: Path) -> Iterator[DoctorCheck]:
+    """Run doctor's checks in order, yielding each as it completes."""
+    import email.utils
+    from urllib.parse import urlsplit
+
+    import requests
+
+    from m365watch import doctor as checks
+    from m365watch.config import load_settings
+    from m365watch.doctor import Check, Status
+
+    now = datetime.now(timezone.utc)
+    try:
+        settings = load_settings(config_path)
+    except ConfigError as error:
+        yield Check("configuration", Status.FAIL, first_line(error))
+        return
+    yield Check(
+        "configuration",
+        Status.PASS,
+        f"{config_path} is valid ({_count(len(settings.targets), 'notification target')})",
+    )
+    for warning in settings.warnings:
+        yield Check("configuration", Status.WARN, warning)
+
+    credential = _credential_check(settings, now)
+    yield credential
+
+    # Every answer from Microsoft passes here: its Date header is the clock to compare with.
+    answers: list[tuple[datetime, datetime, str]] = []
+
+    def remember_date(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        try:
+            server = email.utils.parsedate_to_datetime(response.headers.get("Date", ""))
+        except (TypeError, ValueError, IndexError):
+            return
+        host = urlsplit(response.url).hostname or "?"
+        answers.append((datetime.now(timezone.utc), server, host))
+
+    session = requests.Session()
+    session.hooks["response"].append(remember_date)
+    if credential.failed:
+        yield checks.skipped("sign-in", "needs a working credential")
+        yield checks.skipped("Graph permission", "needs a sign-in")
+    else:
+        tokens = build_tokens(settings, session=session)
+
+        def sign_in_text() -> str:
+            tokens.get_token()
+            host = urlsplit(_endpoints(settings)[0]).hostname
+            return f"token for app {_tenant(settings).client_id} from {host}"
+
+        sign_in = checks.attempt("sign-in", sign_in_text)
+        yield sign_in
+        if sign_in.failed:
+            yield checks.skipped("Graph permission", "needs a sign-in")
+        else:
+            graph = build_graph(settings, tokens=tokens, session=session, max_attempts=1)
+            yield checks.attempt(
+                "Graph permission",
+                lambda: (
+                    "ServiceHealth.Read.All works (read the health of "
+                    f"{_count(len(graph.list_health_overviews()), 'service')})"
+                ),
+            )
+
+    yield from checks.notification_checks(settings.targets, _apprise_accepts)
+    yield checks.state_folder_check(settings.state_path)
+    local, server, seen_at = answers[-1] if answers else (datetime.now(timezone.utc), None, None)
+    yield checks.clock_check(local, server, seen_at)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _credential_check(settings: Settings, now: datetime) -> DoctorCheck:
+    from m365watch.doctor import Check, Status, certificate_check
+
+    try:
+        tenant = _tenant(settings)
+    except ConfigError as error:
+        return Check("credential", Status.FAIL, first_line(error))
+    if tenant.certificate_path is None:
+        return Check("credential", Status.PASS, "client secret is set (its value is not shown)")
+    from m365watch.auth import Certificate, load_certificate
+
+    try:
+        _, info = load_certificate(
+            Certificate(tenant.certificate_path, tenant.certificate_password)
+        )
+    except ConfigError as error:
+        return Check("certificate", Status.FAIL, first_line(error))
+    return certificate_check(info.subject, info.thumbprint, info.not_after, now)
+
+
+def _apprise_accepts(url: str) -> bool:
+    from m365watch.notify import Notifier
+
+    try:
+        Notifier({"doctor": (url,)}).check()
+    except ConfigError:
+        return False
+    return True
 
 
 # Allow "python -m m365watch.cli".
