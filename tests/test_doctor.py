@@ -12,10 +12,7 @@ from typing import Any
 
 import pytest
 import responses
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from m365watch.doctor import Status, certificate_check, clock_check
 from tests.installation import SENTINEL
@@ -25,6 +22,7 @@ from tests.test_auth import (
     aad_error,
     cert_pem,
     key_pem,
+    make_certificate,
     mock_identity,
     token_url,
 )
@@ -253,17 +251,7 @@ def key() -> rsa.RSAPrivateKey:
 
 
 def certificate_config(tmp_path: Path, key: Any, not_after: datetime) -> Path:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "m365watch")])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(datetime(2024, 1, 1, tzinfo=timezone.utc))
-        .not_valid_after(not_after)
-        .sign(key, hashes.SHA256())
-    )
+    cert = make_certificate(key, "m365watch", not_after)
     pem = tmp_path / "app.pem"
     pem.write_bytes(key_pem(key) + cert_pem(cert))
     config = write_config(tmp_path)

@@ -9,7 +9,6 @@ Graph client's sleep is injected, so retries cost no time and are asserted.
 from __future__ import annotations
 
 import json
-import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,56 +16,42 @@ from typing import Any
 import pytest
 import requests
 import responses
-from click.testing import CliRunner, Result
 
 import m365watch.cli
-from m365watch.cli import main
+from tests import test_cli
 from tests.installation import EXPECTED, FEED_AFTER, FEED_BEFORE, SENTINEL
-from tests.test_auth import CLIENT_ID, TENANT, mock_identity
+from tests.test_auth import mock_identity
 
 GRAPH_ISSUES = "https://graph.microsoft.com/v1.0/admin/serviceAnnouncement/issues"
 HOOKS = "http://hooks.example"
 
 
-def write_config(tmp_path: Path, extra: str = "", *, watcher: bool = True) -> Path:
-    """Targets "all", "incidents" and (optionally) "watch", as json:// webhooks."""
-    path = tmp_path / "config.toml"
-    path.write_text(
-        textwrap.dedent(
-            f"""\
-            [tenant]
-            tenant_id = "{TENANT}"
-            client_id = "{CLIENT_ID}"
-            client_secret = "${{M365WATCH_CLIENT_SECRET}}"
+# Targets "all", "incidents" and "watch" (watcher messages only), as json:// webhooks.
+JSON_TARGETS = """
+[[notify]]
+name = "all"
+url = "json://hooks.example/all"
 
-            [state]
-            path = "{tmp_path / "state" / "state.json"}"
-            {extra}
+[[notify]]
+name = "incidents"
+url = "json://hooks.example/incidents"
+classifications = ["incident"]
 
-            [[notify]]
-            name = "all"
-            url = "json://hooks.example/all"
-
-            [[notify]]
-            name = "incidents"
-            url = "json://hooks.example/incidents"
-            classifications = ["incident"]
-            """
-        )
-        + (
-            '\n[[notify]]\nname = "watch"\nurl = "json://hooks.example/watch"\nevents = ["watcher"]\n'
-            if watcher
-            else ""
-        )
-    )
-    path.chmod(0o600)
-    return path
+[[notify]]
+name = "watch"
+url = "json://hooks.example/watch"
+events = ["watcher"]
+"""
 
 
-def invoke(config: Path, *args: str) -> Result:
-    return CliRunner().invoke(
-        main, ["-c", str(config), *args], env={"M365WATCH_CLIENT_SECRET": SENTINEL}
-    )
+def write_config(tmp_path: Path, extra: str = "") -> Path:
+    """test_cli's config (secret from the environment), with the JSON_TARGETS."""
+    return test_cli.write_config(tmp_path, extra, notify=JSON_TARGETS)
+
+
+def invoke(config: Path, *args: str) -> Any:
+    """test_cli's in-process run, with the sentinel as the client secret."""
+    return test_cli.invoke(config, *args, env={"M365WATCH_CLIENT_SECRET": SENTINEL})
 
 
 def mock_hooks(rsps: responses.RequestsMock, *, failing: tuple[str, ...] = ()) -> None:
