@@ -396,7 +396,10 @@ def print_watcher_report(report: WatcherReport, *, quiet: bool = False) -> None:
             click.echo(f"Sent {delivery.title!r} to {delivery.target}.")
 
 
-@main.command(epilog=EXIT_CODES_HELP)
+@main.command(
+    epilog="Exit codes: 0 when stopped by SIGTERM or Ctrl-C, 2 for a bad --every or "
+    "configuration, 130 after a second signal. Each failed poll prints its Error line."
+)
 @click.option(
     "--every",
     default="5m",
