@@ -6,9 +6,12 @@ commands that need them, so ``--help`` and cached queries stay fast.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -23,11 +26,16 @@ from m365watch.errors import (
     EXIT_RUNTIME,
     EXIT_USAGE,
     ConfigError,
+    LockedError,
     M365WatchError,
+    StateError,
+    first_line,
 )
 
 if TYPE_CHECKING:
-    from m365watch.config import Settings, TargetSettings
+    from m365watch.config import Settings, TargetSettings, TenantSettings
+    from m365watch.doctor import Check as DoctorCheck
+    from m365watch.health import WatcherReport
     from m365watch.service import PollResult
 
 log = logging.getLogger("m365watch")
@@ -77,6 +85,9 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
         level = logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("m365watch: %(levelname)s: %(message)s"))
+    # On the handler too: -q must also hide Apprise's own warnings (a failed delivery
+    # prints its Warning line anyway), while Apprise still logs them for the reason text.
+    handler.setLevel(level)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -91,8 +102,7 @@ def fail(error: M365WatchError, verbose: int) -> NoReturn:
         import traceback
 
         traceback.print_exception(error, file=sys.stderr)
-    message = str(error).splitlines()[0] if str(error) else type(error).__name__
-    click.echo(f"Error: {message}", err=True)
+    click.echo(f"Error: {first_line(error)}", err=True)
     sys.exit(error.exit_code)
 
 
@@ -146,42 +156,73 @@ def poll(ctx: Context, dry_run: bool, notify_existing: bool, lock_wait: float) -
 
     def action() -> int:
         settings = ctx.settings()
-        result = poll_once(
-            settings, dry_run=dry_run, notify_existing=notify_existing, lock_wait=lock_wait
+        result, watcher = poll_with_health(
+            settings,
+            quiet=ctx.quiet,
+            dry_run=dry_run,
+            notify_existing=notify_existing,
+            lock_wait=lock_wait,
         )
         print_poll_result(result, quiet=ctx.quiet)
-        return EXIT_DELIVERY if result.failed else 0
+        return EXIT_DELIVERY if result.failed or watcher.failed else 0
 
     run_guarded(ctx, action)
 
 
-def build_graph(settings: Settings) -> Any:
-    """The Graph adapter, signed in through MSAL with the configured credential."""
-    from m365watch.auth import CLOUDS, Certificate, ClientSecret, TokenProvider
-    from m365watch.graph import GraphClient
+def build_tokens(settings: Settings, *, session: Any = None) -> Any:
+    """The MSAL token provider for the configured credential (no network until used)."""
+    from m365watch.auth import Certificate, ClientSecret, TokenProvider
 
-    tenant = settings.tenant
-    if tenant is None:
-        raise ConfigError(
-            f"{settings.source} has no [tenant] table: add tenant_id, client_id and "
-            "client_secret or certificate_path (see config.example.toml)"
-        )
-    authority_host, graph_endpoint = CLOUDS[tenant.cloud]
+    tenant = _tenant(settings)
+    authority_host, graph_endpoint = _endpoints(settings)
     credential: ClientSecret | Certificate
     if tenant.certificate_path is not None:
         credential = Certificate(tenant.certificate_path, tenant.certificate_password)
     else:
         credential = ClientSecret(tenant.client_secret or "")
-    graph_endpoint = tenant.graph_endpoint or graph_endpoint
-    tokens = TokenProvider(
+    return TokenProvider(
         tenant_id=tenant.tenant_id,
         client_id=tenant.client_id,
         credential=credential,
-        authority_host=tenant.authority or authority_host,
+        authority_host=authority_host,
         graph_endpoint=graph_endpoint,
         cache_dir=settings.state_path.parent,
+        session=session,
     )
-    return GraphClient(graph_endpoint=graph_endpoint, get_token=tokens.get_token)
+
+
+def _tenant(settings: Settings) -> TenantSettings:
+    """The [tenant] table; ConfigError when the configuration has none."""
+    if settings.tenant is None:
+        raise ConfigError(
+            f"{settings.source} has no [tenant] table: add tenant_id, client_id and "
+            "client_secret or certificate_path (see config.example.toml)"
+        )
+    return settings.tenant
+
+
+def _endpoints(settings: Settings) -> tuple[str, str]:
+    """(authority host, Graph endpoint) for the configured cloud and overrides."""
+    from m365watch.auth import CLOUDS
+
+    tenant = _tenant(settings)
+    authority_host, graph_endpoint = CLOUDS[tenant.cloud]
+    return tenant.authority or authority_host, tenant.graph_endpoint or graph_endpoint
+
+
+def build_graph(
+    settings: Settings, *, tokens: Any = None, session: Any = None, **options: Any
+) -> Any:
+    """The Graph adapter, signed in through MSAL; ``options`` go to GraphClient."""
+    from m365watch.graph import GraphClient
+
+    tokens = tokens or build_tokens(settings, session=session)
+    return GraphClient(
+        graph_endpoint=_endpoints(settings)[1],
+        get_token=tokens.get_token,
+        session=session,
+        **options,
+    )
 
 
 def build_sender(settings: Settings, *, throttle: bool = True) -> Any:
@@ -197,13 +238,14 @@ def poll_once(
     dry_run: bool = False,
     notify_existing: bool = False,
     lock_wait: float = 10.0,
+    source: Any = None,
 ) -> PollResult:
-    """Wire the real adapters and run one poll."""
+    """Wire the real adapters (``source`` defaults to Graph) and run one poll."""
     from m365watch.service import run_poll
     from m365watch.store import StateStore
 
     return run_poll(
-        source=build_graph(settings),
+        source=source if source is not None else build_graph(settings),
         store=StateStore(settings.state_path, lock_wait=lock_wait),
         make_sender=lambda: build_sender(settings),
         poll=settings.poll,
@@ -460,6 +502,309 @@ def select_targets(settings: Settings, names: tuple[str, ...]) -> list[TargetSet
                 f"no [[notify]] target is named {name!r}: the targets are {', '.join(by_name)}"
             )
     return [t for t in settings.targets if not names or t.name in names]
+
+
+# --- watch and doctor (issue 5) ---
+
+
+def poll_with_health(
+    settings: Settings,
+    *,
+    quiet: bool = False,
+    source: Any = None,
+    dry_run: bool = False,
+    notify_existing: bool = False,
+    lock_wait: float = 10.0,
+) -> tuple[PollResult, WatcherReport]:
+    """One poll as ``poll`` and ``watch`` run it, counting polls that cannot reach Graph.
+
+    A sign-in or Graph error is recorded in the health file (and, after
+    ``[health] alert_after`` in a row, sent to "watcher" targets) before it is
+    raised on; a poll that reaches Graph sends "working again" where it is owed.
+    What the watcher sent is printed here. A dry run records nothing.
+    """
+    from m365watch.health import MonitoredSource, WatcherReport, record_failure, record_success
+    from m365watch.store import HealthStore, health_path_for
+
+    monitored = MonitoredSource(source if source is not None else build_graph(settings))
+    health = HealthStore(health_path_for(settings.state_path), lock_wait=lock_wait)
+    try:
+        result = poll_once(
+            settings,
+            dry_run=dry_run,
+            notify_existing=notify_existing,
+            lock_wait=lock_wait,
+            source=monitored,
+        )
+    except M365WatchError as error:
+        if monitored.failure is error and not dry_run:
+            reason = first_line(error)
+            report = _record_health(
+                lambda: record_failure(
+                    health,
+                    reason=reason,
+                    alert_after=settings.alert_after,
+                    targets=settings.targets,
+                    make_sender=lambda: build_sender(settings),
+                    now=datetime.now(timezone.utc),
+                )
+            )
+            print_watcher_report(report, quiet=quiet)
+        raise
+    if dry_run:
+        return result, WatcherReport()
+    report = _record_health(
+        lambda: record_success(
+            health,
+            targets=settings.targets,
+            make_sender=lambda: build_sender(settings),
+            now=datetime.now(timezone.utc),
+        )
+    )
+    print_watcher_report(report, quiet=quiet)
+    return result, report
+
+
+def _record_health(record: Callable[[], WatcherReport]) -> WatcherReport:
+    """Run a health update; one that cannot be made is a warning, never the poll's failure."""
+    from m365watch.health import WatcherReport
+
+    try:
+        return record()
+    except (LockedError, StateError) as error:
+        log.warning("%s", first_line(error))
+        return WatcherReport()
+
+
+def print_watcher_report(report: WatcherReport, *, quiet: bool = False) -> None:
+    """What the self-monitoring sent, or failed to send (kept for the next poll)."""
+    for delivery in report.deliveries:
+        if not delivery.ok:
+            click.echo(
+                f"Warning: {delivery.title!r} not delivered to {delivery.target}: "
+                f"{delivery.reason or 'failed'} (tried again next poll)",
+                err=True,
+            )
+        elif not quiet:
+            click.echo(f"Sent {delivery.title!r} to {delivery.target}.")
+
+
+@main.command(
+    epilog="Exit codes: 0 when stopped by SIGTERM or Ctrl-C, 2 for a bad --every or "
+    "configuration, 130 after a second signal. Each failed poll prints its Error line."
+)
+@click.option(
+    "--every",
+    default="5m",
+    show_default=True,
+    metavar="DURATION",
+    help="Time from one poll's start to the next: 30s, 5m, 1h. Refused when it could "
+    "break Graph's budget of 800 requests per hour.",
+)
+@click.option(
+    "--lock-wait",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long each poll waits for another running poll before skipping its turn.",
+)
+@click.pass_obj
+def watch(ctx: Context, every: str, lock_wait: float) -> NoReturn:
+    """Poll in a loop, for containers and hosts without a timer.
+
+    A failed poll is reported and the loop goes on. SIGTERM or Ctrl-C lets the
+    poll in progress finish, then exits 0; a second one stops at once.
+    """
+
+    def action() -> int:
+        from m365watch.graph import DEFAULT_MAX_ATTEMPTS
+        from m365watch.watch import check_interval, format_interval, parse_interval, run_watch
+
+        seconds = parse_interval(every)
+        check_interval(seconds, DEFAULT_MAX_ATTEMPTS)
+        settings = ctx.settings()
+        # One client for the whole run: MSAL's app and token stay in memory between polls.
+        graph = build_graph(settings)
+
+        def one_poll() -> int:
+            before = graph.request_count
+            try:
+                result, _ = poll_with_health(
+                    settings, quiet=ctx.quiet, source=graph, lock_wait=lock_wait
+                )
+                print_poll_result(result, quiet=ctx.quiet)
+            except M365WatchError as error:
+                click.echo(f"Error: {first_line(error)}", err=True)
+            return int(graph.request_count - before)
+
+        if not ctx.quiet:
+            click.echo(
+                f"Polling every {format_interval(seconds)}; SIGTERM or Ctrl-C stops after the "
+                "poll in progress."
+            )
+        stop = threading.Event()
+        with _stop_on_signals(stop):
+            polls = run_watch(
+                one_poll, every=seconds, requests_per_poll=DEFAULT_MAX_ATTEMPTS, stop=stop
+            )
+        if not ctx.quiet:
+            click.echo(f"Stopped after {polls} poll(s).")
+        return 0
+
+    run_guarded(ctx, action)
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set ``stop``; a second signal interrupts at once."""
+
+    def handler(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@main.command(epilog="Exit codes: 0 when every check passes (warnings allowed), 1 when any fails.")
+@click.pass_obj
+def doctor(ctx: Context) -> NoReturn:
+    """Check the installation, one line per check with the fix.
+
+    Configuration, credential (certificate expiry), sign-in, Graph permission (one
+    request), each notification URL (nothing is sent), state folder, clock.
+    """
+    from m365watch.doctor import Status
+
+    def action() -> int:
+        failed = warned = 0
+        for check in doctor_checks(ctx.config_path()):
+            failed += check.failed
+            warned += check.status is Status.WARN
+            if not ctx.quiet or check.status in (Status.FAIL, Status.WARN):
+                click.echo(f"{check.status.value} {check.name}: {check.detail}")
+        if not ctx.quiet:
+            warnings = f" ({_count(warned, 'warning')})" if warned else ""
+            click.echo(
+                f"{failed} check(s) failed{warnings}: fix them and run m365watch doctor again."
+                if failed
+                else f"All checks passed{warnings}."
+            )
+        return EXIT_RUNTIME if failed else 0
+
+    run_guarded(ctx, action)
+
+
+def doctor_checks(config_path: Path) -> Iterator[DoctorCheck]:
+    """Run doctor's checks in order, yielding each as it completes."""
+    import email.utils
+    from urllib.parse import urlsplit
+
+    import requests
+
+    from m365watch import doctor as checks
+    from m365watch.config import load_settings
+    from m365watch.doctor import Check, Status
+
+    now = datetime.now(timezone.utc)
+    try:
+        settings = load_settings(config_path)
+    except ConfigError as error:
+        yield Check("configuration", Status.FAIL, first_line(error))
+        return
+    yield Check(
+        "configuration",
+        Status.PASS,
+        f"{config_path} is valid ({_count(len(settings.targets), 'notification target')})",
+    )
+    for warning in settings.warnings:
+        yield Check("configuration", Status.WARN, warning)
+
+    credential = _credential_check(settings, now)
+    yield credential
+
+    # Every answer from Microsoft passes here: its Date header is the clock to compare with.
+    answers: list[tuple[datetime, datetime, str]] = []
+
+    def remember_date(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        try:
+            server = email.utils.parsedate_to_datetime(response.headers.get("Date", ""))
+        except (TypeError, ValueError, IndexError):
+            return
+        host = urlsplit(response.url).hostname or "?"
+        answers.append((datetime.now(timezone.utc), server, host))
+
+    session = requests.Session()
+    session.hooks["response"].append(remember_date)
+    if credential.failed:
+        yield checks.skipped("sign-in", "needs a working credential")
+        yield checks.skipped("Graph permission", "needs a sign-in")
+    else:
+        tokens = build_tokens(settings, session=session)
+
+        def sign_in_text() -> str:
+            tokens.get_token()
+            host = urlsplit(_endpoints(settings)[0]).hostname
+            return f"token for app {_tenant(settings).client_id} from {host}"
+
+        sign_in = checks.attempt("sign-in", sign_in_text)
+        yield sign_in
+        if sign_in.failed:
+            yield checks.skipped("Graph permission", "needs a sign-in")
+        else:
+            graph = build_graph(settings, tokens=tokens, session=session, max_attempts=1)
+            yield checks.attempt(
+                "Graph permission",
+                lambda: (
+                    "ServiceHealth.Read.All works (read the health of "
+                    f"{_count(len(graph.list_health_overviews()), 'service')})"
+                ),
+            )
+
+    yield from checks.notification_checks(settings.targets, _apprise_accepts)
+    yield checks.state_folder_check(settings.state_path)
+    local, server, seen_at = answers[-1] if answers else (datetime.now(timezone.utc), None, None)
+    yield checks.clock_check(local, server, seen_at)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _credential_check(settings: Settings, now: datetime) -> DoctorCheck:
+    from m365watch.doctor import Check, Status, certificate_check
+
+    try:
+        tenant = _tenant(settings)
+    except ConfigError as error:
+        return Check("credential", Status.FAIL, first_line(error))
+    if tenant.certificate_path is None:
+        return Check("credential", Status.PASS, "client secret is set (its value is not shown)")
+    from m365watch.auth import Certificate, load_certificate
+
+    try:
+        _, info = load_certificate(
+            Certificate(tenant.certificate_path, tenant.certificate_password)
+        )
+    except ConfigError as error:
+        return Check("certificate", Status.FAIL, first_line(error))
+    return certificate_check(info.subject, info.thumbprint, info.not_after, now)
+
+
+def _apprise_accepts(url: str) -> bool:
+    from m365watch.notify import Notifier
+
+    try:
+        Notifier({"doctor": (url,)}).check()
+    except ConfigError:
+        return False
+    return True
 
 
 # Allow "python -m m365watch.cli".

@@ -54,3 +54,9 @@ class DeliveryError(M365WatchError):
     """At least one notification could not be delivered (kept for retry)."""
 
     exit_code = EXIT_DELIVERY
+
+
+def first_line(error: BaseException) -> str:
+    """An error's message as one line, for ``Error: …`` and checklists."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -37,6 +37,8 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # transient, and every extra attempt spends the small hourly request budget.
 MAX_RETRIES_AFTER_500 = 1
 BACKOFF_CAP_SECONDS = 30.0
+# Attempts per request: also the most one single-page poll can spend of the hourly budget.
+DEFAULT_MAX_ATTEMPTS = 4
 MESSAGE_LIMIT = 200
 SNIPPET_LIMIT = 60
 
@@ -71,7 +73,7 @@ class GraphClient:
         get_token: Callable[[], str],
         session: requests.Session | None = None,
         timeout: float = 30.0,
-        max_attempts: int = 4,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         max_total_wait: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,

@@ -56,6 +56,17 @@ class DeliveryResult:
     reason: str = ""
 
 
+class _ScrubApprise(logging.Filter):
+    """Apprise logs a URL it cannot parse nearly whole (secrets too): scrub every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = scrub(record.getMessage()), None
+        return True
+
+
+logging.getLogger("apprise").addFilter(_ScrubApprise())
+
+
 def _scheme(url: str) -> str:
     match = _SCHEME.match(url.strip())
     return match.group(1).lower() if match else "?"

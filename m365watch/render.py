@@ -1008,3 +1008,46 @@ def _slack_attachment(
             blocks.append(_slack_section(_slack_post(section, SLACK_POST_LIMIT, post_heading)))
         blocks.append(_slack_section(f"<{section.url}|{CHAT_LINK_LABEL}>"))
     return {"color": COLOURS[kind], "fallback": title, "blocks": blocks}
+
+
+# --- watcher messages (issue 5): m365watch reporting on itself ---
+
+WATCHER_DOWN_TITLE = "m365watch cannot reach Microsoft Graph"
+WATCHER_UP_TITLE = "m365watch is working again"
+
+
+def render_watcher_down(reason: str, failures: int, since: datetime | None) -> Message:
+    """The one alert sent when polls keep failing: what fails, since when, what to run."""
+    section = Section(
+        headline=WATCHER_DOWN_TITLE,
+        title=f"{WATCHER_DOWN_TITLE}: {clean_text(reason)}",
+        lines=(
+            f"{failures} polls in a row have failed, the first at {format_time(since)}. "
+            "Service-health changes are not being watched until this is fixed.",
+            "Run m365watch doctor on its host to see what is wrong. You will get one message "
+            "when it works again; nothing is lost meanwhile.",
+        ),
+        facts=(
+            Fact("Failed polls", str(failures)),
+            Fact("Failing since", format_time(since)),
+        ),
+        url=SERVICE_HEALTH_URL,
+        notify_type=FAILURE,
+    )
+    return _message(WATCHER_DOWN_TITLE, [section], digest=False)
+
+
+def render_watcher_up(since: datetime | None, now: datetime) -> Message:
+    """The one message sent when a poll succeeds again after the alert."""
+    section = Section(
+        headline=WATCHER_UP_TITLE,
+        title=WATCHER_UP_TITLE,
+        lines=(
+            f"m365watch reached Microsoft Graph again at {format_time(now)}, after failing "
+            f"since {format_time(since)}. Changes made meanwhile are sent as usual.",
+        ),
+        facts=(Fact("Failing since", format_time(since)), Fact("Working since", format_time(now))),
+        url=SERVICE_HEALTH_URL,
+        notify_type=SUCCESS,
+    )
+    return _message(WATCHER_UP_TITLE, [section], digest=False)

@@ -107,13 +107,31 @@ def _corrupt(path: Path, why: str) -> str:
     )
 
 
+@contextlib.contextmanager
+def _held(lock_path: Path, wait: float, busy: str) -> Iterator[None]:
+    """Hold a file lock (0600, in a 0700 folder); LockedError(busy) after ``wait`` seconds."""
+    ensure_private_dir(lock_path.parent)
+    lock = filelock.FileLock(str(lock_path), timeout=wait, mode=0o600)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise LockedError(busy) from None
+    except OSError as exc:
+        raise StateError(f"cannot lock {lock_path}: {exc.strerror}") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 @dataclass
 class StateData:
     """Everything in the state file, as plain JSON-safe values.
 
     ``issues`` maps an issue id to ``{"issue": <Graph dict>, "missingSince": iso|None}``;
     ``pending`` holds deliveries not yet accepted by every target; ``meta`` holds
-    the schema version, the baseline time and the watcher's health counters.
+    the schema version and the baseline time. (The watcher's failed-poll count
+    lives in a separate file: see :class:`HealthStore`.)
     """
 
     issues: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -139,24 +157,14 @@ class StateStore:
         self.lock_wait = lock_wait
         self.writes = 0
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self) -> contextlib.AbstractContextManager[None]:
         """Hold the state lock; another holder for longer than ``lock_wait`` -> LockedError."""
-        ensure_private_dir(self.path.parent)
-        lock = filelock.FileLock(str(self.lock_path), timeout=self.lock_wait, mode=0o600)
-        try:
-            lock.acquire()
-        except filelock.Timeout:
-            raise LockedError(
-                f"another m365watch poll is running (lock {self.lock_path} held for more than "
-                f"{self.lock_wait:g}s); this run did nothing: try again later"
-            ) from None
-        except OSError as exc:
-            raise StateError(f"cannot lock {self.lock_path}: {exc.strerror}") from None
-        try:
-            yield
-        finally:
-            lock.release()
+        return _held(
+            self.lock_path,
+            self.lock_wait,
+            f"another m365watch poll is running (lock {self.lock_path} held for more than "
+            f"{self.lock_wait:g}s); this run did nothing: try again later",
+        )
 
     def load(self) -> StateData:
         """Read the whole state once; a missing file is an empty, not-yet-existing state."""
@@ -227,3 +235,58 @@ class _Preloaded(Storage):
 
     def write(self, data: dict[str, Any]) -> None:
         raise StateError("internal error: the loaded state is read-only")
+
+
+def health_path_for(state_path: Path) -> Path:
+    """Where the watcher's health file lives: beside the state (``state.health.json``)."""
+    return state_path.with_name(state_path.stem + ".health.json")
+
+
+class HealthStore:
+    """The watcher's own health (failed polls in a row, who was told): a small JSON file.
+
+    It is kept out of the state file on purpose: a poll that fails at Graph
+    must leave the state byte for byte as it was, yet the failure must be
+    counted. Damage here costs at most one repeated or missed watcher message,
+    so a damaged file is reported in the log and counting starts again.
+    """
+
+    def __init__(self, path: Path, *, lock_wait: float = DEFAULT_LOCK_WAIT) -> None:
+        self.path = path
+        self.lock_path = path.with_name(path.name + ".lock")
+        self.lock_wait = lock_wait
+
+    def locked(self) -> contextlib.AbstractContextManager[None]:
+        """Hold the health file's lock (separate from the state lock, which a poll holds)."""
+        return _held(
+            self.lock_path,
+            self.lock_wait,
+            f"another m365watch process holds {self.lock_path} for more than "
+            f"{self.lock_wait:g}s; the failed-poll count was not updated",
+        )
+
+    def load(self) -> dict[str, Any]:
+        """The stored record; empty when there is none (or it is damaged: logged)."""
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            log.warning("cannot read health file %s (%s); counting from zero", self.path, exc)
+            return {}
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            data = None
+        if not isinstance(data, dict):
+            log.warning("health file %s is damaged; counting failed polls from zero", self.path)
+            return {}
+        return data
+
+    def save(self, data: dict[str, Any]) -> None:
+        """Replace the health file atomically (0600)."""
+        payload = json.dumps(data, ensure_ascii=False, sort_keys=True, indent=1)
+        try:
+            write_private_file(self.path, payload.encode("utf-8"))
+        except OSError as exc:
+            raise StateError(f"cannot write health file {self.path}: {exc.strerror}") from None

@@ -14,6 +14,7 @@ import ipaddress
 import json
 import ssl
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,9 @@ class FakeMicrosoft:
         self.graph_faults: collections.deque[tuple[int, str, dict[str, str]]] = collections.deque()
         # Webhook names that answer 500 while listed.
         self.failing_hooks: set[str] = set()
+        # Seconds each Graph / webhook answer waits (to widen windows in crash tests).
+        self.graph_delay = 0.0
+        self.hook_delay = 0.0
         self.counts: collections.Counter[str] = collections.Counter()
         self.hooks: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
         self.token = "loopback-access-token"
@@ -147,7 +151,8 @@ class FakeMicrosoft:
             def _send(self, status: int, body: str, headers: dict[str, str] | None = None) -> None:
                 data = body.encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                if "Content-Type" not in (headers or {}):
+                    self.send_header("Content-Type", "application/json")
                 for key, value in (headers or {}).items():
                     self.send_header(key, value)
                 self.send_header("Content-Length", str(len(data)))
@@ -165,6 +170,7 @@ class FakeMicrosoft:
                     with fake._lock:
                         fake.counts["graph"] += 1
                         fault = fake.graph_faults.popleft() if fake.graph_faults else None
+                    time.sleep(fake.graph_delay)
                     if fault is not None:
                         self._send(*fault)
                         return
@@ -190,6 +196,8 @@ class FakeMicrosoft:
                     name = path.split("/")[2]
                     with fake._lock:
                         fake.counts[f"hook:{name}"] += 1
+                    time.sleep(fake.hook_delay)
+                    with fake._lock:
                         if name in fake.failing_hooks:
                             self._send(500, "{}")
                             return

@@ -57,7 +57,9 @@ def rsps() -> Iterator[responses.RequestsMock]:
         yield mock
 
 
-def make_certificate(key: Any, subject: str = "m365watch test") -> x509.Certificate:
+def make_certificate(
+    key: Any, subject: str = "m365watch test", not_after: datetime = NOT_AFTER
+) -> x509.Certificate:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
     return (
         x509.CertificateBuilder()
@@ -66,7 +68,7 @@ def make_certificate(key: Any, subject: str = "m365watch test") -> x509.Certific
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(datetime(2024, 1, 1, tzinfo=timezone.utc))
-        .not_valid_after(NOT_AFTER)
+        .not_valid_after(not_after)
         .sign(key, hashes.SHA256())
     )
 

@@ -1,0 +1,200 @@
+"""Self-monitoring: count polls that cannot reach Microsoft Graph and tell "watcher" targets.
+
+After ``alert_after`` failed polls in a row, each target whose ``events`` name
+``watcher`` gets one "m365watch cannot reach Microsoft Graph: <reason>"
+message; when a poll next reaches Graph, each target that was told gets one
+"working again" message. A target counts as told only once it accepted the
+message, so a target that is down too hears it on a later poll; one that
+accepted it hears nothing more while the failure lasts.
+
+The count lives in the health file (:class:`~m365watch.store.HealthStore`),
+never in the state: a poll that fails at Graph leaves the state untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from m365watch.config import TargetSettings
+from m365watch.errors import M365WatchError
+from m365watch.models import format_timestamp, parse_timestamp
+from m365watch.render import Message, render_watcher_down, render_watcher_up
+from m365watch.service import Delivery, IssueSource, Sender
+from m365watch.store import HealthStore
+
+WATCHER_EVENT = "watcher"
+HEALTH_SCHEMA = 1
+
+
+class MonitoredSource:
+    """An issue source that remembers the error it raised (sign-in or Graph).
+
+    Only such an error makes a failed poll count: a held lock or a damaged
+    state file is not Graph being unreachable.
+    """
+
+    def __init__(self, source: IssueSource) -> None:
+        self.source = source
+        self.failure: M365WatchError | None = None
+
+    def list_issues(self) -> list[dict[str, Any]]:
+        """The source's issues; an M365WatchError is remembered, then raised on."""
+        try:
+            return self.source.list_issues()
+        except M365WatchError as error:
+            self.failure = error
+            raise
+
+
+@dataclass(frozen=True)
+class HealthRecord:
+    """What the health file holds."""
+
+    failures: int = 0
+    failing_since: str | None = None
+    last_error: str = ""
+    told_down: tuple[str, ...] = ()
+    outage_since: str | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> HealthRecord:
+        """Read a stored record, tolerating missing or odd values (a fresh record then)."""
+        failures = data.get("failures")
+        told = data.get("toldDown")
+        return cls(
+            failures=failures if isinstance(failures, int) and failures > 0 else 0,
+            failing_since=_text_or_none(data.get("failingSince")),
+            last_error=_text_or_none(data.get("lastError")) or "",
+            told_down=tuple(t for t in told if isinstance(t, str))
+            if isinstance(told, list)
+            else (),
+            outage_since=_text_or_none(data.get("outageSince")),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as stored."""
+        return {
+            "schema": HEALTH_SCHEMA,
+            "failures": self.failures,
+            "failingSince": self.failing_since,
+            "lastError": self.last_error,
+            "toldDown": list(self.told_down),
+            "outageSince": self.outage_since,
+        }
+
+    @property
+    def all_clear(self) -> bool:
+        """No failure counted and nobody waiting for "working again": nothing to do."""
+        return self.failures == 0 and not self.told_down
+
+
+@dataclass(frozen=True)
+class WatcherReport:
+    """What recording one poll's outcome did."""
+
+    failures: int = 0
+    deliveries: tuple[Delivery, ...] = ()
+
+    @property
+    def failed(self) -> tuple[Delivery, ...]:
+        """Watcher messages a target did not accept (tried again on a later poll)."""
+        return tuple(d for d in self.deliveries if not d.ok)
+
+
+def watcher_targets(targets: Sequence[TargetSettings]) -> tuple[str, ...]:
+    """Names of the targets that asked for watcher messages, in configuration order."""
+    return tuple(t.name for t in targets if WATCHER_EVENT in t.events)
+
+
+def record_failure(
+    store: HealthStore,
+    *,
+    reason: str,
+    alert_after: int,
+    targets: Sequence[TargetSettings],
+    make_sender: Callable[[], Sender],
+    now: datetime,
+) -> WatcherReport:
+    """Count one poll that could not reach Graph; alert watcher targets from ``alert_after``."""
+    with store.locked():
+        record = HealthRecord.from_json(store.load())
+        watchers = watcher_targets(targets)
+        record = replace(
+            record,
+            failures=record.failures + 1,
+            failing_since=record.failing_since or format_timestamp(now),
+            last_error=reason,
+            told_down=tuple(t for t in record.told_down if t in watchers),
+        )
+        deliveries: tuple[Delivery, ...] = ()
+        owed = [t for t in watchers if t not in record.told_down]
+        if record.failures >= alert_after and owed:
+            since = parse_timestamp(record.failing_since)
+            message = render_watcher_down(reason, record.failures, since)
+            deliveries = _send(make_sender, owed, message)
+            told = {d.target for d in deliveries if d.ok}
+            record = replace(
+                record,
+                told_down=tuple(t for t in watchers if t in told or t in record.told_down),
+                outage_since=record.outage_since or record.failing_since,
+            )
+        store.save(record.to_json())
+    return WatcherReport(failures=record.failures, deliveries=deliveries)
+
+
+def record_success(
+    store: HealthStore,
+    *,
+    targets: Sequence[TargetSettings],
+    make_sender: Callable[[], Sender],
+    now: datetime,
+) -> WatcherReport:
+    """Note a poll that reached Graph; tell the targets that heard of the failure.
+
+    The usual case (nothing failed before) reads one small file and writes nothing.
+    """
+    if HealthRecord.from_json(store.load()).all_clear:
+        return WatcherReport()
+    with store.locked():
+        record = HealthRecord.from_json(store.load())
+        watchers = watcher_targets(targets)
+        owed = [t for t in record.told_down if t in watchers]
+        deliveries: tuple[Delivery, ...] = ()
+        if owed:
+            since = parse_timestamp(record.outage_since or record.failing_since)
+            deliveries = _send(make_sender, owed, render_watcher_up(since, now))
+        told = {d.target for d in deliveries if d.ok}
+        still_owed = tuple(t for t in owed if t not in told)
+        updated = HealthRecord(
+            told_down=still_owed,
+            outage_since=record.outage_since if still_owed else None,
+            last_error=record.last_error if still_owed else "",
+        )
+        if updated != record:
+            store.save(updated.to_json())
+    return WatcherReport(deliveries=deliveries)
+
+
+def _send(
+    make_sender: Callable[[], Sender], names: Sequence[str], message: Message
+) -> tuple[Delivery, ...]:
+    sender = make_sender()
+    deliveries = []
+    for name in names:
+        try:
+            outcome = sender.send(name, message)
+        except M365WatchError as error:
+            # A target Apprise rejects must not hide the poll's own error; it is reported.
+            deliveries.append(Delivery(name, WATCHER_EVENT, message.title, False, str(error)))
+            continue
+        ok = bool(getattr(outcome, "ok", outcome))
+        reason = str(getattr(outcome, "reason", ""))
+        deliveries.append(Delivery(name, WATCHER_EVENT, message.title, ok, reason))
+    return tuple(deliveries)
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

@@ -1,0 +1,351 @@
+"""``m365watch doctor``: one line per check with ✓/✗ (or ! for a warning) and the fix."""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import textwrap
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import responses
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from m365watch.doctor import Status, certificate_check, clock_check
+from tests.installation import SENTINEL
+from tests.test_auth import (
+    CLIENT_ID,
+    TENANT,
+    aad_error,
+    cert_pem,
+    key_pem,
+    make_certificate,
+    mock_identity,
+    token_url,
+)
+from tests.test_faults import invoke, write_config
+
+HEALTH = "https://graph.microsoft.com/v1.0/admin/serviceAnnouncement/healthOverviews"
+LOGIN = "https://login.microsoftonline.com"
+SERVICES = [
+    {"id": "Exchange", "service": "Exchange Online", "status": "serviceOperational"},
+    {"id": "microsoftteams", "service": "Microsoft Teams", "status": "serviceDegradation"},
+]
+
+
+def http_date(when: datetime) -> str:
+    return email.utils.format_datetime(when.astimezone(timezone.utc), usegmt=True)
+
+
+@pytest.fixture
+def rsps() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+def graph_answers(rsps: responses.RequestsMock, *, skew: timedelta = timedelta(0)) -> None:
+    rsps.get(
+        HEALTH,
+        json={"value": SERVICES},
+        headers={"Date": http_date(datetime.now(timezone.utc) - skew)},
+    )
+
+
+def graph_calls(rsps: responses.RequestsMock) -> int:
+    return sum(1 for c in rsps.calls if c.request.url and c.request.url.startswith(HEALTH))
+
+
+def lines(output: str) -> list[str]:
+    return output.splitlines()
+
+
+def test_everything_passes(tmp_path: Path, rsps: responses.RequestsMock) -> None:
+    config = write_config(tmp_path)
+    mock_identity(rsps)
+    graph_answers(rsps)
+    result = invoke(config, "doctor")
+    assert result.exit_code == 0, result.output
+    out = lines(result.output)
+    assert out[:-2] == [
+        f"✓ configuration: {config} is valid (3 notification targets)",
+        "✓ credential: client secret is set (its value is not shown)",
+        f"✓ sign-in: token for app {CLIENT_ID} from login.microsoftonline.com",
+        "✓ Graph permission: ServiceHealth.Read.All works (read the health of 2 services)",
+        "✓ notify 'all': json://… accepted by Apprise",
+        "✓ notify 'incidents': json://… accepted by Apprise",
+        "✓ notify 'watch': json://… accepted by Apprise",
+        f"✓ state folder: {tmp_path / 'state'} is writable and private; no state yet",
+    ]
+    assert re.fullmatch(r"✓ clock: within [01] s of graph\.microsoft\.com", out[-2])
+    assert out[-1] == "All checks passed."
+    assert graph_calls(rsps) == 1
+    # Doctor changes nothing but MSAL's token cache: no state, no health file.
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == [
+        "msal_http_cache.json",
+        "msal_token_cache.json",
+    ]
+
+
+def test_invalid_config_is_the_only_line(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[tenant]\ntenant_id = 'nope'\n")
+    result = invoke(config, "doctor")
+    assert result.exit_code == 1
+    assert lines(result.output) == [
+        "✗ configuration: tenant.tenant_id must be the directory (tenant) GUID or a domain such "
+        "as contoso.onmicrosoft.com",
+        "1 check(s) failed: fix them and run m365watch doctor again.",
+    ]
+
+
+def test_wrong_secret_fails_sign_in_and_skips_graph(
+    tmp_path: Path, rsps: responses.RequestsMock
+) -> None:
+    config = write_config(tmp_path)
+    mock_identity(
+        rsps,
+        token_status=401,
+        token_body=aad_error(7000215, "invalid_client", "Invalid client secret provided."),
+    )
+    graph_answers(rsps)
+    result = invoke(config, "doctor")
+    assert result.exit_code == 1
+    out = lines(result.output)
+    assert out[2] == (
+        "✗ sign-in: sign-in to login.microsoftonline.com failed (AADSTS7000215): the client "
+        "secret is wrong; copy the secret's Value (not its ID) from the app registration"
+    )
+    assert out[3] == "- Graph permission: not checked: needs a sign-in"
+    assert graph_calls(rsps) == 0
+    assert SENTINEL not in result.output
+
+
+@pytest.mark.parametrize(
+    ("status", "detail"),
+    [
+        (
+            403,
+            "✗ Graph permission: Graph answered 403 Forbidden: grant the application permission "
+            "ServiceHealth.Read.All to the app registration and have an admin grant consent",
+        ),
+        (
+            503,
+            "✗ Graph permission: Microsoft Graph is unavailable (503 Service Unavailable) after 1 "
+            "attempts; run again later",
+        ),
+    ],
+    ids=["403", "503"],
+)
+def test_graph_failure_is_one_request_and_one_line(
+    tmp_path: Path, rsps: responses.RequestsMock, status: int, detail: str
+) -> None:
+    config = write_config(tmp_path)
+    mock_identity(rsps)
+    rsps.get(HEALTH, status=status, json={"error": {"code": "x", "message": "no"}})
+    result = invoke(config, "doctor")
+    assert result.exit_code == 1
+    assert lines(result.output)[3] == detail
+    assert graph_calls(rsps) == 1  # doctor never retries: one request, as promised
+
+
+def test_rejected_url_missing_watcher_and_readable_literal_secret(
+    tmp_path: Path, rsps: responses.RequestsMock
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        textwrap.dedent(
+            f"""\
+            [tenant]
+            tenant_id = "{TENANT}"
+            client_id = "{CLIENT_ID}"
+            client_secret = "{SENTINEL}"
+
+            [state]
+            path = "{tmp_path / "state" / "state.json"}"
+
+            [[notify]]
+            name = "ops"
+            urls = ["json://hooks.example/ops", "nosuchservice://token@host"]
+            """
+        )
+    )
+    config.chmod(0o644)
+    mock_identity(rsps)
+    graph_answers(rsps)
+    result = invoke(config, "doctor")
+    assert result.exit_code == 1
+    out = lines(result.output)
+    assert out[1] == (
+        f"! configuration: {config} holds a literal client secret and other users can read it: "
+        f'run chmod 600 {config}, or use client_secret = "${{M365WATCH_CLIENT_SECRET}}"'
+    )
+    assert "✓ notify 'ops' URL 1: json://… accepted by Apprise" in out
+    assert (
+        "✗ notify 'ops' URL 2: Apprise does not accept this nosuchservice://… URL: check it "
+        "against the Apprise documentation for that service"
+    ) in out
+    assert (
+        '! self-monitoring: no target has "watcher" in its events: add it to one to hear when '
+        "m365watch itself cannot reach Microsoft Graph"
+    ) in out
+    assert out[-1] == "1 check(s) failed (2 warnings): fix them and run m365watch doctor again."
+    assert SENTINEL not in result.output
+    assert "token@host" not in result.output
+
+
+def test_state_folder_problems(tmp_path: Path, rsps: responses.RequestsMock) -> None:
+    mock_identity(rsps)
+    graph_answers(rsps)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    config = write_config(tmp_path)
+    config.write_text(config.read_text().replace(str(tmp_path / "state"), str(blocker)))
+    result = invoke(config, "doctor")
+    assert result.exit_code == 1
+    assert f"✗ state folder: cannot write in {blocker} (" in result.output
+    assert "mode 700 (under systemd, StateDirectory= does this)" in result.output
+
+    config = write_config(tmp_path)
+    state = tmp_path / "state" / "state.json"
+    state.parent.mkdir(mode=0o700)
+    state.write_text('{"meta": ')
+    result = invoke(config, "doctor")
+    assert result.exit_code == 1
+    assert f"✗ state folder: state file {state} cannot be used: it is not valid JSON" in (
+        result.output
+    )
+    assert state.read_text() == '{"meta": '
+
+    state.unlink()
+    state.parent.chmod(0o755)
+    result = invoke(config, "doctor")
+    assert result.exit_code == 0, result.output
+    assert (
+        f"! state folder: {state.parent} is writable but other users can enter it (mode 755): "
+        f"run chmod 700 {state.parent}"
+    ) in result.output
+    assert lines(result.output)[-1] == "All checks passed (1 warning)."
+
+
+def test_clock_far_off_fails(tmp_path: Path, rsps: responses.RequestsMock) -> None:
+    config = write_config(tmp_path)
+    mock_identity(rsps)
+    graph_answers(rsps, skew=timedelta(minutes=10))
+    result = invoke(config, "doctor")
+    assert result.exit_code == 1
+    assert lines(result.output)[-2].startswith(
+        "✗ clock: 10 minutes ahead of graph.microsoft.com; sign-in fails beyond 5 minutes: "
+        "enable time synchronisation (timedatectl set-ntp true, or chrony/ntpd)"
+    )
+
+
+# -- certificates ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def certificate_config(tmp_path: Path, key: Any, not_after: datetime) -> Path:
+    cert = make_certificate(key, "m365watch", not_after)
+    pem = tmp_path / "app.pem"
+    pem.write_bytes(key_pem(key) + cert_pem(cert))
+    config = write_config(tmp_path)
+    config.write_text(
+        config.read_text().replace(
+            'client_secret = "${M365WATCH_CLIENT_SECRET}"', f'certificate_path = "{pem}"'
+        )
+    )
+    return config
+
+
+def test_certificate_expiring_within_30_days_warns_and_passes(
+    tmp_path: Path, rsps: responses.RequestsMock, key: Any
+) -> None:
+    not_after = datetime.now(timezone.utc) + timedelta(days=10, hours=2)
+    config = certificate_config(tmp_path, key, not_after)
+    mock_identity(rsps)
+    graph_answers(rsps)
+    result = invoke(config, "doctor")
+    assert result.exit_code == 0, result.output
+    line = lines(result.output)[1]
+    assert re.fullmatch(
+        r"! certificate: CN=m365watch, thumbprint [0-9A-F]{40}, expires on "
+        + re.escape(not_after.strftime("%Y-%m-%d %H:%M UTC"))
+        + r", in 10 days: create a new certificate, upload it under Certificates & secrets "
+        r"in the app registration and point certificate_path at it soon",
+        line,
+    ), line
+    assert "✓ sign-in: token for app" in result.output
+    assert lines(result.output)[-1] == "All checks passed (1 warning)."
+
+
+def test_expired_certificate_fails_and_skips_sign_in(
+    tmp_path: Path, rsps: responses.RequestsMock, key: Any
+) -> None:
+    config = certificate_config(tmp_path, key, datetime(2025, 3, 1, tzinfo=timezone.utc))
+    mock_identity(rsps)
+    result = invoke(config, "doctor")
+    assert result.exit_code == 1
+    out = lines(result.output)
+    assert out[1].startswith("✗ certificate: CN=m365watch, thumbprint ")
+    assert ", expired on 2025-03-01 00:00 UTC: create a new certificate" in out[1]
+    assert out[2:4] == [
+        "- sign-in: not checked: needs a working credential",
+        "- Graph permission: not checked: needs a sign-in",
+    ]
+    assert not any(c.request.url == token_url(LOGIN) for c in rsps.calls)
+
+
+def test_missing_certificate_file(tmp_path: Path, rsps: responses.RequestsMock, key: Any) -> None:
+    config = certificate_config(tmp_path, key, datetime(2030, 1, 1, tzinfo=timezone.utc))
+    (tmp_path / "app.pem").unlink()
+    result = invoke(config, "doctor")
+    assert result.exit_code == 1
+    assert lines(result.output)[1] == (
+        f"✗ certificate: cannot read certificate file {tmp_path / 'app.pem'}: "
+        "No such file or directory"
+    )
+
+
+# -- the judgements themselves ----------------------------------------------------------------
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(
+    ("not_after", "status", "text"),
+    [
+        (NOW + timedelta(days=400), Status.PASS, "valid until 2027-12-25 12:00 UTC (400 days)"),
+        (NOW + timedelta(days=31), Status.PASS, "(31 days)"),
+        (NOW + timedelta(days=30), Status.WARN, "in 30 days"),
+        (NOW + timedelta(hours=3), Status.WARN, "in less than a day"),
+        (NOW, Status.FAIL, "expired on 2026-11-20 12:00 UTC"),
+    ],
+    ids=["far", "31-days", "30-days", "hours", "now"],
+)
+def test_certificate_expiry(not_after: datetime, status: Status, text: str) -> None:
+    check = certificate_check("CN=m365watch", "AB" * 20, not_after, NOW)
+    assert check.status is status
+    assert text in check.detail
+
+
+@pytest.mark.parametrize(
+    ("local", "server", "status", "text"),
+    [
+        (NOW, NOW - timedelta(seconds=3), Status.PASS, "within 3 s of login.example"),
+        (NOW, NOW + timedelta(seconds=90), Status.WARN, "90 s behind login.example"),
+        (NOW, NOW - timedelta(minutes=7), Status.FAIL, "7 minutes ahead of login.example"),
+        (datetime(1970, 1, 1, tzinfo=timezone.utc), None, Status.FAIL, "the clock says 1970"),
+        (NOW, None, Status.SKIP, "not checked: no answer from Microsoft"),
+    ],
+    ids=["close", "minute-and-a-half", "far", "never-set", "no-answer"],
+)
+def test_clock(local: datetime, server: datetime | None, status: Status, text: str) -> None:
+    check = clock_check(local, server, "login.example")
+    assert check.status is status
+    assert text in check.detail

@@ -1,0 +1,156 @@
+"""Secrets and files: every command runs with a sentinel secret that must never come out,
+and what m365watch writes is private (0600 files in a 0700 folder).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.installation import SENTINEL, Installation, Target, reset
+from tests.loopback import FakeMicrosoft
+
+# A secret inside a notification URL that Apprise cannot parse (it logs such URLs).
+HOOK_SECRET = "HookSecret0123456789abcdefXYZ"
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeMicrosoft]:
+    with FakeMicrosoft(tmp_path_factory.mktemp("loopback")).start() as server:
+        yield server
+
+
+@pytest.fixture
+def loopback(fake: FakeMicrosoft) -> FakeMicrosoft:
+    reset(fake)
+    return fake
+
+
+def written_files(root: Path, *, besides: tuple[Path, ...]) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and p not in besides]
+
+
+def watch_one_poll(inst: Installation) -> tuple[str, str]:
+    """`watch` until its first poll is reported, then SIGTERM: its stdout and stderr."""
+    proc = inst.spawn("-vvv", "watch", "--every", "1h")
+    assert proc.stdout is not None
+    head = proc.stdout.readline() + proc.stdout.readline()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    return head + out, err
+
+
+def test_no_command_ever_shows_or_stores_the_secret(
+    loopback: FakeMicrosoft, tmp_path: Path
+) -> None:
+    inst = Installation(tmp_path / "install", loopback)
+    outputs: list[tuple[str, subprocess.CompletedProcess[str]]] = []
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        done = inst.run(*args)
+        outputs.append((" ".join(args), done))
+        return done
+
+    for args in (["--help"], ["--version"], ["poll", "--help"], ["watch", "--help"]):
+        assert run(*args).returncode == 0
+    assert run("doctor", "--help").returncode == 0
+    assert run("-vvv", "doctor").returncode == 0
+    loopback.issues = []
+    assert run("-vvv", "poll").returncode == 0  # the baseline
+    reset(loopback)
+    assert run("-vvv", "poll", "--dry-run").returncode == 0
+    assert run("-vvv", "poll").returncode == 0  # delivers twelve messages
+    loopback.graph_faults.append((401, '{"error": {"message": "token expired"}}', {}))
+    assert run("-vvv", "poll").returncode == 1
+    loopback.graph_faults.append((403, "{}", {}))
+    assert run("-vvv", "doctor").returncode == 1
+    assert run("-vvv", "demo").returncode == 0
+    watch_out, watch_err = watch_one_poll(inst)
+
+    texts = [(name, done.stdout + done.stderr) for name, done in outputs]
+    texts.append(("watch", watch_out + watch_err))
+    assert all(SENTINEL not in text for _, text in texts), [n for n, t in texts if SENTINEL in t]
+    # Debug logs were really on (so the check above covered them).
+    assert any("DEBUG" in text for _, text in texts)
+    for path in written_files(inst.root, besides=(inst.config,)):
+        assert SENTINEL.encode() not in path.read_bytes(), path
+    for payloads in loopback.hooks.values():
+        assert SENTINEL not in repr(payloads)
+
+
+def test_a_secret_in_a_rejected_notification_url_is_not_shown(
+    loopback: FakeMicrosoft, tmp_path: Path
+) -> None:
+    inst = Installation(tmp_path, loopback, [Target("ops")])
+    inst.config.write_text(
+        inst.config.read_text().replace(
+            inst.hook_url("ops"), f"nosuchservice://{HOOK_SECRET}@hooks.example"
+        )
+    )
+    polled = inst.run("-vvv", "poll")
+    assert polled.returncode == 2
+    assert "Error: notify target 'ops': Apprise does not accept its URL number 1 " in (
+        polled.stderr
+    )
+    doctor = inst.run("doctor")
+    assert doctor.returncode == 1
+    assert "✗ notify 'ops': Apprise does not accept this nosuchservice://… URL" in doctor.stdout
+    for text in (polled.stdout, polled.stderr, doctor.stdout, doctor.stderr):
+        assert HOOK_SECRET not in text
+
+
+def test_world_readable_config_with_a_literal_secret_is_warned_about(
+    loopback: FakeMicrosoft, tmp_path: Path
+) -> None:
+    inst = Installation(tmp_path, loopback)
+    inst.config.write_text(inst.config.read_text().replace("${M365WATCH_CLIENT_SECRET}", SENTINEL))
+    inst.config.chmod(0o644)
+    warning = (
+        f"{inst.config} holds a literal client secret and other users can read it: run chmod "
+        f'600 {inst.config}, or use client_secret = "${{M365WATCH_CLIENT_SECRET}}"'
+    )
+    polled = inst.run("poll")
+    assert polled.returncode == 0
+    assert polled.stderr == f"Warning: {warning}\n"
+    doctor = inst.run("doctor")
+    assert f"! configuration: {warning}\n" in doctor.stdout
+    assert SENTINEL not in polled.stdout + polled.stderr + doctor.stdout + doctor.stderr
+
+    inst.config.chmod(0o600)
+    assert inst.run("poll").stderr == ""
+
+
+def test_state_caches_locks_and_health_are_0600_in_a_0700_folder(
+    loopback: FakeMicrosoft, tmp_path: Path
+) -> None:
+    inst = Installation(tmp_path, loopback)
+    loose = {"umask": 0o022}  # a permissive umask must not matter
+    loopback.issues = []
+    assert inst.run("poll", **loose).returncode == 0
+    reset(loopback)
+    loopback.graph_faults.append((403, "{}", {}))
+    assert inst.run("poll", **loose).returncode == 1  # writes the health file
+    assert inst.run("poll", **loose).returncode == 0  # delivers; resets the health file
+    assert inst.run("doctor", **loose).returncode == 0
+
+    folder = inst.state.parent
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == [
+        "msal_http_cache.json",
+        "msal_token_cache.json",
+        "state.health.json",
+        "state.health.json.lock",
+        "state.json",
+        "state.json.lock",
+    ]
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
+    assert modes == dict.fromkeys(names, 0o600)
+    assert os.stat(inst.config).st_mode & 0o077 == 0  # (the test's own config, for the record)
