@@ -146,7 +146,7 @@ def run_poll(
 
         outgoing = _outgoing(new_state.pending, targets)
         if dry_run:
-            previews = tuple((name, render_digest(changes)) for name, changes, _ in outgoing)
+            previews = tuple((name, render_digest(batch)) for name, batch, _ in outgoing)
             return PollResult(
                 baseline=baseline,
                 issues_seen=len(issues),
@@ -160,8 +160,8 @@ def run_poll(
         deliveries: list[Delivery] = []
         if outgoing:
             sender = sender or make_sender()
-            for name, changes, records in outgoing:
-                message = render_digest(changes)
+            for name, batch, records in outgoing:
+                message = render_digest(batch)
                 ok, reason = _accepted(sender.send(name, message))
                 issue_ids = ", ".join(message.issue_ids)  # a digest's, most severe first
                 deliveries.append(Delivery(name, issue_ids, message.title, ok, reason))

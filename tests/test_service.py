@@ -402,3 +402,14 @@ def test_test_messages_report_each_target() -> None:
     assert "Apprise does not accept its URL number 1 (slack://…)" in results[2].reason
     sent = json.loads(responses.calls[0].request.body)
     assert sent["attachments"][0]["fallback"] == "[Test] m365watch test notification for slack"
+
+
+@responses.activate
+def test_result_counts_the_changes_found_not_the_last_message_sent(tmp_path: Path) -> None:
+    responses.add(responses.POST, SLACK_WEBHOOK, body="ok")
+    responses.add(responses.POST, TEAMS_ENDPOINT, status=202)
+    poller = Poller(tmp_path, [slack(), teams()])
+    poller.run(step(4))
+    result = poller.run(step(5), now=T0 + timedelta(hours=1))
+    assert sorted(c.issue.id for c in result.changes) == ["EX1256020", "TM1255871"]
+    assert len(result.deliveries) == 4
