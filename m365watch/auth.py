@@ -12,9 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import re
-import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from msal.exceptions import MsalServiceError
 
+from m365watch import files
 from m365watch.errors import AuthError, ConfigError
 
 logger = logging.getLogger(__name__)
@@ -621,16 +620,4 @@ def _read_cache_file(path: Path) -> str | None:
 
 def _write_private_file(path: Path, text: str) -> None:
     """Atomically replace ``path`` with a 0600 file, creating its folder 0700."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # mkstemp opens with O_EXCL and mode 0600: the bearer token is never world-readable.
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
+    files.write_private_file(path, text.encode("utf-8"))

@@ -12,7 +12,6 @@ import contextlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from tinydb import TinyDB
 from tinydb.middlewares import CachingMiddleware
 from tinydb.storages import Storage
 
+from m365watch import files
 from m365watch.errors import LockedError, StateError
 
 log = logging.getLogger(__name__)
@@ -34,33 +34,15 @@ DEFAULT_LOCK_WAIT = 10.0
 def ensure_private_dir(path: Path) -> None:
     """Create ``path`` (0700) if missing; state, caches and locks live there."""
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        files.make_private_dir(path)
     except OSError as exc:
         raise StateError(f"cannot create state folder {path}: {exc.strerror}") from None
 
 
 def write_private_file(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file, fsync, rename), mode 0600."""
+    """Write ``data`` to ``path`` atomically, mode 0600, in a 0700 folder."""
     ensure_private_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), 0o600)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):
-        # Make the rename itself durable.
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    files.write_private_file(path, data)
 
 
 class AtomicJSONStorage(Storage):

@@ -15,6 +15,8 @@ PACKAGE = REPO / "m365watch"
 
 CORE = ("models", "diff", "render", "errors")
 ADAPTERS = ("auth", "graph", "store", "notify", "config")
+# Standard-library helpers with I/O that several adapters share (so not core, not an adapter).
+SHARED = ("files",)
 HEAVY = ("apprise", "msal", "requests", "tinydb")
 
 
@@ -105,7 +107,14 @@ def test_core_imports_only_stdlib_and_core(module: str) -> None:
 def test_adapters_never_import_each_other(module: str) -> None:
     others = set(ADAPTERS) - {module}
     assert own(imports(module)) & others == set()
-    assert own(imports(module)) <= set(CORE)
+    assert own(imports(module)) <= set(CORE) | set(SHARED)
+
+
+@pytest.mark.parametrize("module", SHARED)
+def test_shared_helpers_use_only_the_standard_library(module: str) -> None:
+    third_party = {n.split(".")[0] for n in imports(module)} - set(sys.stdlib_module_names)
+    assert third_party <= {"__future__"}
+    assert own(imports(module)) == set()
 
 
 @pytest.mark.parametrize("module", modules())
