@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from m365watch.config import Settings, TargetSettings, TenantSettings
     from m365watch.doctor import Check as DoctorCheck
     from m365watch.health import WatcherReport
+    from m365watch.query import IssueDetail, StatusReport
     from m365watch.service import PollResult
 
 log = logging.getLogger("m365watch")
@@ -343,6 +344,27 @@ def _note_cache_age(ctx: Context, cached_at: datetime | None, now: datetime) -> 
         click.echo(f"Note: {cache_note(cached_at, now)}", err=True)
 
 
+def _print_answer(
+    ctx: Context, answer: StatusReport | IssueDetail, *, as_json: bool, cached: bool, now: datetime
+) -> int:
+    """Print a status or show answer: JSON for scripts, else tables (rich is loaded only then)."""
+    if as_json:
+        if cached:
+            _note_cache_age(ctx, answer.cached_at, now)
+        _print_json(answer.to_json())
+        return 0
+    from m365watch import tables
+    from m365watch.query import StatusReport
+
+    width, color = _output_style()
+    if isinstance(answer, StatusReport):
+        text = tables.render_status(answer, now=now, width=width, color=color)
+    else:
+        text = tables.render_issue(answer, now=now, width=width, color=color)
+    click.echo(text, nl=False)
+    return 0
+
+
 _JSON_HELP = "Print JSON for scripts (the format is in the README)."
 _CACHED_HELP = (
     "Answer from the local state written by `m365watch poll`: no network request; "
@@ -395,16 +417,7 @@ def status(
             report = status_from_graph(build_graph(settings), query, now=now)
         for warning in report.warnings:
             click.echo(f"Warning: {warning}", err=True)
-        if as_json:
-            if cached:
-                _note_cache_age(ctx, report.cached_at, now)
-            _print_json(report.to_json())
-            return 0
-        from m365watch.tables import render_status
-
-        width, color = _output_style()
-        click.echo(render_status(report, now=now, width=width, color=color), nl=False)
-        return 0
+        return _print_answer(ctx, report, as_json=as_json, cached=cached, now=now)
 
     run_guarded(ctx, action)
 
@@ -431,16 +444,7 @@ def show(ctx: Context, issue_id: str, as_json: bool, cached: bool) -> NoReturn:
             detail = issue_from_state(StateStore(settings.state_path), issue_id, now=now)
         else:
             detail = issue_from_graph(build_graph(settings), issue_id, now=now)
-        if as_json:
-            if cached:
-                _note_cache_age(ctx, detail.cached_at, now)
-            _print_json(detail.to_json())
-            return 0
-        from m365watch.tables import render_issue
-
-        width, color = _output_style()
-        click.echo(render_issue(detail, now=now, width=width, color=color), nl=False)
-        return 0
+        return _print_answer(ctx, detail, as_json=as_json, cached=cached, now=now)
 
     run_guarded(ctx, action)
 
