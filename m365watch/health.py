@@ -22,7 +22,7 @@ from m365watch.config import TargetSettings
 from m365watch.errors import M365WatchError
 from m365watch.models import format_timestamp, parse_timestamp
 from m365watch.render import Message, render_watcher_down, render_watcher_up
-from m365watch.service import Delivery, IssueSource, Sender
+from m365watch.service import Delivery, IssueSource, Sender, accepted
 from m365watch.store import HealthStore
 
 WATCHER_EVENT = "watcher"
@@ -190,8 +190,7 @@ def _send(
             # A target Apprise rejects must not hide the poll's own error; it is reported.
             deliveries.append(Delivery(name, WATCHER_EVENT, message.title, False, str(error)))
             continue
-        ok = bool(getattr(outcome, "ok", outcome))
-        reason = str(getattr(outcome, "reason", ""))
+        ok, reason = accepted(outcome)
         deliveries.append(Delivery(name, WATCHER_EVENT, message.title, ok, reason))
     return tuple(deliveries)
 

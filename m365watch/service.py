@@ -162,7 +162,7 @@ def run_poll(
             sender = sender or make_sender()
             for name, batch, records in outgoing:
                 message = render_digest(batch)
-                ok, reason = _accepted(sender.send(name, message))
+                ok, reason = accepted(sender.send(name, message))
                 issue_ids = ", ".join(message.issue_ids)  # a digest's, most severe first
                 deliveries.append(Delivery(name, issue_ids, message.title, ok, reason))
                 # A digest covers all its records: accepted clears them all, refused keeps them all.
@@ -321,13 +321,13 @@ def send_test_messages(
     for target in targets:
         message = render_test(target.name, now, version=__version__)
         try:
-            ok, reason = _accepted(sender.send(target.name, message))
+            ok, reason = accepted(sender.send(target.name, message))
         except ConfigError as error:
             ok, reason = False, str(error)
         results.append(Delivery(target.name, "", message.title, ok, reason))
     return results
 
 
-def _accepted(outcome: Any) -> tuple[bool, str]:
+def accepted(outcome: Any) -> tuple[bool, str]:
     """Whether a sender's result (a DeliveryResult, or a plain bool) is a success, and why not."""
     return bool(getattr(outcome, "ok", outcome)), str(getattr(outcome, "reason", ""))
