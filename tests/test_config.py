@@ -711,3 +711,20 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
     doc = copy.deepcopy(example_doc())
     parse_settings(doc, env={})
     assert doc == example_doc()  # parsing does not modify the document
+
+
+def test_the_shipped_example_config_loads_and_apprise_accepts_its_urls() -> None:
+    from m365watch.notify import Notifier
+
+    example = Path(__file__).resolve().parents[1] / "config.example.toml"
+    env = {
+        "M365WATCH_CLIENT_SECRET": "s",
+        "M365WATCH_TEAMS_URL": "workflows://prod-12.westus.logic.azure.com:443/abc123/sigXYZ",
+        "SMTP_USER": "u",
+        "SMTP_PASSWORD": "p",
+    }
+    settings = load_settings(example, env=env)
+    assert settings.tenant is not None and settings.tenant.cloud == "global"
+    assert [t.name for t in settings.targets] == ["ops-teams", "oncall-mail"]
+    assert settings.targets[1].events == ("new", "status", "resolved", "reopened", "watcher")
+    Notifier({t.name: t.urls for t in settings.targets}).check()
