@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("m365watch")
 
+# Seconds a poll waits for another one's lock (m365watch.store is not imported for --help).
+DEFAULT_LOCK_WAIT = 10.0
+
 EXIT_CODES_HELP = f"""\b
 Exit codes:
   0   success
@@ -119,6 +122,18 @@ def run_guarded(ctx: Context, action: Callable[[], int]) -> NoReturn:
     sys.exit(code)
 
 
+def lock_wait_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The ``--lock-wait SECONDS`` option of the commands that poll."""
+    return click.option(
+        "--lock-wait",
+        type=click.FloatRange(min=0),
+        default=DEFAULT_LOCK_WAIT,
+        show_default=True,
+        metavar="SECONDS",
+        help=help_text,
+    )
+
+
 @click.group(epilog=EXIT_CODES_HELP)
 @click.option(
     "-c",
@@ -143,14 +158,7 @@ def main(click_ctx: click.Context, config: Path | None, verbose: int, quiet: boo
     is_flag=True,
     help="On the first run, also send the issues that are already open.",
 )
-@click.option(
-    "--lock-wait",
-    type=click.FloatRange(min=0),
-    default=10.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="How long to wait for another running poll before exiting 75.",
-)
+@lock_wait_option("How long to wait for another running poll before exiting 75.")
 @click.pass_obj
 def poll(ctx: Context, dry_run: bool, notify_existing: bool, lock_wait: float) -> NoReturn:
     """Fetch service-health issues once and send what is new or changed."""
@@ -238,7 +246,7 @@ def poll_once(
     *,
     dry_run: bool = False,
     notify_existing: bool = False,
-    lock_wait: float = 10.0,
+    lock_wait: float = DEFAULT_LOCK_WAIT,
     source: Any = None,
 ) -> PollResult:
     """Wire the real adapters (``source`` defaults to Graph) and run one poll."""
@@ -518,7 +526,7 @@ def poll_with_health(
     source: Any = None,
     dry_run: bool = False,
     notify_existing: bool = False,
-    lock_wait: float = 10.0,
+    lock_wait: float = DEFAULT_LOCK_WAIT,
 ) -> tuple[PollResult, WatcherReport]:
     """One poll as ``poll`` and ``watch`` run it, counting polls that cannot reach Graph.
 
@@ -605,14 +613,7 @@ def print_watcher_report(report: WatcherReport, *, quiet: bool = False) -> None:
     help="Time from one poll's start to the next: 30s, 5m, 1h. Refused when it could "
     "break Graph's budget of 800 requests per hour.",
 )
-@click.option(
-    "--lock-wait",
-    type=click.FloatRange(min=0),
-    default=10.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="How long each poll waits for another running poll before skipping its turn.",
-)
+@lock_wait_option("How long each poll waits for another running poll before skipping its turn.")
 @click.pass_obj
 def watch(ctx: Context, every: str, lock_wait: float) -> NoReturn:
     """Poll in a loop, for containers and hosts without a timer.

@@ -415,3 +415,10 @@ def test_test_notify_reports_a_url_apprise_rejects_and_still_tests_the_others(
         "the Apprise documentation for that service",
     ]
     assert "onlyonetokenSECRET" not in result.output  # stdout and stderr
+
+
+def test_cli_lock_wait_default_matches_the_store() -> None:
+    import m365watch.cli
+    import m365watch.store
+
+    assert m365watch.cli.DEFAULT_LOCK_WAIT == m365watch.store.DEFAULT_LOCK_WAIT

@@ -44,6 +44,31 @@ LONG_TITLE = (
 )
 
 
+# What `status` prints for the degraded sample, live or (after its note) from the cache.
+DEGRADED_TABLES = textwrap.dedent(
+    """\
+        Services with problems
+        Service               Health                 Incidents   Advisories
+        ───────────────────────────────────────────────────────────────────
+        Microsoft Teams       Service interruption           1            0
+        Exchange Online       Service degradation            1            1
+        Microsoft 365 suite   brandNewStatus                 0            1
+
+        Open issues (4)
+        ID          Issue: type · service · status · last update
+        ──────────────────────────────────────────────────────────────────────────
+        TM300100    Incident · Microsoft Teams · Service interruption · 30 min ago
+                    Users can't join meetings
+        EX1256020   Incident · Exchange Online · Service degradation · 5 min ago
+                    Users can't send email
+        EX1256100   Advisory · Exchange Online · Investigating · 30 min ago
+                    Some messages are delayed
+        MO226784    Advisory · Microsoft 365 suite · brandNewStatus · 30 min ago
+                    Usage reports show old data
+    """
+)
+
+
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     path = tmp_path / "config.toml"
@@ -134,28 +159,7 @@ def test_status_several_degraded_services(config: Path, rsps: responses.Requests
     mock_status(rsps, OVERVIEWS, ISSUES)
     result = run(config, "status")
     assert (result.exit_code, result.stderr) == (0, "")
-    assert result.stdout == textwrap.dedent(
-        """\
-        Services with problems
-        Service               Health                 Incidents   Advisories
-        ───────────────────────────────────────────────────────────────────
-        Microsoft Teams       Service interruption           1            0
-        Exchange Online       Service degradation            1            1
-        Microsoft 365 suite   brandNewStatus                 0            1
-
-        Open issues (4)
-        ID          Issue: type · service · status · last update
-        ──────────────────────────────────────────────────────────────────────────
-        TM300100    Incident · Microsoft Teams · Service interruption · 30 min ago
-                    Users can't join meetings
-        EX1256020   Incident · Exchange Online · Service degradation · 5 min ago
-                    Users can't send email
-        EX1256100   Advisory · Exchange Online · Investigating · 30 min ago
-                    Some messages are delayed
-        MO226784    Advisory · Microsoft 365 suite · brandNewStatus · 30 min ago
-                    Usage reports show old data
-        """
-    )
+    assert result.stdout == DEGRADED_TABLES
 
 
 def test_status_in_a_wide_terminal_gives_titles_a_column(
@@ -383,29 +387,9 @@ def test_cached_status(config: Path, rsps: responses.RequestsMock) -> None:
     write_state(state_file(config), ISSUES)
     result = run(config, "status", "--cached")
     assert (result.exit_code, result.stderr) == (0, "")
-    assert result.stdout == textwrap.dedent(
-        """\
-        From the local state, as of the last poll 12 min ago (2026-11-20 20:48 UTC).
-
-        Services with problems
-        Service               Health                 Incidents   Advisories
-        ───────────────────────────────────────────────────────────────────
-        Microsoft Teams       Service interruption           1            0
-        Exchange Online       Service degradation            1            1
-        Microsoft 365 suite   brandNewStatus                 0            1
-
-        Open issues (4)
-        ID          Issue: type · service · status · last update
-        ──────────────────────────────────────────────────────────────────────────
-        TM300100    Incident · Microsoft Teams · Service interruption · 30 min ago
-                    Users can't join meetings
-        EX1256020   Incident · Exchange Online · Service degradation · 5 min ago
-                    Users can't send email
-        EX1256100   Advisory · Exchange Online · Investigating · 30 min ago
-                    Some messages are delayed
-        MO226784    Advisory · Microsoft 365 suite · brandNewStatus · 30 min ago
-                    Usage reports show old data
-        """
+    assert result.stdout == (
+        "From the local state, as of the last poll 12 min ago (2026-11-20 20:48 UTC).\n\n"
+        + DEGRADED_TABLES
     )
 
 
