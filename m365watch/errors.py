@@ -31,7 +31,14 @@ class AuthError(M365WatchError):
 
 
 class GraphError(M365WatchError):
-    """Microsoft Graph answered with an error or could not be reached."""
+    """Microsoft Graph answered with an error or could not be reached.
+
+    ``status`` is the HTTP status of a refused request (None when Graph never answered).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class NotFoundError(M365WatchError):

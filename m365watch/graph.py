@@ -357,11 +357,13 @@ class GraphClient:
         if status == 404:
             # Every path here exists in v1.0, so a 404 means the endpoint is wrong.
             said += "; check graph_endpoint (the Graph root, such as https://graph.microsoft.com)"
-        self._fail(f"Graph answered {_status_text(status)} for {_path(url)}{said}")
+        self._fail(f"Graph answered {_status_text(status)} for {_path(url)}{said}", status=status)
 
-    def _fail(self, message: str, cause: BaseException | None = None) -> NoReturn:
+    def _fail(
+        self, message: str, cause: BaseException | None = None, *, status: int | None = None
+    ) -> NoReturn:
         """Raise GraphError with a one-line message that cannot carry the token."""
-        raise GraphError(self._scrub(message)) from cause
+        raise GraphError(self._scrub(message), status=status) from cause
 
     def _scrub(self, message: str) -> str:
         """Make a message safe to show: no token, one line, bounded length."""

@@ -198,7 +198,15 @@ def issue_json(issue: Issue) -> dict[str, Any]:
 def status_from_graph(source: HealthSource, query: StatusQuery, *, now: datetime) -> StatusReport:
     """Ask Graph: one ``healthOverviews`` request and one ``issues`` request (paged)."""
     overviews = [ServiceHealth.from_graph(o) for o in source.list_health_overviews()]
-    items = source.list_issues(filter=None if query.include_resolved else OPEN_ISSUES_FILTER)
+    server_filter = None if query.include_resolved else OPEN_ISSUES_FILTER
+    try:
+        items = source.list_issues(filter=server_filter)
+    except GraphError as error:
+        # The filter only saves bytes (issues are filtered here again): never fail over it.
+        if server_filter is None or error.status != 400:
+            raise
+        log.warning("Graph refused the filter %r; asking for every issue", server_filter)
+        items = source.list_issues(filter=None)
     issues, skipped = parse_issues(items)
     if skipped:
         log.warning("%d issues from Graph had no id and were ignored", skipped)

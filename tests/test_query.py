@@ -520,3 +520,43 @@ def test_cache_note() -> None:
     assert cache_note(NOW - timedelta(minutes=12), NOW) == (
         "From the local state, as of the last poll 12 min ago (2026-11-20 20:48 UTC)."
     )
+
+
+def test_status_asks_for_every_issue_when_graph_refuses_the_filter() -> None:
+    import responses
+
+    from m365watch.graph import GraphClient
+
+    base = "https://graph.microsoft.com/v1.0/admin/serviceAnnouncement"
+    open_issue = {
+        "id": "EX1",
+        "title": "Open",
+        "service": "Exchange Online",
+        "status": "serviceDegradation",
+        "classification": "incident",
+        "isResolved": False,
+    }
+    closed_issue = {
+        **open_issue,
+        "id": "EX2",
+        "title": "Closed",
+        "isResolved": True,
+        "status": "serviceRestored",
+    }
+    with responses.RequestsMock() as rsps:
+        rsps.get(f"{base}/healthOverviews", json={"value": []})
+        refused = rsps.get(
+            f"{base}/issues",
+            match=[responses.matchers.query_param_matcher({"$filter": "isResolved eq false"})],
+            status=400,
+            json={"error": {"code": "BadRequest", "message": "Invalid filter clause"}},
+        )
+        everything = rsps.get(
+            f"{base}/issues",
+            match=[responses.matchers.query_param_matcher({})],
+            json={"value": [open_issue, closed_issue]},
+        )
+        graph = GraphClient(graph_endpoint="https://graph.microsoft.com", get_token=lambda: "t")
+        report = status_from_graph(graph, StatusQuery(), now=NOW)
+    assert (refused.call_count, everything.call_count) == (1, 1)
+    assert [i.id for i in report.issues] == ["EX1"]  # still filtered here
