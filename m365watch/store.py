@@ -70,7 +70,9 @@ class AtomicJSONStorage(Storage):
         return data
 
     def write(self, data: dict[str, Any]) -> None:
-        payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+        # No sort_keys: TinyDB's document ids are strings, and "10" sorts before "2";
+        # the pending queue's order is what decides which change is the later one.
+        payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
         try:
             write_private_file(self.path, payload.encode("utf-8"))
         except OSError as exc:
@@ -167,12 +169,17 @@ class StateStore:
                     f"this one knows {SCHEMA_VERSION}): upgrade m365watch"
                 )
             issues: dict[str, dict[str, Any]] = {}
-            for doc in db.table("issues").all():
+            for doc in _in_id_order(db.table("issues").all()):
                 record = dict(doc)
                 issue_id = record.pop("id", None)
-                if isinstance(issue_id, str) and isinstance(record.get("issue"), dict):
-                    issues[issue_id] = record
-            pending = [dict(doc) for doc in db.table("pending").all()]
+                if not (isinstance(issue_id, str) and isinstance(record.get("issue"), dict)):
+                    # Skipping it would announce the issue again as new: a person decides.
+                    raise StateError(
+                        _corrupt(self.path, f"issue record {doc.doc_id} is malformed")
+                    )
+                issues[issue_id] = record
+            # Queue order decides which of two changes to one issue is the later one.
+            pending = [dict(doc) for doc in _in_id_order(db.table("pending").all())]
         except (AttributeError, TypeError, ValueError, KeyError) as exc:
             raise StateError(_corrupt(self.path, f"its tables are malformed ({exc})")) from None
         finally:
@@ -204,6 +211,11 @@ class StateStore:
             return self.path.stat().st_mtime
         except OSError:
             return None
+
+
+def _in_id_order(docs: list[Any]) -> list[Any]:
+    """TinyDB documents in insertion order (by numeric id), whatever order the file has."""
+    return sorted(docs, key=lambda doc: int(doc.doc_id))
 
 
 class _Preloaded(Storage):

@@ -413,3 +413,38 @@ def test_result_counts_the_changes_found_not_the_last_message_sent(tmp_path: Pat
     result = poller.run(step(5), now=T0 + timedelta(hours=1))
     assert sorted(c.issue.id for c in result.changes) == ["EX1256020", "TM1255871"]
     assert len(result.deliveries) == 4
+
+
+@responses.activate
+def test_a_long_queue_merges_in_the_order_the_changes_happened(tmp_path: Path) -> None:
+    down = responses.add(responses.POST, TEAMS_ENDPOINT, status=500)
+    poller = Poller(tmp_path, [teams()])
+    ex = {
+        "id": "EX1",
+        "title": "Mail",
+        "service": "Exchange Online",
+        "classification": "incident",
+        "status": "investigating",
+        "isResolved": False,
+    }
+    feed = [dict(ex)]
+    poller.run(feed)
+    # Twelve polls while Teams is down: EX1 degrades second and is restored last (the
+    # queue's 2nd and 12th records: "12" sorts before "2" as text), unrelated issues between.
+    feed.append({**ex, "id": "MO-first", "service": "Microsoft 365 suite"})
+    poller.run(feed, now=T0 + timedelta(minutes=4))
+    feed[0] = {**ex, "status": "serviceDegradation"}
+    poller.run(feed, now=T0 + timedelta(minutes=5))
+    for n in range(9):
+        feed.append({**ex, "id": f"MO{n}", "service": "Microsoft 365 suite"})
+        poller.run(feed, now=T0 + timedelta(minutes=10 + n))
+    feed[0] = {**ex, "status": "serviceRestored", "isResolved": True}
+    poller.run(feed, now=T0 + timedelta(minutes=30))
+    assert down.call_count >= 12  # every poll tried, and failed
+    responses.replace(responses.POST, TEAMS_ENDPOINT, status=202)
+    result = poller.run(feed, now=T0 + timedelta(minutes=35))
+    ex_titles = [d.title for d in result.deliveries if d.issue_id == "EX1"]
+    assert ex_titles == ["[Incident] EX1 · Exchange Online: Service restored"]
+    cards = [json.dumps(json.loads(c.request.body)) for c in responses.calls[-11:]]
+    ex_card = next(c for c in cards if "EX1 \\u00b7" in c)
+    assert "Investigating \\u2192 Service restored" in ex_card
