@@ -13,7 +13,14 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
-from m365watch.models import PIR_STATUS, STATUS_SEVERITY, Issue, Post, canonical_status
+from m365watch.models import (
+    PIR_STATUS,
+    STATUS_SEVERITY,
+    Issue,
+    Post,
+    canonical_status,
+    post_keys,
+)
 
 
 class ChangeKind(str, Enum):
@@ -81,8 +88,9 @@ class IssueChange:
         previous_status = self.previous_status if self.previous_status else later.previous_status
         if ChangeKind.NEW not in kinds and previous_status == later.issue.status:
             kinds.discard(ChangeKind.STATUS)
-        seen = {p.key for p in self.new_posts}
-        posts = self.new_posts + tuple(p for p in later.new_posts if p.key not in seen)
+        # One post queued twice (same time and text) counts once; two that share a time both count.
+        seen = {(p.key, p.content) for p in self.new_posts}
+        posts = self.new_posts + tuple(p for p in later.new_posts if (p.key, p.content) not in seen)
         return replace(
             later,
             kinds=frozenset(kinds),
@@ -144,8 +152,10 @@ def diff_issue(previous: Issue | None, current: Issue) -> IssueChange | None:
         kinds.add(ChangeKind.RESOLVED)
     if previous.is_resolved and not current.is_resolved:
         kinds.add(ChangeKind.REOPENED)
-    seen = {p.key for p in previous.posts}
-    new_posts = tuple(p for p in current.posts if p.key not in seen)
+    seen = set(post_keys(previous.posts))
+    new_posts = tuple(
+        p for p, key in zip(current.posts, post_keys(current.posts), strict=True) if key not in seen
+    )
     if new_posts:
         kinds.add(ChangeKind.POST)
     if not kinds:

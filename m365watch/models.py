@@ -297,10 +297,29 @@ class Issue:
 
     def same_content(self, other: Issue) -> bool:
         """True when nothing but ``lastModifiedDateTime`` (and raw casing) differs."""
-        return self.to_graph() == {
-            **other.to_graph(),
-            "lastModifiedDateTime": format_timestamp(self.last_modified),
-        }
+        return self._comparable() == other._comparable()
+
+    def _comparable(self) -> dict[str, Any]:
+        data = self.to_graph()
+        data["lastModifiedDateTime"] = None
+        # Unknown values are kept as sent; their casing alone is not a change either.
+        data["status"] = str(data["status"]).lower()
+        data["classification"] = str(data["classification"]).lower()
+        return data
+
+
+def post_keys(posts: Sequence[Post]) -> list[str]:
+    """One key per post: its time, with ``#2``, ``#3``… for later posts of the same time.
+
+    Graph gives posts no id, and two posts may share a ``createdDateTime`` to the
+    second; counting them keeps the second one from passing for the first.
+    """
+    seen: dict[str, int] = {}
+    keys = []
+    for post in posts:
+        seen[post.key] = seen.get(post.key, 0) + 1
+        keys.append(post.key if seen[post.key] == 1 else f"{post.key}#{seen[post.key]}")
+    return keys
 
 
 def parse_issues(items: Sequence[Mapping[str, Any]]) -> tuple[list[Issue], int]:

@@ -518,3 +518,24 @@ def test_key_does_not_depend_on_kind_insertion_order() -> None:
     a = IssueChange(issue(), frozenset([POST, STATUS, RESOLVED]))
     b = IssueChange(issue(), frozenset([RESOLVED, STATUS, POST]))
     assert a.key == b.key == "EX1256020|status+post+resolved|investigating|-"
+
+
+def test_a_second_post_with_the_same_time_is_still_new() -> None:
+    first = post("2026-11-20T14:05:00Z", "first update")
+    second = post("2026-11-20T14:05:00Z", "second update, same second")
+    before = issue(posts=[first])
+    after = issue(posts=[first, second])
+    change = diff_issue(before, after)
+    assert change is not None
+    assert change.kinds == frozenset({ChangeKind.POST})
+    assert [p.content for p in change.new_posts] == ["second update, same second"]
+    assert diff_issue(after, after) is None
+
+
+def test_merging_keeps_two_posts_that_share_a_time() -> None:
+    first = issue(posts=[post("2026-11-20T14:05:00Z", "one")])
+    second = issue(posts=[post("2026-11-20T14:05:00Z", "two")])
+    a = IssueChange(first, frozenset({ChangeKind.POST}), new_posts=first.posts)
+    b = IssueChange(second, frozenset({ChangeKind.POST}), new_posts=second.posts)
+    assert [p.content for p in a.merged_with(b).new_posts] == ["one", "two"]
+    assert [p.content for p in a.merged_with(a).new_posts] == ["one"]

@@ -640,3 +640,11 @@ def test_service_health_tolerates_missing_fields(
     parsed = ServiceHealth.from_graph(payload)
     assert parsed == expected
     assert parsed.to_graph()["status"] == (payload.get("status") or "unknown")
+
+
+def test_casing_of_an_unknown_status_is_not_a_change_of_content() -> None:
+    base = {"id": "EX1", "title": "t", "service": "s", "classification": "incident"}
+    one = Issue.from_graph({**base, "status": "NewThing"})
+    other = Issue.from_graph({**base, "status": "newthing"})
+    assert one.same_content(other)
+    assert not one.same_content(Issue.from_graph({**base, "status": "OtherThing"}))
