@@ -388,6 +388,9 @@ def _target(raw: Any, index: int) -> TargetSettings:
     label = f"[[notify]] block {index}"
     if "name" in raw:
         name = _string(raw, "name", label)
+        if "#" in name:
+            # name#2 is how deliveries to a target's second URL are recorded.
+            raise ConfigError(f"{label}: a target name cannot contain '#' ({name!r})")
         label = f"notify target {name!r}"
     else:
         name = f"notify-{index}"

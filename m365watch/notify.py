@@ -171,10 +171,15 @@ class Notifier:
             weakref.finalize(self, shutil.rmtree, self._template_dir, True)
         return self._template_dir
 
-    def send(self, target: str, message: Message) -> DeliveryResult:
-        """Send ``message`` to every URL of ``target``; ok only when all accepted it."""
+    def send(self, target: str, message: Message, *, url: int | None = None) -> DeliveryResult:
+        """Send ``message`` to every URL of ``target`` (or only its ``url``-th, from 1).
+
+        Ok only when every URL it went to accepted it.
+        """
         reasons: list[str] = []
         for position, route in enumerate(self._target_routes(target), start=1):
+            if url is not None and position != url:
+                continue
             templated = route.templated
             payload = None
             if templated:

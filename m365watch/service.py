@@ -20,7 +20,14 @@ from m365watch import __version__
 from m365watch.config import PollSettings, TargetSettings
 from m365watch.diff import ChangeKind, IssueChange, diff_issues
 from m365watch.errors import ConfigError, StateError
-from m365watch.models import Issue, format_timestamp, parse_issues, parse_timestamp
+from m365watch.models import (
+    CLASSIFICATIONS,
+    UNKNOWN,
+    Issue,
+    format_timestamp,
+    parse_issues,
+    parse_timestamp,
+)
 from m365watch.render import Message, render_digest, render_test
 from m365watch.store import StateData, StateStore
 
@@ -40,7 +47,7 @@ class Sender(Protocol):
 
     def check(self) -> None: ...
 
-    def send(self, target: str, message: Message) -> Any: ...
+    def send(self, target: str, message: Message, *, url: int | None = None) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -80,7 +87,10 @@ def in_scope(issue: Issue, services: Iterable[str], classifications: Iterable[st
     wanted_classes = set(classifications)
     if wanted_services and issue.service.casefold() not in wanted_services:
         return False
-    return not wanted_classes or issue.classification in wanted_classes
+    if not wanted_classes or issue.classification in wanted_classes:
+        return True
+    # A classification this version does not know yet passes unless the filter was narrowed.
+    return issue.classification == UNKNOWN and set(CLASSIFICATIONS) <= wanted_classes
 
 
 def target_wants(target: TargetSettings, change: IssueChange) -> bool:
@@ -146,12 +156,12 @@ def run_poll(
 
         outgoing = _outgoing(new_state.pending, targets)
         if dry_run:
-            previews = tuple((name, render_digest(batch)) for name, batch, _ in outgoing)
+            previews = tuple((o.unit, render_digest(o.changes)) for o in outgoing if o.changes)
             return PollResult(
                 baseline=baseline,
                 issues_seen=len(issues),
                 changes=tuple(changes),
-                pending=len(outgoing),
+                pending=sum(1 for o in outgoing if o.changes),
                 dry_run=True,
                 previews=previews,
                 skipped_items=skipped,
@@ -159,15 +169,27 @@ def run_poll(
 
         deliveries: list[Delivery] = []
         if outgoing:
-            sender = sender or make_sender()
-            for name, batch, records in outgoing:
-                message = render_digest(batch)
-                ok, reason = accepted(sender.send(name, message))
+            if sender is None:
+                # Checked before anything is sent: a URL Apprise no longer accepts must not
+                # stop the poll halfway, after other targets got what they will get again.
+                sender = make_sender()
+                sender.check()
+            for item in outgoing:
+                if not item.changes:
+                    for record in item.records:
+                        _record_attempt(record, item.unit, True, "", now)
+                    continue
+                message = render_digest(item.changes)
+                if item.url is None:
+                    outcome = sender.send(item.target, message)
+                else:
+                    outcome = sender.send(item.target, message, url=item.url)
+                ok, reason = accepted(outcome)
                 issue_ids = ", ".join(message.issue_ids)  # a digest's, most severe first
-                deliveries.append(Delivery(name, issue_ids, message.title, ok, reason))
+                deliveries.append(Delivery(item.unit, issue_ids, message.title, ok, reason))
                 # A digest covers all its records: accepted clears them all, refused keeps them all.
-                for record in records:
-                    _record_attempt(record, name, ok, reason, now)
+                for record in item.records:
+                    _record_attempt(record, item.unit, ok, reason, now)
             new_state.pending = [r for r in new_state.pending if r["targets"]]
 
         written = False
@@ -228,6 +250,17 @@ def _next_snapshots(
     return snapshots
 
 
+def delivery_units(target: TargetSettings) -> list[tuple[str, int | None]]:
+    """Where deliveries to ``target`` are recorded: the target itself, or each of its URLs.
+
+    A target with several URLs is recorded per URL (``name#1``, ``name#2``…), so a
+    dead URL is retried alone and the others never receive a change twice.
+    """
+    if len(target.urls) == 1:
+        return [(target.name, None)]
+    return [(f"{target.name}#{n}", n) for n in range(1, len(target.urls) + 1)]
+
+
 def _queue(
     pending: list[dict[str, Any]],
     changes: Sequence[IssueChange],
@@ -235,11 +268,15 @@ def _queue(
     now: datetime,
 ) -> list[dict[str, Any]]:
     """The deliveries still owed: old ones (for targets still configured) plus new ones."""
-    names = {t.name for t in targets}
+    units = {t.name: [unit for unit, _ in delivery_units(t)] for t in targets}
+    names = {unit for target_units in units.values() for unit in target_units}
     queue = []
     for record in pending:
-        kept = [t for t in record.get("targets", []) if t in names]
-        dropped = set(record.get("targets", [])) - set(kept)
+        owed = record.get("targets", [])
+        # A target that gained URLs since: what it owed, it now owes on each of them.
+        owed = [u for t in owed for u in (units[t] if t in units and t not in names else [t])]
+        kept = [t for t in owed if t in names]
+        dropped = set(owed) - set(kept)
         if dropped:
             log.warning(
                 "dropping undelivered change %s for removed target(s) %s",
@@ -250,7 +287,7 @@ def _queue(
             # Deep copy: attempts are counted on the copy, and the old state is compared after.
             queue.append({**copy.deepcopy(record), "targets": kept})
     for change in changes:
-        wanted = [t.name for t in targets if target_wants(t, change)]
+        wanted = [unit for t in targets if target_wants(t, change) for unit in units[t.name]]
         if wanted:
             queue.append(
                 {
@@ -265,35 +302,61 @@ def _queue(
     return queue
 
 
-def _outgoing(
-    pending: list[dict[str, Any]], targets: Sequence[TargetSettings]
-) -> list[tuple[str, list[IssueChange], list[dict[str, Any]]]]:
-    """The messages owed: (target, changes, queue records) per target and issue, in queue order.
+@dataclass(frozen=True)
+class Outgoing:
+    """One message owed to one delivery unit, and the queue records it settles."""
+
+    unit: str
+    target: str
+    url: int | None
+    changes: list[IssueChange]
+    records: list[dict[str, Any]]
+
+
+def _outgoing(pending: list[dict[str, Any]], targets: Sequence[TargetSettings]) -> list[Outgoing]:
+    """The messages owed, per delivery unit and issue, in queue order.
 
     Several queued changes of one issue merge into one change; a ``digest`` target gets
-    one message holding every issue's change and all their records.
+    one message holding every issue's change and all their records. A merged change
+    left with nothing to say (a status that went A → B → A) settles its records unsent.
     """
-    out: list[tuple[str, list[IssueChange], list[dict[str, Any]]]] = []
+    out: list[Outgoing] = []
     for target in targets:
-        by_issue: dict[str, tuple[IssueChange, list[dict[str, Any]]]] = {}
-        for record in pending:
-            if target.name not in record["targets"]:
-                continue
-            try:
-                change = IssueChange.from_dict(record["change"])
-            except (KeyError, TypeError, ValueError) as exc:
-                raise StateError(f"state file holds a malformed pending delivery: {exc}") from None
-            if change.issue.id in by_issue:
-                merged, records = by_issue[change.issue.id]
-                by_issue[change.issue.id] = (merged.merged_with(change), [*records, record])
-            else:
-                by_issue[change.issue.id] = (change, [record])
-        groups = list(by_issue.values())
-        if target.digest and len(groups) > 1:
-            changes = [change for change, _ in groups]
-            out.append((target.name, changes, [r for _, records in groups for r in records]))
+        for unit, url in delivery_units(target):
+            out += _unit_outgoing(pending, target, unit, url)
+    return out
+
+
+def _unit_outgoing(
+    pending: list[dict[str, Any]], target: TargetSettings, unit: str, url: int | None
+) -> list[Outgoing]:
+    by_issue: dict[str, tuple[IssueChange, list[dict[str, Any]]]] = {}
+    for record in pending:
+        if unit not in record["targets"]:
+            continue
+        try:
+            change = IssueChange.from_dict(record["change"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"state file holds a malformed pending delivery: {exc}") from None
+        if change.issue.id in by_issue:
+            merged, records = by_issue[change.issue.id]
+            by_issue[change.issue.id] = (merged.merged_with(change), [*records, record])
         else:
-            out += [(target.name, [change], records) for change, records in groups]
+            by_issue[change.issue.id] = (change, [record])
+    groups = list(by_issue.values())
+    silent = [(c, r) for c, r in groups if not c.kinds]
+    groups = [(c, r) for c, r in groups if c.kinds]
+    out = (
+        [Outgoing(unit, target.name, url, [], [r for _, rs in silent for r in rs])]
+        if silent
+        else []
+    )
+    if target.digest and len(groups) > 1:
+        changes = [change for change, _ in groups]
+        records = [r for _, rs in groups for r in rs]
+        out.append(Outgoing(unit, target.name, url, changes, records))
+    else:
+        out += [Outgoing(unit, target.name, url, [c], rs) for c, rs in groups]
     return out
 
 

@@ -174,9 +174,7 @@ class StateStore:
                 issue_id = record.pop("id", None)
                 if not (isinstance(issue_id, str) and isinstance(record.get("issue"), dict)):
                     # Skipping it would announce the issue again as new: a person decides.
-                    raise StateError(
-                        _corrupt(self.path, f"issue record {doc.doc_id} is malformed")
-                    )
+                    raise StateError(_corrupt(self.path, f"issue record {doc.doc_id} is malformed"))
                 issues[issue_id] = record
             # Queue order decides which of two changes to one issue is the later one.
             pending = [dict(doc) for doc in _in_id_order(db.table("pending").all())]

@@ -58,6 +58,11 @@ def settings(*blocks: dict[str, Any], **poll: Any) -> Any:
             {},
             "notify target 'ops' has a URL without a scheme",
         ),
+        (
+            [{"name": "ops#2", "url": SLACK_URL}],
+            {},
+            "[[notify]] block 1: a target name cannot contain '#' ('ops#2')",
+        ),
     ],
     ids=[
         "duplicate-names",
@@ -67,6 +72,7 @@ def settings(*blocks: dict[str, Any], **poll: Any) -> Any:
         "digest-not-bool",
         "typo-key",
         "no-scheme",
+        "hash-in-name",
     ],
 )
 def test_notify_mistakes_are_config_errors(

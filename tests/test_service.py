@@ -448,3 +448,89 @@ def test_a_long_queue_merges_in_the_order_the_changes_happened(tmp_path: Path) -
     cards = [json.dumps(json.loads(c.request.body)) for c in responses.calls[-11:]]
     ex_card = next(c for c in cards if "EX1 \\u00b7" in c)
     assert "Investigating \\u2192 Service restored" in ex_card
+
+
+@responses.activate
+def test_a_dead_url_of_a_target_is_retried_alone(tmp_path: Path) -> None:
+    slack_ok = responses.add(responses.POST, SLACK_WEBHOOK, body="ok")
+    teams_down = responses.add(responses.POST, TEAMS_ENDPOINT, status=500)
+    both = TargetSettings(name="ops", urls=(SLACK_URL, TEAMS_URL))
+    poller = Poller(tmp_path, [both])
+    poller.run(step(0))
+    for hour in (1, 2, 3):
+        result = poller.run(step(1), now=T0 + timedelta(hours=hour))
+        assert [(d.target, d.ok) for d in result.deliveries] == (
+            [("ops#1", True), ("ops#2", False)] if hour == 1 else [("ops#2", False)]
+        )
+    assert (slack_ok.call_count, teams_down.call_count) == (1, 3)
+    responses.replace(responses.POST, TEAMS_ENDPOINT, status=202)
+    recovered = poller.run(step(1), now=T0 + timedelta(hours=4))
+    assert [(d.target, d.ok) for d in recovered.deliveries] == [("ops#2", True)]
+    assert slack_ok.call_count == 1
+    assert poller.store.load().pending == []
+
+
+@responses.activate
+def test_an_old_record_for_a_target_that_gained_a_url_is_owed_on_each(tmp_path: Path) -> None:
+    responses.add(responses.POST, TEAMS_ENDPOINT, status=500)
+    poller = Poller(tmp_path, [teams("ops")])
+    poller.run(step(0))
+    poller.run(step(1), now=T0 + timedelta(hours=1))
+    assert [r["targets"] for r in poller.store.load().pending] == [["ops"]]
+    responses.replace(responses.POST, TEAMS_ENDPOINT, status=202)
+    slack_ok = responses.add(responses.POST, SLACK_WEBHOOK, body="ok")
+    grown = Poller(tmp_path, [TargetSettings(name="ops", urls=(TEAMS_URL, SLACK_URL))])
+    result = grown.run(step(1), now=T0 + timedelta(hours=2))
+    assert [(d.target, d.ok) for d in result.deliveries] == [("ops#1", True), ("ops#2", True)]
+    assert slack_ok.call_count == 1
+
+
+@responses.activate
+def test_a_url_apprise_now_refuses_stops_the_poll_before_anything_is_sent(
+    tmp_path: Path,
+) -> None:
+    slack_ok = responses.add(responses.POST, SLACK_WEBHOOK, body="ok")
+    poller = Poller(tmp_path, [slack("a"), slack("b")])
+    poller.run(step(0))
+    # Same names (same fingerprint here), but b's URL is one Apprise no longer loads.
+    broken = Poller(tmp_path, [slack("a"), TargetSettings(name="b", urls=("nosuchscheme://x",))])
+    before = broken.store.path.read_bytes()
+    for hour in (1, 2):
+        with pytest.raises(ConfigError, match="notify target 'b'"):
+            broken.run(step(1), now=T0 + timedelta(hours=hour))
+    assert slack_ok.call_count == 0
+    assert broken.store.path.read_bytes() == before
+
+
+@responses.activate
+def test_a_status_that_went_and_came_back_before_delivery_is_not_sent(tmp_path: Path) -> None:
+    teams_down = responses.add(responses.POST, TEAMS_ENDPOINT, status=500)
+    poller = Poller(tmp_path, [teams(events=("status",))])
+    poller.run(step(2))  # EX1256020 in service degradation
+    back = step(2)
+    flipped = copy.deepcopy(back)
+    next(i for i in flipped if i["id"] == "EX1256020")["status"] = "serviceInterruption"
+    poller.run(flipped, now=T0 + timedelta(hours=1))
+    assert teams_down.call_count == 1
+    responses.replace(responses.POST, TEAMS_ENDPOINT, status=202)
+    result = poller.run(back, now=T0 + timedelta(hours=2))
+    assert result.deliveries == ()
+    assert teams_down.call_count == 1
+    assert poller.store.load().pending == []
+
+
+@pytest.mark.parametrize(
+    ("classifications", "wanted"),
+    [((), True), (("incident", "advisory"), True), (("incident",), False)],
+    ids=["no-filter", "both-kinds", "narrowed"],
+)
+def test_an_unknown_classification_passes_unless_the_filter_is_narrowed(
+    classifications: tuple[str, ...], wanted: bool
+) -> None:
+    from m365watch.models import Issue
+    from m365watch.service import in_scope
+
+    issue = Issue.from_graph(
+        {"id": "EX9", "service": "Exchange Online", "classification": "unknownFutureValue"}
+    )
+    assert in_scope(issue, (), classifications) is wanted
