@@ -95,9 +95,12 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Apprise's and MSAL's debug output can hold whole webhook URLs or tokens.
-    for noisy in ("apprise", "msal", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose >= 3 else logging.WARNING)
+    # Never the libraries' debug output, however verbose: Apprise's and urllib3's carry
+    # whole webhook URLs and their tokens. MSAL's errors (with a traceback) become our
+    # own one-line AuthError, so it says nothing itself.
+    logging.getLogger("apprise").setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    logging.getLogger("msal").setLevel(logging.CRITICAL)
 
 
 def fail(error: M365WatchError, verbose: int) -> NoReturn:
@@ -141,7 +144,12 @@ def lock_wait_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[
     type=click.Path(dir_okay=False, path_type=Path),
     help="Configuration file (default: $M365WATCH_CONFIG, else the user config dir).",
 )
-@click.option("-v", "--verbose", count=True, help="More output; -vv for debug logs.")
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="More output; -vv for m365watch's debug logs (never the libraries': they hold secrets).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors (for cron).")
 @click.version_option(__version__, prog_name="m365watch")
 @click.pass_context

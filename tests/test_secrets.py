@@ -154,3 +154,24 @@ def test_state_caches_locks_and_health_are_0600_in_a_0700_folder(
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
     assert modes == dict.fromkeys(names, 0o600)
     assert os.stat(inst.config).st_mode & 0o077 == 0  # (the test's own config, for the record)
+
+
+def test_a_secret_in_an_accepted_notification_url_is_not_shown_even_at_vvv(
+    loopback: FakeMicrosoft, tmp_path: Path
+) -> None:
+    # Library debug logs (urllib3's request lines, Apprise's URLs) would print this path.
+    path_secret = "PathSecret0123456789abcdefXYZ"
+    inst = Installation(tmp_path, loopback, [Target("ops")])
+    inst.config.write_text(
+        inst.config.read_text().replace(
+            inst.hook_url("ops"), loopback.hook_url(f"ops{path_secret}")
+        )
+    )
+    loopback.issues = []
+    assert inst.run("poll").returncode == 0  # the baseline
+    reset(loopback)
+    polled = inst.run("-vvv", "poll")
+    assert polled.returncode == 0, polled.stderr
+    assert loopback.hooks[f"ops{path_secret}"]  # delivered through that URL
+    assert "DEBUG" in polled.stderr
+    assert path_secret not in polled.stdout + polled.stderr
