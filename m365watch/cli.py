@@ -186,8 +186,11 @@ def poll(ctx: Context, dry_run: bool, notify_existing: bool, lock_wait: float) -
     run_guarded(ctx, action)
 
 
-def build_tokens(settings: Settings, *, session: Any = None) -> Any:
-    """The MSAL token provider for the configured credential (no network until used)."""
+def build_tokens(settings: Settings, *, session: Any = None, cache_dir: Path | None = None) -> Any:
+    """The MSAL token provider for the configured credential (no network until used).
+
+    Its caches live beside the state, or in ``cache_dir``.
+    """
     from m365watch.auth import Certificate, ClientSecret, TokenProvider
 
     tenant = _tenant(settings)
@@ -203,7 +206,7 @@ def build_tokens(settings: Settings, *, session: Any = None) -> Any:
         credential=credential,
         authority_host=authority_host,
         graph_endpoint=graph_endpoint,
-        cache_dir=settings.state_path.parent,
+        cache_dir=cache_dir or settings.state_path.parent,
         session=session,
     )
 
@@ -717,6 +720,7 @@ def doctor(ctx: Context) -> NoReturn:
 def doctor_checks(config_path: Path) -> Iterator[DoctorCheck]:
     """Run doctor's checks in order, yielding each as it completes."""
     import email.utils
+    import tempfile
     from urllib.parse import urlsplit
 
     import requests
@@ -759,7 +763,10 @@ def doctor_checks(config_path: Path) -> Iterator[DoctorCheck]:
         yield checks.skipped("sign-in", "needs a working credential")
         yield checks.skipped("Graph permission", "needs a sign-in")
     else:
-        tokens = build_tokens(settings, session=session)
+        # Empty caches: a cached token would pass with a secret that no longer works.
+        # (Removed when the generator is done with it, by its finalizer.)
+        fresh_cache = tempfile.TemporaryDirectory(prefix="m365watch-doctor-")
+        tokens = build_tokens(settings, session=session, cache_dir=Path(fresh_cache.name))
 
         def sign_in_text() -> str:
             tokens.get_token()

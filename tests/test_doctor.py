@@ -14,16 +14,21 @@ import pytest
 import responses
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from m365watch.cli import build_tokens
+from m365watch.config import load_settings
 from m365watch.doctor import Status, certificate_check, clock_check
 from tests.installation import SENTINEL
 from tests.test_auth import (
     CLIENT_ID,
+    GLOBAL_HOST,
     TENANT,
     aad_error,
     cert_pem,
+    discovery_url,
     key_pem,
     make_certificate,
     mock_identity,
+    openid_configuration,
     token_url,
 )
 from tests.test_faults import invoke, write_config
@@ -82,11 +87,28 @@ def test_everything_passes(tmp_path: Path, rsps: responses.RequestsMock) -> None
     assert re.fullmatch(r"✓ clock: within [01] s of graph\.microsoft\.com", out[-2])
     assert out[-1] == "All checks passed."
     assert graph_calls(rsps) == 1
-    # Doctor changes nothing but MSAL's token cache: no state, no health file.
-    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == [
-        "msal_http_cache.json",
-        "msal_token_cache.json",
-    ]
+    # Doctor changes nothing: no state, no health file, not even MSAL's caches.
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == []
+
+
+def test_sign_in_is_checked_afresh_not_from_a_cached_token(
+    tmp_path: Path, rsps: responses.RequestsMock
+) -> None:
+    config = write_config(tmp_path)
+    mock_identity(rsps)
+    graph_answers(rsps)
+    assert invoke(config, "doctor").exit_code == 0
+    # A poll cached a token; then the secret was rotated and the old one no longer works.
+    tokens = build_tokens(load_settings(config, env={"M365WATCH_CLIENT_SECRET": SENTINEL}))
+    mock_identity(rsps)
+    tokens.get_token()
+    rsps.reset()
+    rsps.get(discovery_url(GLOBAL_HOST), json=openid_configuration(GLOBAL_HOST))
+    refused = aad_error(7000215, "invalid_client", "Invalid client secret provided.")
+    rsps.post(token_url(GLOBAL_HOST), json=refused, status=401)
+    result = invoke(config, "doctor")
+    assert result.exit_code == 1
+    assert "✗ sign-in: " in result.output
 
 
 def test_invalid_config_is_the_only_line(tmp_path: Path) -> None:
