@@ -279,6 +279,14 @@ def poll_once(
 
 def print_poll_result(result: PollResult, *, quiet: bool = False) -> None:
     """The summary of a poll for people (and cron mail)."""
+    if result.dropped:
+        # Said even with -q: these messages will never be sent.
+        lost = ", ".join(f"{d.issue_id} for {d.target}" for d in result.dropped)
+        verb = "would be dropped" if result.dry_run else "dropped"
+        click.echo(
+            f"Warning: undelivered change(s) owed to target(s) no longer configured {verb}: {lost}",
+            err=True,
+        )
     for delivery in result.failed:
         click.echo(
             f"Warning: {delivery.issue_id} not delivered to {delivery.target}: "

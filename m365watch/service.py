@@ -62,6 +62,14 @@ class Delivery:
 
 
 @dataclass(frozen=True)
+class Dropped:
+    """A change that was still owed to a target the configuration no longer has."""
+
+    issue_id: str
+    target: str
+
+
+@dataclass(frozen=True)
 class PollResult:
     """What a poll found and did."""
 
@@ -74,6 +82,7 @@ class PollResult:
     dry_run: bool = False
     previews: tuple[tuple[str, Message], ...] = field(default=())
     skipped_items: int = 0
+    dropped: tuple[Dropped, ...] = ()
 
     @property
     def failed(self) -> tuple[Delivery, ...]:
@@ -136,9 +145,10 @@ def run_poll(
             changes = diff_issues(previous, issues)
         changes = [c for c in changes if in_scope(c.issue, poll.services, poll.classifications)]
 
+        pending, dropped = _queue(state.pending, changes, targets, now)
         new_state = StateData(
             issues=_next_snapshots(state, previous, issues, now),
-            pending=_queue(state.pending, changes, targets, now),
+            pending=pending,
             meta=dict(state.meta),
             exists=state.exists,
         )
@@ -165,6 +175,7 @@ def run_poll(
                 dry_run=True,
                 previews=previews,
                 skipped_items=skipped,
+                dropped=tuple(dropped),
             )
 
         deliveries: list[Delivery] = []
@@ -206,6 +217,7 @@ def run_poll(
             pending=sum(len(r["targets"]) for r in new_state.pending),
             state_written=written,
             skipped_items=skipped,
+            dropped=tuple(dropped),
         )
 
 
@@ -266,11 +278,15 @@ def _queue(
     changes: Sequence[IssueChange],
     targets: Sequence[TargetSettings],
     now: datetime,
-) -> list[dict[str, Any]]:
-    """The deliveries still owed: old ones (for targets still configured) plus new ones."""
+) -> tuple[list[dict[str, Any]], list[Dropped]]:
+    """The deliveries still owed: old ones (for targets still configured) plus new ones.
+
+    Also what was owed to targets no longer configured (renamed or removed): dropped.
+    """
     units = {t.name: [unit for unit, _ in delivery_units(t)] for t in targets}
     names = {unit for target_units in units.values() for unit in target_units}
     queue = []
+    dropped_all: list[Dropped] = []
     for record in pending:
         owed = record.get("targets", [])
         # A target that gained URLs since: what it owed, it now owes on each of them.
@@ -278,11 +294,8 @@ def _queue(
         kept = [t for t in owed if t in names]
         dropped = set(owed) - set(kept)
         if dropped:
-            log.warning(
-                "dropping undelivered change %s for removed target(s) %s",
-                record.get("key"),
-                ", ".join(sorted(dropped)),
-            )
+            issue_id = str(record.get("key", "?")).split("|")[0]
+            dropped_all += [Dropped(issue_id, target) for target in sorted(dropped)]
         if kept:
             # Deep copy: attempts are counted on the copy, and the old state is compared after.
             queue.append({**copy.deepcopy(record), "targets": kept})
@@ -299,7 +312,7 @@ def _queue(
                     "lastError": {},
                 }
             )
-    return queue
+    return queue, dropped_all
 
 
 @dataclass(frozen=True)

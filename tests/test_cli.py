@@ -422,3 +422,26 @@ def test_cli_lock_wait_default_matches_the_store() -> None:
     import m365watch.store
 
     assert m365watch.cli.DEFAULT_LOCK_WAIT == m365watch.store.DEFAULT_LOCK_WAIT
+
+
+def test_changes_owed_to_a_removed_target_are_reported_even_with_q(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    with responses.RequestsMock() as rsps:
+        mock_identity(rsps)
+        graph_returns(rsps, STEPS[0]["issues"])
+        assert invoke(config, "poll").exit_code == 0
+    with responses.RequestsMock() as rsps:
+        graph_returns(rsps, STEPS[1]["issues"])
+        rsps.post(SLACK_WEBHOOK, status=500, body="oops")
+        assert invoke(config, "-q", "poll").exit_code == 3
+    renamed = write_config(
+        tmp_path, notify=f'[[notify]]\nname = "slack-renamed"\nurl = "{SLACK_URL}"\n'
+    )
+    with responses.RequestsMock() as rsps:
+        graph_returns(rsps, STEPS[1]["issues"])
+        result = invoke(renamed, "-q", "poll")
+    assert result.exit_code == 0
+    assert result.output == (
+        "Warning: undelivered change(s) owed to target(s) no longer configured dropped: "
+        "EX1256020 for ops-slack\n"
+    )

@@ -15,7 +15,7 @@ import responses
 from m365watch.config import PollSettings, TargetSettings
 from m365watch.errors import ConfigError, GraphError
 from m365watch.notify import Notifier
-from m365watch.service import PollResult, run_poll
+from m365watch.service import Dropped, PollResult, run_poll
 from m365watch.store import StateStore
 from tests.conftest import SLACK_URL, SLACK_WEBHOOK, TEAMS_ENDPOINT, TEAMS_URL, timeline_steps
 
@@ -251,6 +251,7 @@ def test_pending_for_a_removed_target_is_dropped(tmp_path: Path) -> None:
     renamed = Poller(tmp_path, [slack()])
     result = renamed.run(step(1), now=T0 + timedelta(hours=2))
     assert (result.deliveries, result.pending) == ((), 0)
+    assert result.dropped == (Dropped("EX1256020", "teams"),)
     assert renamed.store.load().pending == []
 
 
