@@ -660,6 +660,12 @@ def watch(ctx: Context, every: str, lock_wait: float) -> NoReturn:
                 print_poll_result(result, quiet=ctx.quiet)
             except M365WatchError as error:
                 click.echo(f"Error: {first_line(error)}", err=True)
+            except Exception as error:  # one failed poll must not end the loop, whatever failed
+                log.debug("poll failed", exc_info=True)
+                click.echo(
+                    f"Error: unexpected {type(error).__name__} in this poll: {error}"[:500],
+                    err=True,
+                )
             return int(graph.request_count - before)
 
         if not ctx.quiet:

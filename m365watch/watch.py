@@ -30,12 +30,19 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": HOUR}
 
 
+MAX_INTERVAL = 24 * 3600.0  # a watcher that polls less than daily is not watching
+
+
 def parse_interval(text: str) -> float:
     """Seconds from ``90``, ``90s``, ``5m``, ``1.5h``; ConfigError for anything else."""
     match = _DURATION.match(text)
     seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()] if match else 0.0
     if seconds <= 0:
         raise ConfigError(f"--every must be a duration such as 30s, 5m or 1h, not {text!r}")
+    if seconds > MAX_INTERVAL:
+        raise ConfigError(
+            f"--every is at most 24h (use cron or a timer for rarer polls), not {text!r}"
+        )
     return seconds
 
 

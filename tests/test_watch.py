@@ -57,6 +57,12 @@ def test_parse_interval_refuses_nonsense(text: str) -> None:
         parse_interval(text)
 
 
+@pytest.mark.parametrize("text", ["25h", "24.5h", "9999999999h", "86401s"])
+def test_parse_interval_refuses_more_than_a_day(text: str) -> None:
+    with pytest.raises(ConfigError, match="--every is at most 24h"):
+        parse_interval(text)
+
+
 def test_budget_arithmetic() -> None:
     # 4 attempts per poll at most: 3600 * 4 / 800 = 18 s between poll starts.
     assert minimum_interval(4) == 18
@@ -300,3 +306,23 @@ def test_a_second_signal_stops_at_once_and_loses_nothing(inst: Installation) -> 
     inst.fake.hook_delay = 0.0
     assert inst.run("-q", "poll").returncode == 0
     assert set(inst.received()) == EXPECTED
+
+
+def test_an_unexpected_failure_in_a_poll_does_not_end_the_loop(
+    tmp_path: Path, three_polls: FakeClock
+) -> None:
+    config = write_config(tmp_path)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        mock_identity(rsps)
+        rsps.get(GRAPH_ISSUES, json={"value": FEED_BEFORE})
+        assert invoke(config, "poll").exit_code == 0
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.get(GRAPH_ISSUES, body=RuntimeError("a bug somewhere"))
+        rsps.get(GRAPH_ISSUES, json={"value": FEED_AFTER})
+        mock_hooks(rsps)
+        result = invoke(config, "watch")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[1] == "Error: unexpected RuntimeError in this poll: a bug somewhere"
+    assert lines[2].startswith("10 issues, 8 change(s), 12 message(s) sent")
+    assert lines[-1] == "Stopped after 3 poll(s)."
