@@ -177,7 +177,19 @@ class StateStore:
                     raise StateError(_corrupt(self.path, f"issue record {doc.doc_id} is malformed"))
                 issues[issue_id] = record
             # Queue order decides which of two changes to one issue is the later one.
-            pending = [dict(doc) for doc in _in_id_order(db.table("pending").all())]
+            pending = []
+            for doc in _in_id_order(db.table("pending").all()):
+                record = dict(doc)
+                targets = record.get("targets")
+                if not (
+                    isinstance(record.get("change"), dict)
+                    and isinstance(targets, list)
+                    and all(isinstance(t, str) for t in targets)
+                ):
+                    raise StateError(
+                        _corrupt(self.path, f"pending delivery {doc.doc_id} is malformed")
+                    )
+                pending.append(record)
         except (AttributeError, TypeError, ValueError, KeyError) as exc:
             raise StateError(_corrupt(self.path, f"its tables are malformed ({exc})")) from None
         finally:

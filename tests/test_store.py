@@ -168,7 +168,7 @@ def test_touch_refreshes_the_time_without_rewriting(tmp_path: Path) -> None:
 def test_a_long_queue_keeps_its_order_across_saves(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "state.json")
     state = sample_state()
-    state.pending = [{"key": f"change-{n}", "targets": ["ops"]} for n in range(1, 13)]
+    state.pending = [{"key": f"change-{n}", "change": {}, "targets": ["ops"]} for n in range(1, 13)]
     store.save(state)
     store.save(store.load())  # twice: an order lost once would stay lost
     assert [r["key"] for r in store.load().pending] == [f"change-{n}" for n in range(1, 13)]
@@ -176,7 +176,9 @@ def test_a_long_queue_keeps_its_order_across_saves(tmp_path: Path) -> None:
 
 def test_a_queue_stored_out_of_order_loads_in_insertion_order(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
-    pending = {str(n): {"key": f"change-{n}", "targets": ["ops"]} for n in (1, 10, 11, 2, 3)}
+    pending = {
+        str(n): {"key": f"change-{n}", "change": {}, "targets": ["ops"]} for n in (1, 10, 11, 2, 3)
+    }
     path.write_text(json.dumps({"meta": {"1": {"schema": SCHEMA_VERSION}}, "pending": pending}))
     keys = [r["key"] for r in StateStore(path).load().pending]
     assert keys == ["change-1", "change-2", "change-3", "change-10", "change-11"]
@@ -194,5 +196,21 @@ def test_a_malformed_issue_record_is_an_error_not_a_new_issue(
     content = json.dumps({"meta": {"1": {"schema": SCHEMA_VERSION}}, "issues": {"1": record}})
     path.write_text(content)
     with pytest.raises(StateError, match="issue record 1 is malformed"):
+        StateStore(path).load()
+    assert path.read_text() == content
+
+
+@pytest.mark.parametrize(
+    "record",
+    [{"change": {}, "targets": 5}, {"targets": ["ops"]}, {"change": {}, "targets": [1]}],
+    ids=["targets-not-a-list", "no-change", "target-not-text"],
+)
+def test_a_malformed_pending_delivery_is_an_error(
+    tmp_path: Path, record: dict[str, object]
+) -> None:
+    path = tmp_path / "state.json"
+    content = json.dumps({"meta": {"1": {"schema": SCHEMA_VERSION}}, "pending": {"1": record}})
+    path.write_text(content)
+    with pytest.raises(StateError, match="pending delivery 1 is malformed"):
         StateStore(path).load()
     assert path.read_text() == content
