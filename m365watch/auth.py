@@ -342,6 +342,12 @@ class TokenProvider:
             ) from exc
         except ValueError as exc:
             raise AuthError(self._describe_value_error(exc)) from exc
+        except (AttributeError, KeyError, TypeError, IndexError) as exc:
+            # MSAL trusts the shape of what the server sends (a JSON string or list breaks it).
+            raise AuthError(
+                f"{host} answered in a shape MSAL cannot read ({type(exc).__name__}); "
+                "a proxy in the way? check HTTPS_PROXY, or try again later"
+            ) from exc
 
     def _describe_value_error(self, exc: ValueError) -> str:
         # MSAL raises ValueError for a tenant its discovery endpoint does not know and

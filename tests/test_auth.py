@@ -602,6 +602,20 @@ def test_error_without_description_names_the_error(
         provider(tmp_path).get_token()
 
 
+@pytest.mark.parametrize(
+    "body", ['"a json string"', "[400, 1]", "null"], ids=["string", "list", "null"]
+)
+def test_a_token_answer_of_the_wrong_shape_is_one_auth_error(
+    tmp_path: Path, rsps: responses.RequestsMock, body: str
+) -> None:
+    rsps.get(discovery_url(GLOBAL_HOST), json=openid_configuration(GLOBAL_HOST))
+    rsps.post(token_url(GLOBAL_HOST), body=body, status=400, content_type="application/json")
+    with pytest.raises(AuthError) as caught:
+        provider(tmp_path).get_token()
+    assert "\n" not in str(caught.value)
+    assert SECRET not in str(caught.value)
+
+
 def test_server_echoing_the_secret_is_redacted(
     tmp_path: Path, rsps: responses.RequestsMock
 ) -> None:
