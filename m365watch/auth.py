@@ -93,7 +93,7 @@ def load_certificate(cert: Certificate) -> tuple[dict[str, str], CertificateInfo
     """
     path = cert.pem_path
     try:
-        data = path.read_bytes()
+        data = files.read_bounded(path, 1024 * 1024)  # a PEM chain is a few KB
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise ConfigError(f"cannot read certificate file {path}: {reason}") from exc

@@ -141,7 +141,8 @@ def lock_wait_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[
 @click.option(
     "-c",
     "--config",
-    type=click.Path(dir_okay=False, path_type=Path),
+    # Checked by load_settings, so every mistake with it is the same one-line error.
+    type=click.Path(path_type=Path),
     help="Configuration file (default: $M365WATCH_CONFIG, else the user config dir).",
 )
 @click.option(

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from m365watch import files
 from m365watch.diff import EVENTS
 from m365watch.errors import ConfigError
 from m365watch.models import CLASSIFICATIONS
@@ -29,6 +30,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 APP_NAME = "m365watch"
 CLOUD_NAMES: tuple[str, ...] = ("global", "usgov", "dod", "china")
 DEFAULT_ALERT_AFTER = 3
+MAX_CONFIG_BYTES = 1024 * 1024
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
@@ -157,18 +159,23 @@ def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
     """Read, expand and validate the configuration file at ``path``."""
     env = os.environ if env is None else env
     try:
-        raw_text = path.read_text(encoding="utf-8")
+        # utf-8-sig: Windows editors may start the file with a byte-order mark.
+        raw_text = files.read_bounded(path, MAX_CONFIG_BYTES).decode("utf-8-sig")
     except FileNotFoundError:
         raise ConfigError(
             f"no configuration file at {path}: copy config.example.toml there, "
             "or pass -c FILE or set M365WATCH_CONFIG"
         ) from None
+    except files.TooLargeError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read configuration file {path}: {exc}") from None
     try:
         document = tomllib.loads(raw_text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path} is not valid TOML: it is nested too deeply") from None
     settings = parse_settings(document, env=env, base_dir=path.parent)
     warnings = list(settings.warnings)
     warnings += _permission_warnings(path, document)

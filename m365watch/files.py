@@ -8,6 +8,7 @@ its own error.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -45,3 +46,16 @@ def write_private_file(path: Path, data: bytes) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+class TooLargeError(OSError):
+    """A file is larger than m365watch will read (raised by :func:`read_bounded`)."""
+
+
+def read_bounded(path: Path, limit: int) -> bytes:
+    """The bytes of ``path``; TooLargeError past ``limit`` (``/dev/zero`` never fills memory)."""
+    with path.open("rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise TooLargeError(errno.EFBIG, f"it is larger than {limit // 1024} KiB")
+    return data

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 DEFAULT_LOCK_WAIT = 10.0
+# A state of a few thousand issues is a few MB; far more is not a state file.
+MAX_STATE_BYTES = 256 * 1024 * 1024
+MAX_HEALTH_BYTES = 1024 * 1024
 
 
 def ensure_private_dir(path: Path) -> None:
@@ -54,7 +57,7 @@ class AtomicJSONStorage(Storage):
 
     def read(self) -> dict[str, Any] | None:
         try:
-            raw = self.path.read_bytes()
+            raw = files.read_bounded(self.path, MAX_STATE_BYTES)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -272,7 +275,7 @@ class HealthStore:
     def load(self) -> dict[str, Any]:
         """The stored record; empty when there is none (or it is damaged: logged)."""
         try:
-            raw = self.path.read_bytes()
+            raw = files.read_bounded(self.path, MAX_HEALTH_BYTES)
         except FileNotFoundError:
             return {}
         except OSError as exc:

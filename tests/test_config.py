@@ -728,3 +728,38 @@ def test_the_shipped_example_config_loads_and_apprise_accepts_its_urls() -> None
     assert [t.name for t in settings.targets] == ["ops-teams", "oncall-mail"]
     assert settings.targets[1].events == ("new", "status", "resolved", "reopened", "watcher")
     Notifier({t.name: t.urls for t in settings.targets}).check()
+
+
+def test_a_byte_order_mark_is_fine(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes(b'\xef\xbb\xbf[poll]\nservices = ["Exchange Online"]\n')
+    assert load_settings(path, env={}).poll.services == ("Exchange Online",)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda tmp: Path("/dev/zero"),
+            "cannot read configuration file /dev/zero: it is larger than 1024 KiB",
+        ),
+        (lambda tmp: tmp, "Is a directory"),
+        (
+            lambda tmp: _write(tmp / "deep.toml", "a = " + "[" * 5000 + "]" * 5000),
+            "is not valid TOML: it is nested too deeply",
+        ),
+    ],
+    ids=["endless-file", "directory", "nested-too-deeply"],
+)
+def test_unreadable_configs_are_one_line_errors(
+    tmp_path: Path, make: Callable[[Path], Path], message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(make(tmp_path), env={})
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path

@@ -214,3 +214,15 @@ def test_a_malformed_pending_delivery_is_an_error(
     with pytest.raises(StateError, match="pending delivery 1 is malformed"):
         StateStore(path).load()
     assert path.read_text() == content
+
+
+def test_an_endless_state_file_is_refused_not_read_into_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import m365watch.store
+
+    monkeypatch.setattr(m365watch.store, "MAX_STATE_BYTES", 1024)
+    with pytest.raises(
+        StateError, match="cannot read state file /dev/zero: it is larger than 1 KiB"
+    ):
+        StateStore(Path("/dev/zero")).load()
