@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import difflib
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from m365watch.errors import GraphError, NotFoundError, StateError
+from m365watch.errors import ConfigError, GraphError, NotFoundError, StateError
 from m365watch.models import (
     CLASSIFICATIONS,
     STATUS_SEVERITY,
@@ -393,11 +394,23 @@ def issue_from_state(store: StateSource, issue_id: str, *, now: datetime) -> Iss
     )
 
 
+_ISSUE_ID = re.compile(r"[A-Za-z]{2,4}[0-9]+", re.ASCII)
+
+
 def normalise_issue_id(issue_id: str) -> str:
-    """Issue ids are capital letters and digits (EX1256020); accept any case and spaces."""
+    """Issue ids are two to four letters and digits (EX1256020); any case and spaces accepted.
+
+    Anything else is a usage error (exit 2) that shows the input shortened and escaped,
+    never raw (it is printed to a terminal).
+    """
     value = issue_id.strip()
-    # Only an id-like value is upper-cased, so an error message shows other input as typed.
-    return value.upper() if value.isascii() and value.isalnum() else value
+    if not _ISSUE_ID.fullmatch(value):
+        shown = repr(value) if len(value) <= 40 else repr(value[:40]) + "…"
+        raise ConfigError(
+            f"{shown} is not a service health issue id: expected two to four letters "
+            "followed by digits, such as EX1256020"
+        )
+    return value.upper()
 
 
 # -- freshness ----------------------------------------------------------------------------

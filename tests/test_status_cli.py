@@ -541,10 +541,28 @@ def test_show_of_a_missing_id(config: Path, rsps: responses.RequestsMock) -> Non
     assert result.stderr == "Error: issue EX9999999 does not exist in this tenant\n"
 
 
-def test_show_of_something_that_is_not_an_id(config: Path, rsps: responses.RequestsMock) -> None:
-    result = run(config, "show", "../../me")
-    assert result.exit_code == 4
-    assert result.stderr.startswith("Error: '../../me' is not a service health issue id")
+@pytest.mark.parametrize(
+    ("issue_id", "shown"),
+    [
+        ("../../me", "'../../me'"),
+        ("EX1\nsecond line", "'EX1\\nsecond line'"),
+        ("\x1b[31mRED", "'\\x1b[31mRED'"),
+        ("X" * 100_000, "'" + "X" * 40 + "'…"),
+    ],
+    ids=["path", "newline", "escape-sequence", "huge"],
+)
+@pytest.mark.parametrize("cached", [False, True], ids=["live", "cached"])
+def test_show_of_something_that_is_not_an_id(
+    config: Path, rsps: responses.RequestsMock, issue_id: str, shown: str, cached: bool
+) -> None:
+    write_state(state_file(config), ISSUES)
+    result = run(config, "show", issue_id, *(["--cached"] if cached else []))
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: {shown} is not a service health issue id: expected two to four letters "
+        "followed by digits, such as EX1256020\n"
+    )
+    assert len(rsps.calls) == 0
 
 
 def test_show_cached(config: Path, rsps: responses.RequestsMock) -> None:
