@@ -33,6 +33,8 @@ DEFAULT_ALERT_AFTER = 3
 MAX_CONFIG_BYTES = 1024 * 1024
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# What a secret in a notification URL looks like: a password in it, or a long token.
+_URL_SECRET = re.compile(r"://[^/@\s]*:[^/@\s]+@|[A-Za-z0-9_-]{16,}")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _TENANT = re.compile(
     r"^([0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}|[A-Za-z0-9.-]+\.[A-Za-z]{2,})$"
@@ -198,12 +200,43 @@ def _permission_warnings(path: Path, document: Mapping[str, Any]) -> list[str]:
         mode = path.stat().st_mode
     except OSError:
         return []
-    if literal_secret and mode & (stat.S_IRGRP | stat.S_IROTH):
-        return [
+    if not mode & (stat.S_IRGRP | stat.S_IROTH):
+        return []
+    warnings = []
+    if literal_secret:
+        warnings.append(
             f"{path} holds a literal client secret and other users can read it: "
             f'run chmod 600 {path}, or use client_secret = "${{M365WATCH_CLIENT_SECRET}}"'
-        ]
-    return []
+        )
+    password = tenant.get("certificate_password") if isinstance(tenant, Mapping) else None
+    if isinstance(password, str) and password and not _ENV_REF.search(password):
+        warnings.append(
+            f"{path} holds a literal certificate password and other users can read it: "
+            f'run chmod 600 {path}, or use certificate_password = "${{M365WATCH_CERT_PASSWORD}}"'
+        )
+    names = [name for name, url in _literal_urls(document) if _URL_SECRET.search(url)]
+    if names:
+        warnings.append(
+            f"{path} holds notification URLs with their tokens or passwords "
+            f"({', '.join(names)}) and other users can read it: run chmod 600 {path}, or "
+            'write each URL as "${NAME}" and set NAME in the environment'
+        )
+    return warnings
+
+
+def _literal_urls(document: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(target name, URL) for every notification URL written out literally in the file."""
+    out: list[tuple[str, str]] = []
+    blocks = document.get("notify")
+    for index, block in enumerate(blocks if isinstance(blocks, list) else [], start=1):
+        if not isinstance(block, Mapping):
+            continue
+        name = str(block.get("name", f"notify-{index}"))
+        urls = block.get("urls", [block.get("url")])
+        for url in urls if isinstance(urls, list) else []:
+            if isinstance(url, str) and not _ENV_REF.search(url):
+                out.append((name, url))
+    return out
 
 
 def parse_settings(

@@ -339,6 +339,7 @@ def notify_config(tmp_path: Path) -> Path:
         f'[[notify]]\nname = "ops-slack"\nurl = "{SLACK_URL}"\n\n'
         f'[[notify]]\nname = "ops-teams"\nurl = "{TEAMS_URL}"\ndigest = true\n'
     )
+    path.chmod(0o600)  # it holds webhook tokens
     return path
 
 

@@ -661,40 +661,61 @@ LITERAL = EXAMPLE.replace("${M365WATCH_CLIENT_SECRET}", SENTINEL)
 CERTIFICATE = EXAMPLE.replace(
     'client_secret = "${M365WATCH_CLIENT_SECRET}"', 'certificate_path = "app.pem"'
 )
+CERT_PASSWORD = CERTIFICATE.replace(
+    'certificate_path = "app.pem"',
+    f'certificate_path = "app.pem"\ncertificate_password = "{SENTINEL}"',
+)
+URLS_FROM_ENV = EXAMPLE.replace(
+    'url = "workflows://prod-00.westus.logic.azure.com:443/abcdef0123456789/signature0123"',
+    'url = "${TEAMS_URL}"',
+).replace(
+    'urls = ["mailto://user:pass@127.0.0.1:2525?to=ops@example.com"]', 'urls = ["${MAIL_URL}"]'
+)
+SAFE = URLS_FROM_ENV  # every secret comes from the environment
+
+
+def expected_warning(kind: str, path: Path) -> str:
+    return {
+        "secret": f"{path} holds a literal client secret and other users can read it: "
+        f'run chmod 600 {path}, or use client_secret = "${{M365WATCH_CLIENT_SECRET}}"',
+        "password": f"{path} holds a literal certificate password and other users can read "
+        f'it: run chmod 600 {path}, or use certificate_password = "${{M365WATCH_CERT_PASSWORD}}"',
+        "urls": f"{path} holds notification URLs with their tokens or passwords (ops-teams, "
+        f"mail) and other users can read it: run chmod 600 {path}, or write each URL as "
+        '"${NAME}" and set NAME in the environment',
+    }[kind]
 
 
 @pytest.mark.parametrize(
-    ("text", "mode", "warns"),
+    ("text", "mode", "kinds"),
     [
-        (LITERAL, 0o644, True),
-        (LITERAL, 0o604, True),
-        (LITERAL, 0o600, False),
-        (LITERAL, 0o400, False),
-        (EXAMPLE, 0o644, False),
-        (CERTIFICATE, 0o644, False),
+        (LITERAL, 0o644, ["secret", "urls"]),
+        (LITERAL, 0o604, ["secret", "urls"]),
+        (LITERAL, 0o600, []),
+        (LITERAL, 0o400, []),
+        (EXAMPLE, 0o644, ["urls"]),
+        (CERTIFICATE, 0o644, ["urls"]),
+        (CERT_PASSWORD, 0o644, ["password", "urls"]),
+        (SAFE, 0o644, []),
+        (SAFE.replace("${M365WATCH_CLIENT_SECRET}", SENTINEL), 0o644, ["secret"]),
     ],
     ids=[
         "literal-world-readable",
         "literal-other-readable",
         "literal-chmod-600",
         "literal-chmod-400",
-        "env-reference-world-readable",
+        "literal-urls-world-readable",
         "certificate-world-readable",
+        "certificate-password-world-readable",
+        "all-from-env-world-readable",
+        "only-the-secret-literal",
     ],
 )
-def test_permission_warning(tmp_path: Path, text: str, mode: int, warns: bool) -> None:
+def test_permission_warning(tmp_path: Path, text: str, mode: int, kinds: list[str]) -> None:
     path = write(tmp_path, text, mode)
-    settings = load_settings(path, env=ENV)
-    if not warns:
-        assert settings.warnings == ()
-        return
-    assert len(settings.warnings) == 1
-    warning = settings.warnings[0]
-    assert warning == (
-        f"{path} holds a literal client secret and other users can read it: "
-        f'run chmod 600 {path}, or use client_secret = "${{M365WATCH_CLIENT_SECRET}}"'
-    )
-    assert SENTINEL not in warning
+    settings = load_settings(path, env={**ENV, "TEAMS_URL": "json://x", "MAIL_URL": "json://y"})
+    assert list(settings.warnings) == [expected_warning(kind, path) for kind in kinds]
+    assert all(SENTINEL not in warning for warning in settings.warnings)
 
 
 # --- agreement with the auth adapter -------------------------------------------------
