@@ -44,15 +44,23 @@ log = logging.getLogger("m365watch")
 # Seconds a poll waits for another one's lock (m365watch.store is not imported for --help).
 DEFAULT_LOCK_WAIT = 10.0
 
-EXIT_CODES_HELP = f"""\b
-Exit codes:
-  0   success
-  {EXIT_RUNTIME}   runtime failure (sign-in, Microsoft Graph, state file); a poll commits nothing
-  {EXIT_USAGE}   usage or configuration error
-  {EXIT_DELIVERY}   the poll finished but a notification failed; it is kept and retried next poll
-  {EXIT_NOT_FOUND}   the issue asked for does not exist
-  {EXIT_LOCKED}  another poll holds the state lock; try again later
-"""
+_EXIT_MEANINGS = {
+    0: "success",
+    EXIT_RUNTIME: "runtime failure (sign-in, Microsoft Graph, state file); a poll commits nothing",
+    EXIT_USAGE: "usage or configuration error",
+    EXIT_DELIVERY: "the poll finished but a notification failed; it is kept and retried next poll",
+    EXIT_NOT_FOUND: "the issue asked for does not exist",
+    EXIT_LOCKED: "another poll holds the state lock; try again later",
+}
+
+
+def exit_codes_help(*codes: int, **meanings: str) -> str:
+    """The "Exit codes:" block of a command's --help (``meanings`` as c3="…" override)."""
+    lines = [f"  {code:<3} {meanings.get(f'c{code}', _EXIT_MEANINGS[code])}" for code in codes]
+    return "\b\nExit codes:\n" + "\n".join(lines) + "\n"
+
+
+EXIT_CODES_HELP = exit_codes_help(*_EXIT_MEANINGS)
 
 
 class Context:
@@ -160,8 +168,12 @@ def main(click_ctx: click.Context, config: Path | None, verbose: int, quiet: boo
     click_ctx.obj = Context(config, verbose, quiet)
 
 
-@main.command(epilog=EXIT_CODES_HELP)
-@click.option("--dry-run", is_flag=True, help="Print what would be sent; change nothing.")
+@main.command(epilog=exit_codes_help(0, EXIT_RUNTIME, EXIT_USAGE, EXIT_DELIVERY, EXIT_LOCKED))
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print what would be sent; send nothing and leave the state as it is.",
+)
 @click.option(
     "--notify-existing",
     is_flag=True,
@@ -321,7 +333,10 @@ def print_poll_result(result: PollResult, *, quiet: bool = False) -> None:
     )
 
 
-@main.command(epilog="Needs no tenant and no configuration.")
+@main.command(
+    epilog="Needs no tenant and no configuration.\n\n"
+    + exit_codes_help(0, EXIT_USAGE, EXIT_DELIVERY, c3="a --notify target did not accept a message")
+)
 @click.option(
     "--notify",
     "notify_urls",
@@ -400,7 +415,7 @@ _CACHED_HELP = (
 )
 
 
-@main.command(epilog=EXIT_CODES_HELP)
+@main.command(epilog=exit_codes_help(0, EXIT_RUNTIME, EXIT_USAGE))
 @click.option(
     "--service",
     "services",
@@ -450,7 +465,15 @@ def status(
     run_guarded(ctx, action)
 
 
-@main.command(epilog=EXIT_CODES_HELP)
+@main.command(
+    epilog=exit_codes_help(
+        0,
+        EXIT_RUNTIME,
+        EXIT_USAGE,
+        EXIT_NOT_FOUND,
+        c2="usage or configuration error, or not an issue id",
+    )
+)
 @click.argument("issue_id")
 @click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
 @click.option("--cached", is_flag=True, help=_CACHED_HELP)
@@ -715,11 +738,17 @@ def doctor(ctx: Context) -> NoReturn:
 
     def action() -> int:
         failed = warned = 0
+        marks = {status: status.value for status in Status}
+        try:
+            "✓✗".encode(sys.stdout.encoding or "ascii")
+        except (UnicodeEncodeError, LookupError):
+            # A terminal that cannot show ✓ and ✗ (a latin-1 or C locale) gets words.
+            marks = {Status.PASS: "OK", Status.WARN: "WARN", Status.FAIL: "FAIL", Status.SKIP: "-"}
         for check in doctor_checks(ctx.config_path()):
             failed += check.failed
             warned += check.status is Status.WARN
             if not ctx.quiet or check.status in (Status.FAIL, Status.WARN):
-                click.echo(f"{check.status.value} {check.name}: {check.detail}")
+                click.echo(f"{marks[check.status]} {check.name}: {check.detail}")
         if not ctx.quiet:
             warnings = f" ({_count(warned, 'warning')})" if warned else ""
             click.echo(

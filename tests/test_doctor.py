@@ -371,3 +371,23 @@ def test_clock(local: datetime, server: datetime | None, status: Status, text: s
     check = clock_check(local, server, "login.example")
     assert check.status is status
     assert text in check.detail
+
+
+def test_a_terminal_without_check_marks_gets_words(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    config = tmp_path / "config.toml"
+    config.write_text(f'[state]\npath = "{tmp_path / "state" / "state.json"}"\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "m365watch", "-c", str(config), "doctor"],
+        env={**os.environ, "PYTHONIOENCODING": "latin-1"},
+        capture_output=True,
+        cwd=Path(__file__).resolve().parents[1],
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    out = done.stdout.decode("latin-1").splitlines()
+    assert out[0] == f"OK configuration: {config} is valid (0 notification targets)"
+    assert out[1].startswith("FAIL credential: ")
