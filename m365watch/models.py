@@ -150,8 +150,15 @@ def format_timestamp(value: datetime | None) -> str | None:
     return text + "Z"
 
 
+# Control characters but tab and newline (C0, DEL, C1): text from Graph reaches terminals,
+# where ESC sequences could rewrite the screen; no real post needs them.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
 def _text(raw: object) -> str | None:
-    return raw if isinstance(raw, str) and raw != "" else None
+    if not isinstance(raw, str) or raw == "":
+        return None
+    return _CONTROL.sub("", raw) or None
 
 
 @dataclass(frozen=True)

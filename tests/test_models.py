@@ -648,3 +648,22 @@ def test_casing_of_an_unknown_status_is_not_a_change_of_content() -> None:
     other = Issue.from_graph({**base, "status": "newthing"})
     assert one.same_content(other)
     assert not one.same_content(Issue.from_graph({**base, "status": "OtherThing"}))
+
+
+def test_control_characters_from_graph_never_reach_a_terminal() -> None:
+    issue = Issue.from_graph(
+        {
+            "id": "EX1",
+            "title": "Mail \x1b]0;owned\x07down\r\x9b31m",
+            "service": "Exchange\x00 Online",
+            "posts": [
+                {
+                    "createdDateTime": "2026-11-20T14:05:00Z",
+                    "description": {"contentType": "text", "content": "line 1\n\tline 2\x1b[2J"},
+                }
+            ],
+        }
+    )
+    assert issue.title == "Mail ]0;owneddown31m"
+    assert issue.service == "Exchange Online"
+    assert issue.posts[0].content == "line 1\n\tline 2[2J"
