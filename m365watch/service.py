@@ -180,16 +180,18 @@ def run_poll(
 
         deliveries: list[Delivery] = []
         if outgoing:
-            if sender is None:
+            if sender is None and any(item.changes for item in outgoing):
                 # Checked before anything is sent: a URL Apprise no longer accepts must not
                 # stop the poll halfway, after other targets got what they will get again.
                 sender = make_sender()
                 sender.check()
             for item in outgoing:
                 if not item.changes:
+                    # Nothing left to say (a change that cancelled out): settled unsent.
                     for record in item.records:
                         _record_attempt(record, item.unit, True, "", now)
                     continue
+                assert sender is not None  # made above, as some item has changes
                 message = render_digest(item.changes)
                 if item.url is None:
                     outcome = sender.send(item.target, message)
@@ -204,7 +206,7 @@ def run_poll(
             new_state.pending = [r for r in new_state.pending if r["targets"]]
 
         written = False
-        if _tables(new_state) != _tables(state) or not state.exists:
+        if new_state.as_tables() != state.as_tables() or not state.exists:
             store.save(new_state)
             written = True
         else:
@@ -219,10 +221,6 @@ def run_poll(
             skipped_items=skipped,
             dropped=tuple(dropped),
         )
-
-
-def _tables(state: StateData) -> dict[str, Any]:
-    return state.as_tables()
 
 
 def _previous_issues(state: StateData) -> dict[str, Issue]:
