@@ -151,8 +151,8 @@ def test_end_to_end_poll_with_only_http_mocked(tmp_path: Path) -> None:
     assert (third.exit_code, third.output) == (0, "")
 
 
-def test_failed_delivery_exits_3_and_retries_next_time(tmp_path: Path) -> None:
-    config = write_config(tmp_path)
+def baseline_then_a_failed_delivery(config: Path, *args: str) -> Any:
+    """A baseline poll, then a poll whose Slack delivery fails: the second poll's result."""
     with responses.RequestsMock() as rsps:
         mock_identity(rsps)
         graph_returns(rsps, STEPS[0]["issues"])
@@ -160,7 +160,12 @@ def test_failed_delivery_exits_3_and_retries_next_time(tmp_path: Path) -> None:
     with responses.RequestsMock() as rsps:
         graph_returns(rsps, STEPS[1]["issues"])
         rsps.post(SLACK_WEBHOOK, status=500, body="oops")
-        failed = invoke(config, "poll")
+        return invoke(config, *args, "poll")
+
+
+def test_failed_delivery_exits_3_and_retries_next_time(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    failed = baseline_then_a_failed_delivery(config)
     assert failed.exit_code == 3
     assert "Warning: EX1256020 not delivered to ops-slack: slack:" in failed.output
     assert "(kept; retried next poll)" in failed.output
@@ -427,14 +432,7 @@ def test_cli_lock_wait_default_matches_the_store() -> None:
 
 def test_changes_owed_to_a_removed_target_are_reported_even_with_q(tmp_path: Path) -> None:
     config = write_config(tmp_path)
-    with responses.RequestsMock() as rsps:
-        mock_identity(rsps)
-        graph_returns(rsps, STEPS[0]["issues"])
-        assert invoke(config, "poll").exit_code == 0
-    with responses.RequestsMock() as rsps:
-        graph_returns(rsps, STEPS[1]["issues"])
-        rsps.post(SLACK_WEBHOOK, status=500, body="oops")
-        assert invoke(config, "-q", "poll").exit_code == 3
+    assert baseline_then_a_failed_delivery(config, "-q").exit_code == 3
     renamed = write_config(
         tmp_path, notify=f'[[notify]]\nname = "slack-renamed"\nurl = "{SLACK_URL}"\n'
     )

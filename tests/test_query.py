@@ -30,6 +30,23 @@ from m365watch.store import StateData, StateStore
 from tests.conftest import load_json
 
 NOW = datetime(2026, 11, 20, 21, 0, tzinfo=timezone.utc)
+# The JSON contract (README): Graph's property names, in this order, plus the admin-center url.
+ISSUE_KEYS = [
+    "id",
+    "title",
+    "service",
+    "feature",
+    "featureGroup",
+    "classification",
+    "origin",
+    "status",
+    "isResolved",
+    "startDateTime",
+    "endDateTime",
+    "lastModifiedDateTime",
+    "impactDescription",
+    "url",
+]
 
 # Real captures: an advisory (3 HTML posts with links) and an incident with a review published.
 CR275975 = load_json("cli-microsoft365-healthissue-get-CR275975.json")
@@ -331,22 +348,7 @@ def test_status_json_contract() -> None:
         None,
     )
     assert list(data["services"][0]) == ["id", "service", "status"]
-    assert list(data["issues"][0]) == [
-        "id",
-        "title",
-        "service",
-        "feature",
-        "featureGroup",
-        "classification",
-        "origin",
-        "status",
-        "isResolved",
-        "startDateTime",
-        "endDateTime",
-        "lastModifiedDateTime",
-        "impactDescription",
-        "url",
-    ]
+    assert list(data["issues"][0]) == ISSUE_KEYS
     first = data["issues"][0]
     assert first["url"] == (
         "https://admin.microsoft.com/Adminportal/Home#/servicehealth/:/alerts/TM300100"
@@ -424,23 +426,7 @@ def test_show_from_graph_has_every_post_in_time_order_with_links() -> None:
 def test_show_json_contract() -> None:
     detail = issue_from_graph(FakeGraph([], [FM298724]), "FM298724", now=NOW)
     data = detail.to_json()
-    assert list(data) == [
-        "id",
-        "title",
-        "service",
-        "feature",
-        "featureGroup",
-        "classification",
-        "origin",
-        "status",
-        "isResolved",
-        "startDateTime",
-        "endDateTime",
-        "lastModifiedDateTime",
-        "impactDescription",
-        "url",
-        "posts",
-    ]
+    assert list(data) == [*ISSUE_KEYS, "posts"]
     assert data["status"] == "postIncidentReviewPublished"
     assert len(data["posts"]) == 6
     assert data["posts"][0] == {
