@@ -151,12 +151,17 @@ def test_end_to_end_poll_with_only_http_mocked(tmp_path: Path) -> None:
     assert (third.exit_code, third.output) == (0, "")
 
 
-def baseline_then_a_failed_delivery(config: Path, *args: str) -> Any:
-    """A baseline poll, then a poll whose Slack delivery fails: the second poll's result."""
+def baseline(config: Path) -> None:
+    """The first poll (signing in) over the timeline's first step: records, sends nothing."""
     with responses.RequestsMock() as rsps:
         mock_identity(rsps)
         graph_returns(rsps, STEPS[0]["issues"])
         assert invoke(config, "poll").exit_code == 0
+
+
+def baseline_then_a_failed_delivery(config: Path, *args: str) -> Any:
+    """A baseline poll, then a poll whose Slack delivery fails: the second poll's result."""
+    baseline(config)
     with responses.RequestsMock() as rsps:
         graph_returns(rsps, STEPS[1]["issues"])
         rsps.post(SLACK_WEBHOOK, status=500, body="oops")
@@ -194,10 +199,7 @@ def test_graph_faults_exit_1_and_change_nothing(
     tmp_path: Path, status: int, body: Any, message: str
 ) -> None:
     config = write_config(tmp_path)
-    with responses.RequestsMock() as rsps:
-        mock_identity(rsps)
-        graph_returns(rsps, STEPS[0]["issues"])
-        invoke(config, "poll")
+    baseline(config)
     state = tmp_path / "state" / "state.json"
     before = state.read_bytes()
     with responses.RequestsMock() as rsps:
@@ -271,10 +273,7 @@ def test_second_poll_while_locked_exits_75(tmp_path: Path) -> None:
 
 def test_dry_run_prints_messages_and_changes_nothing(tmp_path: Path) -> None:
     config = write_config(tmp_path)
-    with responses.RequestsMock() as rsps:
-        mock_identity(rsps)
-        graph_returns(rsps, STEPS[0]["issues"])
-        invoke(config, "poll")
+    baseline(config)
     state = tmp_path / "state" / "state.json"
     before = state.read_bytes()
     with responses.RequestsMock() as rsps:
