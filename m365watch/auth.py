@@ -34,14 +34,6 @@ from m365watch.errors import AuthError, ConfigError
 
 logger = logging.getLogger(__name__)
 
-# name -> (authority host, Graph endpoint); tokens of one cloud do not work in another.
-CLOUDS: dict[str, tuple[str, str]] = {
-    "global": ("https://login.microsoftonline.com", "https://graph.microsoft.com"),
-    "usgov": ("https://login.microsoftonline.us", "https://graph.microsoft.us"),
-    "dod": ("https://login.microsoftonline.us", "https://dod-graph.microsoft.us"),
-    "china": ("https://login.chinacloudapi.cn", "https://microsoftgraph.chinacloudapi.cn"),
-}
-
 TOKEN_CACHE_FILE = "msal_token_cache.json"
 HTTP_CACHE_FILE = "msal_http_cache.json"
 

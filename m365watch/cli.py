@@ -33,11 +33,11 @@ from m365watch.errors import (
 )
 
 if TYPE_CHECKING:
-    from m365watch.config import Settings, TargetSettings, TenantSettings
     from m365watch.doctor import Check as DoctorCheck
-    from m365watch.health import WatcherReport
     from m365watch.query import IssueDetail, StatusReport
     from m365watch.service import PollResult
+    from m365watch.settings import Settings, TargetSettings, TenantSettings
+    from m365watch.watcher import WatcherReport
 
 log = logging.getLogger("m365watch")
 
@@ -236,11 +236,7 @@ def _tenant(settings: Settings) -> TenantSettings:
 
 def _endpoints(settings: Settings) -> tuple[str, str]:
     """(authority host, Graph endpoint) for the configured cloud and overrides."""
-    from m365watch.auth import CLOUDS
-
-    tenant = _tenant(settings)
-    authority_host, graph_endpoint = CLOUDS[tenant.cloud]
-    return tenant.authority or authority_host, tenant.graph_endpoint or graph_endpoint
+    return _tenant(settings).endpoints
 
 
 def build_graph(
@@ -578,11 +574,11 @@ def poll_with_health(
     raised on; a poll that reaches Graph sends "working again" where it is owed.
     What the watcher sent is printed here. A dry run records nothing.
     """
-    from m365watch.health import MonitoredSource, WatcherReport, record_failure, record_success
-    from m365watch.store import HealthStore, health_path_for
+    from m365watch.store import WatcherStore, watcher_path_for
+    from m365watch.watcher import MonitoredSource, WatcherReport, record_failure, record_success
 
     monitored = MonitoredSource(source if source is not None else build_graph(settings))
-    health = HealthStore(health_path_for(settings.state_path), lock_wait=lock_wait)
+    health = WatcherStore(watcher_path_for(settings.state_path), lock_wait=lock_wait)
     try:
         result = poll_once(
             settings,
@@ -622,7 +618,7 @@ def poll_with_health(
 
 def _record_health(record: Callable[[], WatcherReport]) -> WatcherReport:
     """Run a health update; one that cannot be made is a warning, never the poll's failure."""
-    from m365watch.health import WatcherReport
+    from m365watch.watcher import WatcherReport
 
     try:
         return record()

@@ -7,13 +7,11 @@ keys are rejected so that a typo never silently disables something.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import stat
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,15 @@ from m365watch import files
 from m365watch.diff import EVENTS
 from m365watch.errors import ConfigError
 from m365watch.models import CLASSIFICATIONS
+from m365watch.settings import (
+    CLOUD_NAMES,
+    DEFAULT_ALERT_AFTER,
+    PollSettings,
+    Settings,
+    TargetSettings,
+    TenantSettings,
+    scheme_of,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -28,8 +35,6 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 APP_NAME = "m365watch"
-CLOUD_NAMES: tuple[str, ...] = ("global", "usgov", "dod", "china")
-DEFAULT_ALERT_AFTER = 3
 MAX_CONFIG_BYTES = 1024 * 1024
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -43,7 +48,6 @@ _TENANT = re.compile(
 _TEAMS_CONNECTOR = re.compile(
     r"^msteams://|webhook\.office(365)?\.com|outlook\.office(365)?\.com/webhook", re.IGNORECASE
 )
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 _KEYS: dict[str, frozenset[str]] = {
     "": frozenset({"tenant", "state", "poll", "notify", "health"}),
@@ -64,75 +68,6 @@ _KEYS: dict[str, frozenset[str]] = {
     "notify": frozenset({"name", "url", "urls", "services", "classifications", "events", "digest"}),
     "health": frozenset({"alert_after"}),
 }
-
-
-@dataclass(frozen=True)
-class TenantSettings:
-    """Who m365watch signs in as, and where."""
-
-    tenant_id: str
-    client_id: str
-    client_secret: str | None = field(default=None, repr=False)
-    certificate_path: Path | None = None
-    certificate_password: str | None = field(default=None, repr=False)
-    cloud: str = "global"
-    authority: str | None = None
-    graph_endpoint: str | None = None
-
-
-@dataclass(frozen=True)
-class PollSettings:
-    """Which issues are worth notifying about."""
-
-    services: tuple[str, ...] = ()
-    classifications: tuple[str, ...] = CLASSIFICATIONS
-    notify_existing: bool = False
-
-
-@dataclass(frozen=True)
-class TargetSettings:
-    """One ``[[notify]]`` block: where to send, and which changes."""
-
-    name: str
-    urls: tuple[str, ...] = field(repr=False)
-    services: tuple[str, ...] = ()
-    classifications: tuple[str, ...] = ()
-    events: tuple[str, ...] = ()
-    digest: bool = False
-
-    @property
-    def schemes(self) -> tuple[str, ...]:
-        """The URL schemes (``slack``, ``mailtos``…): safe to show, unlike the URLs."""
-        return tuple(scheme_of(u) for u in self.urls)
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything the configuration file says, validated."""
-
-    tenant: TenantSettings | None
-    state_path: Path
-    poll: PollSettings = PollSettings()
-    targets: tuple[TargetSettings, ...] = ()
-    alert_after: int = DEFAULT_ALERT_AFTER
-    source: Path | None = None
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def targets_fingerprint(self) -> str:
-        """A hash of the notification targets, to notice when they need checking again."""
-        digest = hashlib.sha256()
-        for target in self.targets:
-            digest.update(target.name.encode() + b"\0")
-            for url in target.urls:
-                digest.update(url.encode() + b"\0")
-        return digest.hexdigest()
-
-
-def scheme_of(url: str) -> str:
-    """The scheme of a notification URL, or ``?``; never the rest (it holds secrets)."""
-    match = _SCHEME.match(url.strip())
-    return match.group(1).lower() if match else "?"
 
 
 def default_config_path(env: Mapping[str, str] | None = None) -> Path:
@@ -448,7 +383,7 @@ def _target(raw: Any, index: int) -> TargetSettings:
                 "received' workflow and use its URL (workflows://… or the https://…"
                 "logic.azure.com/… / …api.powerplatform.com/… address it gives)"
             )
-        if not _SCHEME.match(url):
+        if scheme_of(url) == "?":
             raise ConfigError(f"{label} has a URL without a scheme (like slack:// or mailtos://)")
     return TargetSettings(
         name=name,

@@ -16,10 +16,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from m365watch.config import PollSettings, TargetSettings
 from m365watch.errors import ConfigError
 from m365watch.models import parse_timestamp
 from m365watch.service import run_poll
+from m365watch.settings import PollSettings, TargetSettings
 from m365watch.store import StateStore
 
 CONSOLE_SCHEME = "m365console"

@@ -14,11 +14,11 @@ from datetime import datetime, timedelta, timezone
 from enum import Enum
 from pathlib import Path
 
-from m365watch.config import TargetSettings, scheme_of
 from m365watch.errors import M365WatchError, StateError, first_line
-from m365watch.health import WATCHER_EVENT, watcher_targets
 from m365watch.render import format_time
+from m365watch.settings import TargetSettings, scheme_of
 from m365watch.store import StateStore, write_private_file
+from m365watch.watcher import WATCHER_EVENT, watcher_targets
 
 CERTIFICATE_WARNING = timedelta(days=30)
 # Entra ID refuses client assertions more than 5 minutes off; warn well before.

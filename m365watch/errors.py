@@ -6,7 +6,6 @@ message that says what happened and what to do. Messages never hold secrets.
 
 from __future__ import annotations
 
-EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
 EXIT_DELIVERY = 3
@@ -55,12 +54,6 @@ class LockedError(M365WatchError):
     """Another m365watch process holds the state lock."""
 
     exit_code = EXIT_LOCKED
-
-
-class DeliveryError(M365WatchError):
-    """At least one notification could not be delivered (kept for retry)."""
-
-    exit_code = EXIT_DELIVERY
 
 
 def first_line(error: BaseException) -> str:

@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from m365watch import __version__
-from m365watch.config import PollSettings, TargetSettings
 from m365watch.diff import ChangeKind, IssueChange, diff_issues
 from m365watch.errors import ConfigError, StateError
 from m365watch.models import (
@@ -29,6 +28,7 @@ from m365watch.models import (
     parse_timestamp,
 )
 from m365watch.render import Message, render_digest, render_test
+from m365watch.settings import PollSettings, TargetSettings
 from m365watch.store import StateData, StateStore
 
 log = logging.getLogger(__name__)

@@ -118,7 +118,7 @@ class StateData:
     ``issues`` maps an issue id to ``{"issue": <Graph dict>, "missingSince": iso|None}``;
     ``pending`` holds deliveries not yet accepted by every target; ``meta`` holds
     the schema version and the baseline time. (The watcher's failed-poll count
-    lives in a separate file: see :class:`HealthStore`.)
+    lives in a separate file: see :class:`WatcherStore`.)
     """
 
     issues: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -244,12 +244,12 @@ class _Preloaded(Storage):
         raise StateError("internal error: the loaded state is read-only")
 
 
-def health_path_for(state_path: Path) -> Path:
+def watcher_path_for(state_path: Path) -> Path:
     """Where the watcher's health file lives: beside the state (``state.health.json``)."""
     return state_path.with_name(state_path.stem + ".health.json")
 
 
-class HealthStore:
+class WatcherStore:
     """The watcher's own health (failed polls in a row, who was told): a small JSON file.
 
     It is kept out of the state file on purpose: a poll that fails at Graph

@@ -23,7 +23,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from m365watch.auth import (
-    CLOUDS,
     HTTP_CACHE_FILE,
     TOKEN_CACHE_FILE,
     Certificate,
@@ -32,6 +31,7 @@ from m365watch.auth import (
     load_certificate,
 )
 from m365watch.errors import AuthError, ConfigError
+from m365watch.settings import CLOUDS
 
 TENANT = "contoso.onmicrosoft.com"
 TENANT_GUID = "72f988bf-86f1-41af-91ab-2d7cd011db47"

@@ -12,7 +12,8 @@ from typing import Any
 import platformdirs
 import pytest
 
-from m365watch import auth, config
+from m365watch import config
+from m365watch import settings as settings_module
 from m365watch.config import (
     PollSettings,
     Settings,
@@ -721,8 +722,8 @@ def test_permission_warning(tmp_path: Path, text: str, mode: int, kinds: list[st
 # --- agreement with the auth adapter -------------------------------------------------
 
 
-def test_cloud_names_match_auth() -> None:
-    assert tuple(auth.CLOUDS) == config.CLOUD_NAMES
+def test_cloud_names_match_the_endpoint_table() -> None:
+    assert tuple(settings_module.CLOUDS) == config.CLOUD_NAMES
 
 
 def test_settings_are_frozen(tmp_path: Path) -> None:

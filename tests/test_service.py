@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import responses
 
-from m365watch.config import PollSettings, TargetSettings
 from m365watch.errors import ConfigError, GraphError
 from m365watch.notify import Notifier
 from m365watch.service import Dropped, PollResult, run_poll
+from m365watch.settings import PollSettings, TargetSettings
 from m365watch.store import StateStore
 from tests.conftest import SLACK_URL, SLACK_WEBHOOK, TEAMS_ENDPOINT, TEAMS_URL, timeline_steps
 

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import responses
 
-from m365watch.config import TargetSettings
-from m365watch.health import HealthRecord, MonitoredSource, record_failure, record_success
 from m365watch.notify import DeliveryResult
 from m365watch.render import WATCHER_DOWN_TITLE, WATCHER_UP_TITLE, Message
-from m365watch.store import HealthStore, health_path_for
+from m365watch.settings import TargetSettings
+from m365watch.store import WatcherStore, watcher_path_for
+from m365watch.watcher import MonitoredSource, WatcherRecord, record_failure, record_success
 from tests.installation import FEED_AFTER, FEED_BEFORE
 from tests.test_auth import mock_identity
 from tests.test_faults import GRAPH_ISSUES, invoke, mock_hooks, received, write_config
@@ -62,7 +62,7 @@ def run_steps(
 
     Returns, per step, what was sent: ``w1:down``, ``w2:up``, ``w1:down!`` (refused).
     """
-    store = HealthStore(tmp_path / "state.health.json")
+    store = WatcherStore(tmp_path / "state.health.json")
     sender = FakeSender()
     log = []
     for number, step in enumerate(steps):
@@ -151,7 +151,7 @@ def test_alert_after_one_alerts_on_the_first_failure(tmp_path: Path) -> None:
 
 
 def test_messages_say_what_failed_since_when_and_what_to_do(tmp_path: Path) -> None:
-    store = HealthStore(tmp_path / "h.json")
+    store = WatcherStore(tmp_path / "h.json")
     sender = FakeSender()
     for minutes in (0, 5, 10):
         record_failure(
@@ -183,15 +183,15 @@ def test_messages_say_what_failed_since_when_and_what_to_do(tmp_path: Path) -> N
 def test_target_dropped_from_config_is_forgotten(tmp_path: Path) -> None:
     log = run_steps(tmp_path, ["F", "F", "F"])
     assert log[-1] == ["w1:down", "w2:down"]
-    store = HealthStore(tmp_path / "state.health.json")
+    store = WatcherStore(tmp_path / "state.health.json")
     sender = FakeSender()
     record_success(store, targets=WATCHERS[1:], make_sender=lambda: sender, now=T0)
     assert [target for target, _, _ in sender.sent] == ["w2"]
-    assert HealthRecord.from_json(store.load()).all_clear
+    assert WatcherRecord.from_json(store.load()).all_clear
 
 
 def test_quiet_success_reads_one_file_and_writes_nothing(tmp_path: Path) -> None:
-    store = HealthStore(tmp_path / "state.health.json")
+    store = WatcherStore(tmp_path / "state.health.json")
 
     def no_sender() -> Any:
         raise AssertionError("a quiet success must not build a sender (it imports apprise)")
@@ -206,7 +206,7 @@ def test_damaged_health_file_is_reported_and_counting_restarts(
 ) -> None:
     path = tmp_path / "state.health.json"
     path.write_text('{"failures": 2, "toldD')
-    store = HealthStore(path)
+    store = WatcherStore(path)
     with caplog.at_level(logging.WARNING):
         report = record_failure(
             store, reason=REASON, alert_after=3, targets=WATCHERS, make_sender=FakeSender, now=T0
@@ -217,7 +217,7 @@ def test_damaged_health_file_is_reported_and_counting_restarts(
 
 
 def test_health_file_lives_beside_the_state() -> None:
-    assert health_path_for(Path("/var/lib/m365watch/state.json")) == Path(
+    assert watcher_path_for(Path("/var/lib/m365watch/state.json")) == Path(
         "/var/lib/m365watch/state.health.json"
     )
 

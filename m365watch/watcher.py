@@ -7,7 +7,7 @@ message; when a poll next reaches Graph, each target that was told gets one
 message, so a target that is down too hears it on a later poll; one that
 accepted it hears nothing more while the failure lasts.
 
-The count lives in the health file (:class:`~m365watch.store.HealthStore`),
+The count lives in the health file (:class:`~m365watch.store.WatcherStore`),
 never in the state: a poll that fails at Graph leaves the state untouched.
 """
 
@@ -18,15 +18,15 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from m365watch.config import TargetSettings
 from m365watch.errors import M365WatchError
 from m365watch.models import format_timestamp, parse_timestamp
 from m365watch.render import Message, render_watcher_down, render_watcher_up
 from m365watch.service import Delivery, IssueSource, Sender, accepted
-from m365watch.store import HealthStore
+from m365watch.settings import TargetSettings
+from m365watch.store import WatcherStore
 
 WATCHER_EVENT = "watcher"
-HEALTH_SCHEMA = 1
+WATCHER_SCHEMA = 1
 
 
 class MonitoredSource:
@@ -50,7 +50,7 @@ class MonitoredSource:
 
 
 @dataclass(frozen=True)
-class HealthRecord:
+class WatcherRecord:
     """What the health file holds."""
 
     failures: int = 0
@@ -60,7 +60,7 @@ class HealthRecord:
     outage_since: str | None = None
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> HealthRecord:
+    def from_json(cls, data: dict[str, Any]) -> WatcherRecord:
         """Read a stored record, tolerating missing or odd values (a fresh record then)."""
         failures = data.get("failures")
         told = data.get("toldDown")
@@ -77,7 +77,7 @@ class HealthRecord:
     def to_json(self) -> dict[str, Any]:
         """The record as stored."""
         return {
-            "schema": HEALTH_SCHEMA,
+            "schema": WATCHER_SCHEMA,
             "failures": self.failures,
             "failingSince": self.failing_since,
             "lastError": self.last_error,
@@ -110,7 +110,7 @@ def watcher_targets(targets: Sequence[TargetSettings]) -> tuple[str, ...]:
 
 
 def record_failure(
-    store: HealthStore,
+    store: WatcherStore,
     *,
     reason: str,
     alert_after: int,
@@ -120,7 +120,7 @@ def record_failure(
 ) -> WatcherReport:
     """Count one poll that could not reach Graph; alert watcher targets from ``alert_after``."""
     with store.locked():
-        record = HealthRecord.from_json(store.load())
+        record = WatcherRecord.from_json(store.load())
         watchers = watcher_targets(targets)
         record = replace(
             record,
@@ -146,7 +146,7 @@ def record_failure(
 
 
 def record_success(
-    store: HealthStore,
+    store: WatcherStore,
     *,
     targets: Sequence[TargetSettings],
     make_sender: Callable[[], Sender],
@@ -156,10 +156,10 @@ def record_success(
 
     The usual case (nothing failed before) reads one small file and writes nothing.
     """
-    if HealthRecord.from_json(store.load()).all_clear:
+    if WatcherRecord.from_json(store.load()).all_clear:
         return WatcherReport()
     with store.locked():
-        record = HealthRecord.from_json(store.load())
+        record = WatcherRecord.from_json(store.load())
         watchers = watcher_targets(targets)
         owed = [t for t in record.told_down if t in watchers]
         deliveries: tuple[Delivery, ...] = ()
@@ -168,7 +168,7 @@ def record_success(
             deliveries = _send(make_sender, owed, render_watcher_up(since, now))
         told = {d.target for d in deliveries if d.ok}
         still_owed = tuple(t for t in owed if t not in told)
-        updated = HealthRecord(
+        updated = WatcherRecord(
             told_down=still_owed,
             outage_since=record.outage_since if still_owed else None,
             last_error=record.last_error if still_owed else "",

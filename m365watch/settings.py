@@ -1,0 +1,101 @@
+"""The validated settings, as frozen values: pure, standard library only.
+
+:mod:`m365watch.config` builds them from the TOML file; everything else reads them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from m365watch.models import CLASSIFICATIONS
+
+# name -> (authority host, Graph endpoint); tokens of one cloud do not work in another.
+CLOUDS: dict[str, tuple[str, str]] = {
+    "global": ("https://login.microsoftonline.com", "https://graph.microsoft.com"),
+    "usgov": ("https://login.microsoftonline.us", "https://graph.microsoft.us"),
+    "dod": ("https://login.microsoftonline.us", "https://dod-graph.microsoft.us"),
+    "china": ("https://login.chinacloudapi.cn", "https://microsoftgraph.chinacloudapi.cn"),
+}
+
+CLOUD_NAMES: tuple[str, ...] = tuple(CLOUDS)
+DEFAULT_ALERT_AFTER = 3
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+@dataclass(frozen=True)
+class TenantSettings:
+    """Who m365watch signs in as, and where."""
+
+    tenant_id: str
+    client_id: str
+    client_secret: str | None = field(default=None, repr=False)
+    certificate_path: Path | None = None
+    certificate_password: str | None = field(default=None, repr=False)
+    cloud: str = "global"
+    authority: str | None = None
+    graph_endpoint: str | None = None
+
+    @property
+    def endpoints(self) -> tuple[str, str]:
+        """(authority host, Graph endpoint): the cloud's, or the overrides."""
+        authority_host, graph_endpoint = CLOUDS[self.cloud]
+        return self.authority or authority_host, self.graph_endpoint or graph_endpoint
+
+
+@dataclass(frozen=True)
+class PollSettings:
+    """Which issues are worth notifying about."""
+
+    services: tuple[str, ...] = ()
+    classifications: tuple[str, ...] = CLASSIFICATIONS
+    notify_existing: bool = False
+
+
+@dataclass(frozen=True)
+class TargetSettings:
+    """One ``[[notify]]`` block: where to send, and which changes."""
+
+    name: str
+    urls: tuple[str, ...] = field(repr=False)
+    services: tuple[str, ...] = ()
+    classifications: tuple[str, ...] = ()
+    events: tuple[str, ...] = ()
+    digest: bool = False
+
+    @property
+    def schemes(self) -> tuple[str, ...]:
+        """The URL schemes (``slack``, ``mailtos``…): safe to show, unlike the URLs."""
+        return tuple(scheme_of(u) for u in self.urls)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the configuration file says, validated."""
+
+    tenant: TenantSettings | None
+    state_path: Path
+    poll: PollSettings = PollSettings()
+    targets: tuple[TargetSettings, ...] = ()
+    alert_after: int = DEFAULT_ALERT_AFTER
+    source: Path | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def targets_fingerprint(self) -> str:
+        """A hash of the notification targets, to notice when they need checking again."""
+        digest = hashlib.sha256()
+        for target in self.targets:
+            digest.update(target.name.encode() + b"\0")
+            for url in target.urls:
+                digest.update(url.encode() + b"\0")
+        return digest.hexdigest()
+
+
+def scheme_of(url: str) -> str:
+    """The scheme of a notification URL, or ``?``; never the rest (it holds secrets)."""
+    match = _SCHEME.match(url.strip())
+    return match.group(1).lower() if match else "?"
