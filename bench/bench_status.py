@@ -142,13 +142,17 @@ def loaded_modules(args: list[str], env: dict[str, str]) -> dict[str, Any]:
 
 
 def write_state(path: Path, issues: list[dict[str, Any]]) -> None:
-    from m365watch.models import Issue
-    from m365watch.store import StateData, StateStore
+    from datetime import datetime, timezone
 
-    records = {
-        i["id"]: {"issue": Issue.from_graph(i).to_graph(), "missingSince": None} for i in issues
-    }
-    StateStore(path).save(StateData(issues=records, meta={"baselineAt": "2026-11-20T00:00:00Z"}))
+    from m365watch.models import Issue
+    from m365watch.records import Meta, Snapshot, State
+    from m365watch.store import StateStore
+
+    snapshots = {i["id"]: Snapshot(Issue.from_graph(i)) for i in issues}
+    baseline = datetime(2026, 11, 20, tzinfo=timezone.utc)
+    StateStore(path).save(
+        State(meta=Meta(baselines={"issues": baseline}), snapshots={"issues": snapshots})
+    )
 
 
 def main() -> int:

@@ -22,10 +22,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from m365watch.deliver import SendResult  # noqa: E402
 from m365watch.demo import TimelineSource, load_timeline  # noqa: E402
 from m365watch.models import parse_timestamp  # noqa: E402
+from m365watch.poll import issues_from, run_poll  # noqa: E402
 from m365watch.render import Message, payload_size  # noqa: E402
-from m365watch.service import run_poll  # noqa: E402
 from m365watch.settings import PollSettings, TargetSettings  # noqa: E402
 from m365watch.store import StateStore  # noqa: E402
 
@@ -46,9 +47,9 @@ class RecordingSender:
     def check(self) -> None:
         pass
 
-    def send(self, target: str, message: Message) -> bool:
+    def send(self, target: str, message: Message, *, url: int | None = None) -> SendResult:
         self.sent.append((target, message))
-        return True
+        return SendResult(True)
 
 
 def replay() -> list[list[tuple[str, Message]]]:
@@ -65,7 +66,7 @@ def replay() -> list[list[tuple[str, Message]]]:
             now = parse_timestamp(step["at"])
             assert now is not None
             run_poll(
-                source=TimelineSource(step["issues"]),
+                sources=[issues_from(TimelineSource(step["issues"]))],
                 store=store,
                 make_sender=sender.itself,
                 poll=PollSettings(),

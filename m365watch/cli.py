@@ -34,8 +34,8 @@ from m365watch.errors import (
 
 if TYPE_CHECKING:
     from m365watch.doctor import Check as DoctorCheck
+    from m365watch.poll import PollResult
     from m365watch.query import IssueDetail, StatusReport
-    from m365watch.service import PollResult
     from m365watch.settings import Settings, TargetSettings, TenantSettings
     from m365watch.watcher import WatcherReport
 
@@ -270,11 +270,11 @@ def poll_once(
     source: Any = None,
 ) -> PollResult:
     """Wire the real adapters (``source`` defaults to Graph) and run one poll."""
-    from m365watch.service import run_poll
+    from m365watch.poll import issues_from, run_poll
     from m365watch.store import StateStore
 
     return run_poll(
-        source=source if source is not None else build_graph(settings),
+        sources=[issues_from(source if source is not None else build_graph(settings))],
         store=StateStore(settings.state_path, lock_wait=lock_wait),
         make_sender=lambda: build_sender(settings),
         poll=settings.poll,
@@ -290,7 +290,7 @@ def print_poll_result(result: PollResult, *, quiet: bool = False) -> None:
     """The summary of a poll for people (and cron mail)."""
     if result.dropped:
         # Said even with -q: these messages will never be sent.
-        lost = ", ".join(f"{d.issue_id} for {d.target}" for d in result.dropped)
+        lost = ", ".join(f"{d.item_id} for {d.target}" for d in result.dropped)
         verb = "would be dropped" if result.dry_run else "dropped"
         click.echo(
             f"Warning: undelivered change(s) owed to target(s) no longer configured {verb}: {lost}",
@@ -522,7 +522,7 @@ def test_notify(ctx: Context, target_names: tuple[str, ...]) -> NoReturn:
     """
 
     def action() -> int:
-        from m365watch.service import send_test_messages
+        from m365watch.poll import send_test_messages
 
         settings = ctx.settings()
         targets = select_targets(settings, target_names)

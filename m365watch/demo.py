@@ -18,7 +18,7 @@ from typing import Any
 
 from m365watch.errors import ConfigError
 from m365watch.models import parse_timestamp
-from m365watch.service import run_poll
+from m365watch.poll import issues_from, run_poll
 from m365watch.settings import PollSettings, TargetSettings
 from m365watch.store import StateStore
 
@@ -95,7 +95,7 @@ def run_demo(
                 f"{step['label']}"
             )
             result = run_poll(
-                source=TimelineSource(step["issues"]),
+                sources=[issues_from(TimelineSource(step["issues"]))],
                 store=store,
                 make_sender=lambda: notifier,
                 poll=PollSettings(),

@@ -53,6 +53,16 @@ class IssueChange:
     new_posts: tuple[Post, ...] = ()
 
     @property
+    def item_id(self) -> str:
+        """The id of the issue that changed."""
+        return self.issue.id
+
+    @property
+    def silent(self) -> bool:
+        """True when merging left nothing to say (a status that went A → B → A)."""
+        return not self.kinds
+
+    @property
     def key(self) -> str:
         """A stable name for this change, used to record deliveries."""
         last_post = self.new_posts[-1].key if self.new_posts else "-"

@@ -34,6 +34,7 @@ import apprise
 from apprise.plugins.slack import NotifySlack, SlackMode
 from apprise.plugins.workflows import NotifyWorkflows
 
+from m365watch.deliver import SendResult
 from m365watch.errors import ConfigError
 from m365watch.render import Message
 
@@ -45,15 +46,6 @@ logging.getLogger("apprise").setLevel(logging.WARNING)
 _URLISH = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
 _TOKENISH = re.compile(r"[A-Za-z0-9_\-]{20,}")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-
-
-@dataclass(frozen=True)
-class DeliveryResult:
-    """Whether one target accepted one message, and why not."""
-
-    target: str
-    ok: bool
-    reason: str = ""
 
 
 class _ScrubApprise(logging.Filter):
@@ -171,7 +163,7 @@ class Notifier:
             weakref.finalize(self, shutil.rmtree, self._template_dir, True)
         return self._template_dir
 
-    def send(self, target: str, message: Message, *, url: int | None = None) -> DeliveryResult:
+    def send(self, target: str, message: Message, *, url: int | None = None) -> SendResult:
         """Send ``message`` to every URL of ``target`` (or only its ``url``-th, from 1).
 
         Ok only when every URL it went to accepted it.
@@ -206,8 +198,8 @@ class Notifier:
                 reasons.append(self._reason(target, position, result))
         if reasons:
             log.warning("delivery to %s failed: %s", target, "; ".join(reasons))
-            return DeliveryResult(target, False, "; ".join(reasons))
-        return DeliveryResult(target, True)
+            return SendResult(False, "; ".join(reasons))
+        return SendResult(True)
 
     def _reason(self, target: str, position: int, result: object) -> str:
         scheme = _scheme(self._urls[target][position - 1])

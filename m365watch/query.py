@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from m365watch.errors import ConfigError, GraphError, NotFoundError, StateError
+from m365watch.feeds.issues import ISSUES
 from m365watch.models import (
     CLASSIFICATIONS,
     STATUS_SEVERITY,
@@ -28,13 +29,12 @@ from m365watch.models import (
     ServiceHealth,
     format_timestamp,
     parse_issues,
-    parse_timestamp,
     status_words,
 )
 from m365watch.render import format_time, post_text
 
 if TYPE_CHECKING:
-    from m365watch.store import StateData
+    from m365watch.records import State
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class StateSource(Protocol):
 
     path: Path
 
-    def load(self) -> StateData: ...
+    def load(self) -> State: ...
 
     def age_source(self) -> float | None: ...
 
@@ -222,10 +222,8 @@ def status_from_state(store: StateSource, query: StatusQuery, *, now: datetime) 
     Issues the last poll no longer found in Graph's feed are left out.
     """
     state = _load_state(store)
-    records = [r["issue"] for r in state.issues.values() if not r.get("missingSince")]
-    issues, skipped = parse_issues(records)
-    if skipped:
-        log.warning("%d issues in the state file had no id and were ignored", skipped)
+    snapshots = state.items(ISSUES.name).values()
+    issues = [s.item for s in snapshots if s.missing_since is None]
     return build_status(
         None, issues, query, now=now, source=SOURCE_CACHE, cached_at=_cached_at(store)
     )
@@ -375,22 +373,19 @@ def issue_from_state(store: StateSource, issue_id: str, *, now: datetime) -> Iss
     """Find one issue in the state file; NotFoundError (exit 4) when it is not there."""
     state = _load_state(store)
     wanted = normalise_issue_id(issue_id)
-    record = next((r for k, r in state.issues.items() if k.upper() == wanted), None)
-    if record is None:
+    snapshots = state.items(ISSUES.name)
+    snapshot = next((s for k, s in snapshots.items() if k.upper() == wanted), None)
+    if snapshot is None:
         raise NotFoundError(
             f"issue {wanted} is not in the local state ({store.path}): it may not exist or "
             "be newer than the last poll; leave out --cached to ask Microsoft Graph"
         )
-    try:
-        issue = Issue.from_graph(record["issue"])
-    except ParseError:
-        raise StateError(f"state file {store.path} holds a malformed record for {wanted}") from None
     return IssueDetail.of(
-        issue,
+        snapshot.item,
         generated=now,
         source=SOURCE_CACHE,
         cached_at=_cached_at(store),
-        missing_since=parse_timestamp(record.get("missingSince")),
+        missing_since=snapshot.missing_since,
     )
 
 
@@ -416,7 +411,7 @@ def normalise_issue_id(issue_id: str) -> str:
 # -- freshness ----------------------------------------------------------------------------
 
 
-def _load_state(store: StateSource) -> StateData:
+def _load_state(store: StateSource) -> State:
     state = store.load()
     if not state.exists:
         raise StateError(

@@ -1,9 +1,10 @@
-"""The local state: a TinyDB file written atomically, once per poll, under a file lock.
+"""The local state: TinyDB files written atomically, under a file lock.
 
 TinyDB's own JSONStorage rewrites the file in place, so a process killed
 mid-write can leave it unreadable; :class:`AtomicJSONStorage` writes a temp
 file beside it and renames it over. TinyDB has no locking, so every poll holds
-a ``filelock`` around its read-modify-write.
+a ``filelock`` around its read-modify-write. What the files hold, and how the
+state file and its outbox stay consistent, is :mod:`m365watch.records`.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,26 @@ from tinydb.storages import Storage
 
 from m365watch import files
 from m365watch.errors import LockedError, StateError
+from m365watch.feeds import FEEDS, Feed
+from m365watch.records import (
+    OUTBOX_SCHEMA,
+    STATE_SCHEMA,
+    Entry,
+    RecordError,
+    Snapshot,
+    State,
+    current_entries,
+    entry_from_json,
+    entry_to_json,
+    legacy_entry_from_json,
+    meta_from_json,
+    meta_to_json,
+    snapshot_from_json,
+    snapshot_to_json,
+)
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
 DEFAULT_LOCK_WAIT = 10.0
 # A state of a few thousand issues is a few MB; far more is not a state file.
 MAX_STATE_BYTES = 256 * 1024 * 1024
@@ -51,9 +67,9 @@ def write_private_file(path: Path, data: bytes) -> None:
 class AtomicJSONStorage(Storage):
     """A TinyDB storage that never leaves a half-written file behind."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, label: str = "state file") -> None:
         self.path = Path(path)
-        self.writes = 0
+        self.label = label
 
     def read(self) -> dict[str, Any] | None:
         try:
@@ -61,7 +77,7 @@ class AtomicJSONStorage(Storage):
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise StateError(f"cannot read state file {self.path}: {exc.strerror}") from None
+            raise StateError(f"cannot read {self.label} {self.path}: {exc.strerror}") from None
         if not raw.strip():
             raise StateError(_corrupt(self.path, "it is empty"))
         try:
@@ -79,16 +95,16 @@ class AtomicJSONStorage(Storage):
         try:
             write_private_file(self.path, payload.encode("utf-8"))
         except OSError as exc:
-            raise StateError(f"cannot write state file {self.path}: {exc.strerror}") from None
-        self.writes += 1
+            raise StateError(f"cannot write {self.label} {self.path}: {exc.strerror}") from None
 
     def close(self) -> None:
         pass
 
 
 def _corrupt(path: Path, why: str) -> str:
+    what = "outbox" if path.name.endswith(".outbox.json") else "state file"
     return (
-        f"state file {path} cannot be used: {why}; it was left untouched: restore it from a "
+        f"{what} {path} cannot be used: {why}; it was left untouched: restore it from a "
         "backup, or move it aside to start again with a new baseline (nothing is sent for "
         "issues already open)"
     )
@@ -111,38 +127,18 @@ def _held(lock_path: Path, wait: float, busy: str) -> Iterator[None]:
         lock.release()
 
 
-@dataclass
-class StateData:
-    """Everything in the state file, as plain JSON-safe values.
-
-    ``issues`` maps an issue id to ``{"issue": <Graph dict>, "missingSince": iso|None}``;
-    ``pending`` holds deliveries not yet accepted by every target; ``meta`` holds
-    the schema version and the baseline time. (The watcher's failed-poll count
-    lives in a separate file: see :class:`WatcherStore`.)
-    """
-
-    issues: dict[str, dict[str, Any]] = field(default_factory=dict)
-    pending: list[dict[str, Any]] = field(default_factory=list)
-    meta: dict[str, Any] = field(default_factory=dict)
-    exists: bool = False
-
-    def as_tables(self) -> dict[str, list[dict[str, Any]]]:
-        """The TinyDB tables this state is stored as."""
-        return {
-            "meta": [{**self.meta, "schema": SCHEMA_VERSION}],
-            "issues": [{"id": k, **v} for k, v in sorted(self.issues.items())],
-            "pending": list(self.pending),
-        }
-
-
 class StateStore:
-    """The TinyDB state file of one m365watch installation."""
+    """The state of one m365watch installation (one tenant): state file and outbox, one lock.
+
+    The outbox lives beside the state file (``state.outbox.json``), so recording
+    one accepted delivery rewrites the small outbox, never the snapshots.
+    """
 
     def __init__(self, path: Path, *, lock_wait: float = DEFAULT_LOCK_WAIT) -> None:
         self.path = path
+        self.outbox_path = path.with_name(path.stem + ".outbox.json")
         self.lock_path = path.with_name(path.name + ".lock")
         self.lock_wait = lock_wait
-        self.writes = 0
 
     def locked(self) -> contextlib.AbstractContextManager[None]:
         """Hold the state lock; another holder for longer than ``lock_wait`` -> LockedError."""
@@ -153,65 +149,103 @@ class StateStore:
             f"{self.lock_wait:g}s); this run did nothing: try again later",
         )
 
-    def load(self) -> StateData:
-        """Read the whole state once; a missing file is an empty, not-yet-existing state."""
-        storage = AtomicJSONStorage(self.path)
-        raw = storage.read()
+    def load(self, feeds: Mapping[str, Feed[Any, Any]] = FEEDS) -> State:
+        """Read the state file and the outbox once; a missing state file is an empty state."""
+        raw = AtomicJSONStorage(self.path).read()
         if raw is None:
-            return StateData()
-        db = TinyDB(storage=lambda: _Preloaded(raw))
+            return State(outbox=self._load_outbox(feeds, None) or ())
+        tables = _tables(raw, self.path)
+        meta_docs = tables.get("meta", [])
+        meta_doc = dict(meta_docs[0][1]) if meta_docs else {}
+        schema = meta_doc.get("schema")
+        if not isinstance(schema, int) or isinstance(schema, bool) or schema < 1:
+            raise StateError(_corrupt(self.path, "it has no m365watch schema version"))
+        if schema > STATE_SCHEMA:
+            raise StateError(
+                f"state file {self.path} was written by a newer m365watch (schema {schema}, "
+                f"this one knows {STATE_SCHEMA}): upgrade m365watch"
+            )
         try:
-            meta_docs = db.table("meta").all()
-            meta = dict(meta_docs[0]) if meta_docs else {}
-            schema = meta.get("schema")
-            if not isinstance(schema, int) or schema < 1:
-                raise StateError(_corrupt(self.path, "it has no m365watch schema version"))
-            if schema > SCHEMA_VERSION:
-                raise StateError(
-                    f"state file {self.path} was written by a newer m365watch (schema {schema}, "
-                    f"this one knows {SCHEMA_VERSION}): upgrade m365watch"
-                )
-            issues: dict[str, dict[str, Any]] = {}
-            for doc in _in_id_order(db.table("issues").all()):
-                record = dict(doc)
-                issue_id = record.pop("id", None)
-                if not (isinstance(issue_id, str) and isinstance(record.get("issue"), dict)):
-                    # Skipping it would announce the issue again as new: a person decides.
-                    raise StateError(_corrupt(self.path, f"issue record {doc.doc_id} is malformed"))
-                issues[issue_id] = record
-            # Queue order decides which of two changes to one issue is the later one.
-            pending = []
-            for doc in _in_id_order(db.table("pending").all()):
-                record = dict(doc)
-                targets = record.get("targets")
-                if not (
-                    isinstance(record.get("change"), dict)
-                    and isinstance(targets, list)
-                    and all(isinstance(t, str) for t in targets)
-                ):
+            meta = meta_from_json(meta_doc, schema)
+        except RecordError as exc:
+            raise StateError(_corrupt(self.path, str(exc))) from None
+        snapshots: dict[str, dict[str, Snapshot[Any]]] = {}
+        for name, feed in feeds.items():
+            rows: dict[str, Snapshot[Any]] = {}
+            for doc_id, row in tables.get(name, []):
+                try:
+                    item_id, snapshot = snapshot_from_json(feed, row, schema)
+                except RecordError as exc:
+                    # Skipping it would announce the item again as new: a person decides.
+                    singular = name.removesuffix("s")
                     raise StateError(
-                        _corrupt(self.path, f"pending delivery {doc.doc_id} is malformed")
-                    )
-                pending.append(record)
-        except (AttributeError, TypeError, ValueError, KeyError) as exc:
-            raise StateError(_corrupt(self.path, f"its tables are malformed ({exc})")) from None
-        finally:
-            db.close()
-        return StateData(issues=issues, pending=pending, meta=meta, exists=True)
+                        _corrupt(self.path, f"{singular} record {doc_id} is malformed ({exc})")
+                    ) from None
+                rows[item_id] = snapshot
+            snapshots[name] = rows
+        outbox = self._load_outbox(feeds, meta.generation)
+        if outbox is None:
+            # No outbox yet: release 0.1 kept the queue in the state file.
+            outbox = self._legacy_queue(tables.get("pending", []), feeds) if schema == 1 else ()
+        return State(meta=meta, snapshots=snapshots, outbox=outbox, exists=True, schema=schema)
 
-    def save(self, state: StateData) -> None:
-        """Replace the state file with ``state`` in one atomic write."""
-        storage = AtomicJSONStorage(self.path)
-        db = TinyDB(storage=CachingMiddleware(lambda: storage))  # type: ignore[no-untyped-call]
-        try:
-            db.drop_tables()
-            for name, docs in state.as_tables().items():
-                if docs:
-                    db.table(name).insert_multiple(docs)
-        finally:
-            db.close()  # CachingMiddleware writes here, once.
-        self.writes += storage.writes
+    def _load_outbox(
+        self, feeds: Mapping[str, Feed[Any, Any]], generation: int | None
+    ) -> tuple[Entry[Any], ...] | None:
+        """The outbox entries the state stands behind; None when there is no outbox file."""
+        raw = AtomicJSONStorage(self.outbox_path, label="outbox").read()
+        if raw is None:
+            return None
+        tables = _tables(raw, self.outbox_path)
+        meta_docs = tables.get("meta", [])
+        schema = meta_docs[0][1].get("schema") if meta_docs else None
+        if not isinstance(schema, int) or schema < 1:
+            raise StateError(_corrupt(self.outbox_path, "it has no m365watch schema version"))
+        if schema > OUTBOX_SCHEMA:
+            raise StateError(
+                f"outbox {self.outbox_path} was written by a newer m365watch (schema {schema}, "
+                f"this one knows {OUTBOX_SCHEMA}): upgrade m365watch"
+            )
+        entries = []
+        for doc_id, row in tables.get("entries", []):
+            try:
+                entries.append(entry_from_json(feeds, row))
+            except RecordError as exc:
+                raise StateError(
+                    _corrupt(self.outbox_path, f"delivery {doc_id} is malformed ({exc})")
+                ) from None
+        return current_entries(entries, generation or 0)
+
+    def _legacy_queue(
+        self, rows: list[tuple[int, dict[str, Any]]], feeds: Mapping[str, Feed[Any, Any]]
+    ) -> tuple[Entry[Any], ...]:
+        entries = []
+        for doc_id, row in rows:
+            try:
+                entries.append(legacy_entry_from_json(feeds["issues"], row))
+            except RecordError as exc:
+                raise StateError(
+                    _corrupt(self.path, f"pending delivery {doc_id} is malformed ({exc})")
+                ) from None
+        return tuple(entries)
+
+    def save(self, state: State, feeds: Mapping[str, Feed[Any, Any]] = FEEDS) -> None:
+        """Replace the state file (meta and snapshots) in one atomic write."""
+        tables: dict[str, list[dict[str, Any]]] = {"meta": [meta_to_json(state.meta)]}
+        for name, rows in state.snapshots.items():
+            feed = feeds[name]
+            tables[name] = [snapshot_to_json(feed, i, s) for i, s in sorted(rows.items())]
+        _write_tables(AtomicJSONStorage(self.path), tables)
         log.debug("state written to %s", self.path)
+
+    def save_outbox(
+        self, entries: Sequence[Entry[Any]], feeds: Mapping[str, Feed[Any, Any]] = FEEDS
+    ) -> None:
+        """Replace the outbox in one atomic write (entries in queue order)."""
+        rows = [entry_to_json(feeds[e.feed], e) for e in entries]
+        tables = {"meta": [{"schema": OUTBOX_SCHEMA}], "entries": rows}
+        _write_tables(AtomicJSONStorage(self.outbox_path, label="outbox"), tables)
+        log.debug("outbox written to %s (%d entries)", self.outbox_path, len(rows))
 
     def touch(self) -> None:
         """Mark a successful poll that changed nothing (the file's time says when)."""
@@ -224,6 +258,32 @@ class StateStore:
             return self.path.stat().st_mtime
         except OSError:
             return None
+
+
+def _tables(raw: dict[str, Any], path: Path) -> dict[str, list[tuple[int, dict[str, Any]]]]:
+    """Each TinyDB table's documents as (id, document), in insertion order."""
+    db = TinyDB(storage=lambda: _Preloaded(raw))
+    try:
+        return {
+            name: [(int(doc.doc_id), dict(doc)) for doc in _in_id_order(db.table(name).all())]
+            for name in db.tables()
+        }
+    except (AttributeError, TypeError, ValueError, KeyError) as exc:
+        raise StateError(_corrupt(path, f"its tables are malformed ({exc})")) from None
+    finally:
+        db.close()
+
+
+def _write_tables(storage: AtomicJSONStorage, tables: Mapping[str, list[dict[str, Any]]]) -> None:
+    """Write every table through TinyDB in one atomic write."""
+    db = TinyDB(storage=CachingMiddleware(lambda: storage))  # type: ignore[no-untyped-call]
+    try:
+        db.drop_tables()
+        for name, docs in tables.items():
+            if docs:
+                db.table(name).insert_multiple(docs)
+    finally:
+        db.close()  # CachingMiddleware writes here, once.
 
 
 def _in_id_order(docs: list[Any]) -> list[Any]:

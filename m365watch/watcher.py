@@ -18,10 +18,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from m365watch.deliver import Delivery, Sender, deliver
 from m365watch.errors import M365WatchError
 from m365watch.models import format_timestamp, parse_timestamp
+from m365watch.poll import IssueSource
+from m365watch.records import Unit
 from m365watch.render import Message, render_watcher_down, render_watcher_up
-from m365watch.service import Delivery, IssueSource, Sender, accepted
 from m365watch.settings import TargetSettings
 from m365watch.store import WatcherStore
 
@@ -181,18 +183,8 @@ def record_success(
 def _send(
     make_sender: Callable[[], Sender], names: Sequence[str], message: Message
 ) -> tuple[Delivery, ...]:
-    sender = make_sender()
-    deliveries = []
-    for name in names:
-        try:
-            outcome = sender.send(name, message)
-        except M365WatchError as error:
-            # A target Apprise rejects must not hide the poll's own error; it is reported.
-            deliveries.append(Delivery(name, WATCHER_EVENT, message.title, False, str(error)))
-            continue
-        ok, reason = accepted(outcome)
-        deliveries.append(Delivery(name, WATCHER_EVENT, message.title, ok, reason))
-    return tuple(deliveries)
+    # A target Apprise rejects fails alone: it must not hide the poll's own error.
+    return tuple(deliver(make_sender(), [(Unit(name), message) for name in names]))
 
 
 def _text_or_none(value: Any) -> str | None:

@@ -186,7 +186,7 @@ class Installation:
         """Record ``issues`` as already seen, in-process, without Graph or sending."""
         from m365watch.cli import build_sender
         from m365watch.config import load_settings
-        from m365watch.service import run_poll
+        from m365watch.poll import issues_from, run_poll
         from m365watch.store import StateStore
 
         settings = load_settings(self.config, env=self.env)
@@ -197,7 +197,7 @@ class Installation:
                 return feed
 
         run_poll(
-            source=Feed(),
+            sources=[issues_from(Feed())],
             store=StateStore(settings.state_path),
             make_sender=lambda: build_sender(settings, throttle=False),
             poll=settings.poll,
@@ -233,3 +233,6 @@ def reset(fake: FakeMicrosoft) -> None:
     fake.graph_delay = fake.hook_delay = 0.0
     fake.hooks.clear()
     fake.counts.clear()
+    fake.hold = None
+    fake.held.clear()
+    fake.release.clear()

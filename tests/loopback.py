@@ -79,6 +79,11 @@ class FakeMicrosoft:
         # Seconds each Graph / webhook answer waits (to widen windows in crash tests).
         self.graph_delay = 0.0
         self.hook_delay = 0.0
+        # (webhook name, n): that webhook's n-th request is held open, unanswered and not
+        # counted as received, until ``release`` is set (or 30 s pass); ``held`` says it came.
+        self.hold: tuple[str, int] | None = None
+        self.held = threading.Event()
+        self.release = threading.Event()
         self.counts: collections.Counter[str] = collections.Counter()
         self.hooks: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
         self.token = "loopback-access-token"
@@ -196,6 +201,12 @@ class FakeMicrosoft:
                     name = path.split("/")[2]
                     with fake._lock:
                         fake.counts[f"hook:{name}"] += 1
+                        held = fake.hold == (name, fake.counts[f"hook:{name}"])
+                    if held:
+                        fake.held.set()
+                        fake.release.wait(timeout=30)
+                        self._send(500, "{}")
+                        return
                     time.sleep(fake.hook_delay)
                     with fake._lock:
                         if name in fake.failing_hooks:

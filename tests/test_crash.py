@@ -21,7 +21,7 @@ import pytest
 from m365watch.cli import poll_once
 from m365watch.config import load_settings
 from m365watch.store import StateStore
-from tests.installation import EXPECTED, Installation, Target, reset
+from tests.installation import EXPECTED, FEED_BEFORE, Installation, Target, issue, reset
 from tests.loopback import FakeMicrosoft
 
 SEED = 20261120
@@ -116,8 +116,38 @@ def test_kill_9_at_random_moments_loses_nothing(
             f"losses: {losses}; duplicates: {duplicates}; leftover temp files: {leftovers}"
         )
     assert losses == 0, [sorted(o.missing) for o in outcomes if o.missing]
+    # Each acceptance is recorded as it happens: only the message in flight can come twice.
+    assert all(o.duplicates <= 1 for o in outcomes), [o.duplicates for o in outcomes]
     # The trials must really have hit the interesting window, not only start-up.
     assert len(killed) >= 40 and len(mid_delivery) >= 25
+
+
+def test_kill_9_with_the_third_message_in_flight_resends_only_that_one(
+    loopback: FakeMicrosoft, tmp_path: Path
+) -> None:
+    inst = Installation(tmp_path, loopback, [Target("healthy"), Target("holder")])
+    inst.baseline(FEED_BEFORE)
+    three = [issue(0, status="serviceDegradation"), issue(1, posts=2), issue(3, posts=3)]
+    loopback.issues = [*three, *FEED_BEFORE[4:], FEED_BEFORE[2]]
+    loopback.hold = ("holder", 3)
+    proc = inst.spawn("-q", "poll")
+    try:
+        assert loopback.held.wait(timeout=30), "the poll never sent the third message"
+        proc.kill()
+        proc.communicate(timeout=30)
+    finally:
+        loopback.release.set()
+    assert proc.returncode == -9
+    ids = [i["id"] for i in three]
+    assert inst.received() == collections.Counter(
+        {**{("healthy", i): 1 for i in ids}, ("holder", ids[0]): 1, ("holder", ids[1]): 1}
+    )
+
+    result = poll_once(load_settings(inst.config, env=inst.env))
+    assert [(d.target, d.issue_id, d.ok) for d in result.deliveries] == [("holder", ids[2], True)]
+    assert inst.received() == collections.Counter(
+        {("healthy", i): 1 for i in ids} | {("holder", i): 1 for i in ids}
+    )
 
 
 # -- concurrent polls ------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from m365watch.errors import EXIT_NOT_FOUND, EXIT_RUNTIME, NotFoundError, StateError
-from m365watch.models import Issue, ServiceHealth
+from m365watch.models import Issue, ServiceHealth, parse_timestamp
 from m365watch.query import (
     OPEN_ISSUES_FILTER,
     SOURCE_CACHE,
@@ -26,7 +26,8 @@ from m365watch.query import (
     status_from_graph,
     status_from_state,
 )
-from m365watch.store import StateData, StateStore
+from m365watch.records import Meta, Snapshot, State
+from m365watch.store import StateStore
 from tests.conftest import load_json
 
 NOW = datetime(2026, 11, 20, 21, 0, tzinfo=timezone.utc)
@@ -158,14 +159,16 @@ def write_state(
 ) -> StateStore:
     """A real TinyDB state file as a poll leaves it, last confirmed ``age_minutes`` ago."""
     store = StateStore(path)
-    records = {
-        item["id"]: {
-            "issue": Issue.from_graph(item).to_graph(),
-            "missingSince": stamp(60) if item["id"] in missing else None,
-        }
+    snapshots = {
+        item["id"]: Snapshot(
+            Issue.from_graph(item),
+            parse_timestamp(stamp(60)) if item["id"] in missing else None,
+        )
         for item in items
     }
-    store.save(StateData(issues=records, meta={"baselineAt": stamp(600)}))
+    baseline = parse_timestamp(stamp(600))
+    assert baseline is not None
+    store.save(State(meta=Meta(baselines={"issues": baseline}), snapshots={"issues": snapshots}))
     when = (NOW - timedelta(minutes=age_minutes)).timestamp()
     os.utime(path, (when, when))
     return store

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import responses
 
-from m365watch.notify import DeliveryResult
+from m365watch.deliver import SendResult
 from m365watch.render import WATCHER_DOWN_TITLE, WATCHER_UP_TITLE, Message
 from m365watch.settings import TargetSettings
 from m365watch.store import WatcherStore, watcher_path_for
@@ -35,10 +35,10 @@ class FakeSender:
     def check(self) -> None:
         pass
 
-    def send(self, target: str, message: Message) -> DeliveryResult:
+    def send(self, target: str, message: Message, *, url: int | None = None) -> SendResult:
         ok = target not in self.down
         self.sent.append((target, message, ok))
-        return DeliveryResult(target, ok, "" if ok else "json: HTTP 500")
+        return SendResult(ok, "" if ok else "json: HTTP 500")
 
 
 def targets(*names_and_events: tuple[str, tuple[str, ...]]) -> tuple[TargetSettings, ...]:

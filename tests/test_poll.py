@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -11,13 +12,20 @@ from typing import Any
 
 import pytest
 import responses
+from click.testing import CliRunner
 
+from m365watch.cli import main
 from m365watch.errors import ConfigError, GraphError
+from m365watch.models import format_timestamp
 from m365watch.notify import Notifier
-from m365watch.service import Dropped, PollResult, run_poll
+from m365watch.plan import Dropped
+from m365watch.poll import PollResult, issues_from, run_poll
+from m365watch.query import StatusQuery, status_from_state
+from m365watch.records import State
 from m365watch.settings import PollSettings, TargetSettings
 from m365watch.store import StateStore
 from tests.conftest import SLACK_URL, SLACK_WEBHOOK, TEAMS_ENDPOINT, TEAMS_URL, timeline_steps
+from tests.helpers import attempts, last_errors, owed
 
 T0 = datetime(2026, 11, 20, 13, 30, tzinfo=timezone.utc)
 STEPS = timeline_steps()
@@ -38,11 +46,25 @@ class BrokenFeed:
         raise GraphError("Graph answered 503 Service Unavailable after 4 attempts")
 
 
+class CountingStore(StateStore):
+    """The real store, counting its writes."""
+
+    writes = 0
+
+    def save(self, state: State, *args: Any) -> None:
+        self.writes += 1
+        super().save(state, *args)
+
+    def save_outbox(self, entries: Any, *args: Any) -> None:
+        self.writes += 1
+        super().save_outbox(entries, *args)
+
+
 class Poller:
     """Runs polls against one state file with a fixed set of targets."""
 
     def __init__(self, tmp_path: Path, targets: list[TargetSettings], **poll: Any) -> None:
-        self.store = StateStore(tmp_path / "state.json")
+        self.store = CountingStore(tmp_path / "state.json")
         self.targets = targets
         self.poll_settings = PollSettings(**poll)
         self.senders = 0
@@ -54,7 +76,7 @@ class Poller:
     def run(self, issues: Any, *, now: datetime = T0, **kwargs: Any) -> PollResult:
         source = issues if hasattr(issues, "list_issues") else Feed(issues)
         return run_poll(
-            source=source,
+            sources=[issues_from(source)],
             store=self.store,
             make_sender=self.make_sender,
             poll=self.poll_settings,
@@ -98,7 +120,12 @@ def test_first_run_is_a_baseline_and_sends_nothing(tmp_path: Path) -> None:
     assert (result.changes, result.deliveries) == ((), ())
     assert result.state_written
     assert len(responses.calls) == 0
-    assert set(poller.store.load().issues) == {"TM1255871", "SP1249876", "EX1256020", "MO1256311"}
+    assert set(poller.store.load().items("issues")) == {
+        "TM1255871",
+        "SP1249876",
+        "EX1256020",
+        "MO1256311",
+    }
 
 
 @responses.activate
@@ -147,7 +174,7 @@ def test_whole_timeline_delivers_each_change_once(tmp_path: Path) -> None:
         ["EX1256020"],
     ]
     assert len(responses.calls) == 8
-    assert poller.store.load().pending == []
+    assert poller.store.load().outbox == ()
 
 
 @responses.activate
@@ -165,10 +192,10 @@ def test_failed_target_is_retried_alone_then_delivered_once(tmp_path: Path) -> N
     # Still down, and a new change to the same issue arrives: kept, slack gets only the new one.
     second = poller.run(step(2), now=T0 + timedelta(hours=2))
     assert [(d.target, d.ok) for d in second.deliveries] == [("slack", True), ("teams", False)]
-    pending = poller.store.load().pending
-    assert [r["targets"] for r in pending] == [["teams"], ["teams"]]
-    assert pending[0]["attempts"] == {"teams": 2}
-    assert "teams" in pending[0]["lastError"]
+    pending = poller.store.load().outbox
+    assert [owed(r) for r in pending] == [["teams"], ["teams"]]
+    assert attempts(pending[0]) == {"teams": 2}
+    assert "teams" in last_errors(pending[0])
 
     responses.replace(responses.POST, TEAMS_ENDPOINT, status=202)
     third = poller.run(step(2), now=T0 + timedelta(hours=3))
@@ -178,7 +205,7 @@ def test_failed_target_is_retried_alone_then_delivered_once(tmp_path: Path) -> N
     ]
     body = json.dumps(json.loads(responses.calls[-1].request.body))
     assert "New advisory" in body and "Investigating \\u2192 Service degradation" in body
-    assert poller.store.load().pending == []
+    assert poller.store.load().outbox == ()
 
     fourth = poller.run(step(2), now=T0 + timedelta(hours=4))
     assert fourth.deliveries == ()
@@ -236,7 +263,7 @@ def test_poll_filter_limits_messages_but_state_keeps_every_issue(tmp_path: Path)
     poller.run(step(0))
     result = poller.run(step(3), now=T0 + timedelta(hours=1))
     assert ids(result) == []
-    assert "MO1256311" in poller.store.load().issues
+    assert "MO1256311" in poller.store.load().items("issues")
     # Widening the filter later does not replay what was already seen.
     wide = Poller(tmp_path, [slack()])
     assert ids(wide.run(step(3), now=T0 + timedelta(hours=2))) == []
@@ -252,7 +279,7 @@ def test_pending_for_a_removed_target_is_dropped(tmp_path: Path) -> None:
     result = renamed.run(step(1), now=T0 + timedelta(hours=2))
     assert (result.deliveries, result.pending) == ((), 0)
     assert result.dropped == (Dropped("EX1256020", "teams"),)
-    assert renamed.store.load().pending == []
+    assert renamed.store.load().outbox == ()
 
 
 @pytest.mark.parametrize(
@@ -265,10 +292,10 @@ def test_issues_leaving_the_feed_are_forgotten_after_90_days(
     poller.run(step(1))
     gone = [i for i in step(1) if i["id"] != "EX1256020"]
     poller.run(gone, now=T0 + timedelta(hours=1))
-    record = poller.store.load().issues["EX1256020"]
-    assert record["missingSince"] == "2026-11-20T14:30:00Z"
+    record = poller.store.load().items("issues")["EX1256020"]
+    assert format_timestamp(record.missing_since) == "2026-11-20T14:30:00Z"
     poller.run(gone, now=T0 + timedelta(hours=1, days=days))
-    assert ("EX1256020" in poller.store.load().issues) is kept
+    assert ("EX1256020" in poller.store.load().items("issues")) is kept
 
 
 @responses.activate
@@ -312,7 +339,7 @@ def test_digest_sends_one_message_per_target_with_every_change(tmp_path: Path) -
         assert hook.call_count == 1
         body = hook.calls[0].request.body
         assert all(issue_id in body for issue_id in ("EX1256020", "MO1256311", "TM1255871"))
-    assert poller.store.load().pending == []
+    assert poller.store.load().outbox == ()
 
 
 @responses.activate
@@ -324,13 +351,13 @@ def test_failed_digest_keeps_every_change_and_a_later_one_clears_them(tmp_path: 
     assert [(d.issue_id, d.ok) for d in failed.deliveries] == [
         ("EX1256020, MO1256311, TM1255871", False)
     ]
-    pending = poller.store.load().pending
-    assert sorted(r["change"]["issue"]["id"] for r in pending) == [
+    pending = poller.store.load().outbox
+    assert sorted(r.item_id for r in pending) == [
         "EX1256020",
         "MO1256311",
         "TM1255871",
     ]
-    assert all(r["targets"] == ["teams"] and r["attempts"] == {"teams": 1} for r in pending)
+    assert all(owed(r) == ["teams"] and attempts(r) == {"teams": 1} for r in pending)
 
     responses.replace(responses.POST, TEAMS_ENDPOINT, status=202)
     # EX1256020 is resolved meanwhile: still one message, its two queued changes merged,
@@ -339,7 +366,7 @@ def test_failed_digest_keeps_every_change_and_a_later_one_clears_them(tmp_path: 
     assert [(d.issue_id, d.ok) for d in retried.deliveries] == [
         ("MO1256311, EX1256020, TM1255871", True)
     ]
-    assert poller.store.load().pending == []
+    assert poller.store.load().outbox == ()
     assert len(responses.calls) == 2
 
 
@@ -383,7 +410,7 @@ def test_dry_run_checks_the_urls_even_when_the_targets_did_not_change(tmp_path: 
 
 @responses.activate
 def test_test_messages_report_each_target() -> None:
-    from m365watch.service import send_test_messages
+    from m365watch.poll import send_test_messages
 
     responses.add(responses.POST, SLACK_WEBHOOK, body="ok")
     responses.add(responses.POST, TEAMS_ENDPOINT, status=500)
@@ -468,7 +495,7 @@ def test_a_dead_url_of_a_target_is_retried_alone(tmp_path: Path) -> None:
     recovered = poller.run(step(1), now=T0 + timedelta(hours=4))
     assert [(d.target, d.ok) for d in recovered.deliveries] == [("ops#2", True)]
     assert slack_ok.call_count == 1
-    assert poller.store.load().pending == []
+    assert poller.store.load().outbox == ()
 
 
 @responses.activate
@@ -477,7 +504,7 @@ def test_an_old_record_for_a_target_that_gained_a_url_is_owed_on_each(tmp_path: 
     poller = Poller(tmp_path, [teams("ops")])
     poller.run(step(0))
     poller.run(step(1), now=T0 + timedelta(hours=1))
-    assert [r["targets"] for r in poller.store.load().pending] == [["ops"]]
+    assert [owed(r) for r in poller.store.load().outbox] == [["ops"]]
     responses.replace(responses.POST, TEAMS_ENDPOINT, status=202)
     slack_ok = responses.add(responses.POST, SLACK_WEBHOOK, body="ok")
     grown = Poller(tmp_path, [TargetSettings(name="ops", urls=(TEAMS_URL, SLACK_URL))])
@@ -517,7 +544,7 @@ def test_a_status_that_went_and_came_back_before_delivery_is_not_sent(tmp_path: 
     result = poller.run(back, now=T0 + timedelta(hours=2))
     assert result.deliveries == ()
     assert teams_down.call_count == 1
-    assert poller.store.load().pending == []
+    assert poller.store.load().outbox == ()
 
 
 @pytest.mark.parametrize(
@@ -528,10 +555,69 @@ def test_a_status_that_went_and_came_back_before_delivery_is_not_sent(tmp_path: 
 def test_an_unknown_classification_passes_unless_the_filter_is_narrowed(
     classifications: tuple[str, ...], wanted: bool
 ) -> None:
+    from m365watch.feeds.issues import in_scope
     from m365watch.models import Issue
-    from m365watch.service import in_scope
 
     issue = Issue.from_graph(
         {"id": "EX9", "service": "Exchange Online", "classification": "unknownFutureValue"}
     )
     assert in_scope(issue, (), classifications) is wanted
+
+
+# --- a state directory written by release 0.1 ---
+
+RELEASE_0_1 = Path(__file__).parent / "data" / "release-0.1-state"
+
+
+@responses.activate
+def test_a_release_0_1_state_delivers_what_it_owed_exactly_once(tmp_path: Path) -> None:
+    # Written by release 0.1 (steps 0-2 of the timeline, Teams down): EX1256020's "new"
+    # and "status" changes are owed to the second URL of "ops", its first URL has both.
+    shutil.copytree(RELEASE_0_1, tmp_path / "state")
+    slack_ok = responses.add(responses.POST, SLACK_WEBHOOK, body="ok")
+    teams_ok = responses.add(responses.POST, TEAMS_ENDPOINT, status=202)
+    targets = [slack("slack"), TargetSettings(name="ops", urls=(SLACK_URL, TEAMS_URL))]
+    store = StateStore(tmp_path / "state" / "state.json")
+    loaded = store.load()
+    assert [owed(e) for e in loaded.outbox] == [["ops#2"], ["ops#2"]]
+    assert [attempts(e) for e in loaded.outbox] == [{"ops#2": 2}, {"ops#2": 1}]
+
+    def poll(hours: int) -> PollResult:
+        return run_poll(
+            sources=[issues_from(Feed(step(2)))],
+            store=store,
+            make_sender=lambda: Notifier({t.name: t.urls for t in targets}, throttle=False),
+            poll=PollSettings(),
+            targets=targets,
+            targets_fingerprint="fixture",
+            now=T0 + timedelta(hours=hours),
+        )
+
+    first = poll(3)
+    assert [(d.target, d.issue_id, d.ok) for d in first.deliveries] == [
+        ("ops#2", "EX1256020", True)
+    ]
+    card = json.dumps(json.loads(teams_ok.calls[0].request.body))
+    assert "New advisory" in card and "Investigating \\u2192 Service degradation" in card
+    assert (slack_ok.call_count, first.pending, first.changes) == (0, 0, ())
+    # Migrated in place: the queue moved to the outbox, the state file to the new layout.
+    assert json.loads(store.path.read_text())["meta"]["1"]["schema"] == 2
+    assert store.load().outbox == ()
+
+    second = poll(4)
+    assert (second.deliveries, second.state_written) == ((), False)
+    assert (slack_ok.call_count, teams_ok.call_count) == (0, 1)
+    report = status_from_state(store, StatusQuery(), now=T0 + timedelta(hours=4))
+    assert sorted(i.id for i in report.issues) == ["EX1256020", "TM1255871"]
+
+
+def test_status_cached_answers_from_a_release_0_1_state(tmp_path: Path) -> None:
+    shutil.copytree(RELEASE_0_1, tmp_path / "state")
+    config = tmp_path / "config.toml"
+    config.write_text(f'[state]\npath = "{tmp_path / "state" / "state.json"}"\n')
+    result = CliRunner().invoke(main, ["-c", str(config), "status", "--cached", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "EX1256020" in result.stdout
+    assert (tmp_path / "state" / "state.json").read_bytes() == (
+        RELEASE_0_1 / "state.json"
+    ).read_bytes()

@@ -1,0 +1,265 @@
+"""One poll: fetch → plan → commit the plan → deliver, recording each acceptance as it happens.
+
+Under the state lock:
+
+1. **fetch** every feed (a sign-in or Graph failure ends the poll: nothing written);
+2. **plan** (:func:`m365watch.plan.plan_poll`, pure): changes, next snapshots, outbox;
+3. **commit the plan**: the outbox first, then the state file (see
+   :mod:`m365watch.records` for why that order is safe);
+4. **deliver** each outgoing message; as soon as a unit accepts one, the outbox
+   is written without it. A process killed mid-delivery re-sends at most the
+   message in flight to each unit; nothing accepted before is sent again.
+
+A poll that finds nothing and owes nothing writes nothing (the state file's
+time is refreshed instead).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Protocol
+
+from m365watch import __version__
+from m365watch.deliver import Delivery, Sender, SendResult, deliver
+from m365watch.diff import IssueChange
+from m365watch.feeds import Feed
+from m365watch.feeds.issues import ISSUES
+from m365watch.plan import Dropped, Outgoing, outgoing, plan_poll, with_fingerprint
+from m365watch.records import STATE_SCHEMA, Entry, State, Unit
+from m365watch.render import Message, render_test
+from m365watch.settings import PollSettings, TargetSettings
+
+log = logging.getLogger(__name__)
+
+
+class IssueSource(Protocol):
+    """Where issues come from: the Graph adapter, or the demo's timeline."""
+
+    def list_issues(self) -> list[dict[str, Any]]:
+        """Every issue of the tenant, as Graph's JSON."""
+        ...
+
+
+class StateStorage(Protocol):
+    """Where a tenant's state lives (the TinyDB adapter)."""
+
+    def locked(self) -> contextlib.AbstractContextManager[None]:
+        """Hold the state lock for the whole poll."""
+        ...
+
+    def load(self, feeds: Mapping[str, Feed[Any, Any]] = ...) -> State:
+        """The state file and outbox, parsed."""
+        ...
+
+    def save(self, state: State, feeds: Mapping[str, Feed[Any, Any]] = ...) -> None:
+        """Write the state file (meta and snapshots) atomically."""
+        ...
+
+    def save_outbox(
+        self, entries: Sequence[Entry[Any]], feeds: Mapping[str, Feed[Any, Any]] = ...
+    ) -> None:
+        """Write the outbox atomically."""
+        ...
+
+    def touch(self) -> None:
+        """Note a poll that wrote nothing."""
+        ...
+
+
+@dataclass(frozen=True)
+class FeedSource:
+    """A feed, and how to read its items this poll."""
+
+    feed: Feed[Any, Any]
+    read: Callable[[], Sequence[Mapping[str, Any]]]
+
+
+def issues_from(source: IssueSource) -> FeedSource:
+    """The service-health issues feed, read from ``source``."""
+    return FeedSource(ISSUES, source.list_issues)
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """What a poll found and did."""
+
+    baseline: bool
+    issues_seen: int
+    changes: tuple[IssueChange, ...]
+    deliveries: tuple[Delivery, ...] = ()
+    pending: int = 0
+    state_written: bool = False
+    dry_run: bool = False
+    previews: tuple[tuple[str, Message], ...] = field(default=())
+    dropped: tuple[Dropped, ...] = ()
+
+    @property
+    def failed(self) -> tuple[Delivery, ...]:
+        """Deliveries that a target did not accept (kept for the next poll)."""
+        return tuple(d for d in self.deliveries if not d.ok)
+
+
+def run_poll(
+    *,
+    sources: Sequence[FeedSource],
+    store: StateStorage,
+    make_sender: Callable[[], Sender],
+    poll: PollSettings,
+    targets: Sequence[TargetSettings],
+    targets_fingerprint: str,
+    now: datetime,
+    dry_run: bool = False,
+    notify_existing: bool = False,
+) -> PollResult:
+    """Run one complete poll under the state lock. Raises M365WatchError on failure.
+
+    Nothing is written when the poll fails before delivery (Graph, auth) or when
+    nothing changed and nothing is owed; in that last case the file's time is
+    refreshed instead.
+    """
+    feeds = [s.feed for s in sources]
+    with store.locked():
+        state = store.load()
+        fetched = {s.feed.name: s.read() for s in sources}
+        plan = plan_poll(
+            state,
+            fetched,
+            feeds=feeds,
+            poll=poll,
+            targets=targets,
+            now=now,
+            notify_existing=notify_existing,
+        )
+        for feed_plan in plan.feeds:
+            if feed_plan.skipped:
+                log.warning(
+                    "%d %s from Graph had no id and were ignored", feed_plan.skipped, feed_plan.feed
+                )
+        next_state = plan.state
+        issues = next((p for p in plan.feeds if p.feed == ISSUES.name), None)
+        found = PollResult(
+            baseline=bool(issues and issues.baseline),
+            issues_seen=issues.seen if issues else 0,
+            changes=plan.changes,
+            dropped=plan.dropped,
+        )
+
+        # Apprise checks the URLs when they changed (loading it costs ~0.4 s, so a quiet poll
+        # with unchanged targets never does), and on every dry run.
+        sender: Sender | None = None
+        if targets and (state.meta.targets_fingerprint != targets_fingerprint or dry_run):
+            sender = _checked(make_sender)
+            next_state = with_fingerprint(next_state, targets_fingerprint)
+        owed = outgoing(next_state.outbox, targets, feeds)
+        by_name = {feed.name: feed for feed in feeds}
+        if dry_run:
+            previews = tuple(
+                (o.unit.label, by_name[o.feed].render(o.changes)) for o in owed if o.changes
+            )
+            return replace(found, pending=len(previews), dry_run=True, previews=previews)
+        if sender is None and any(o.changes for o in owed):
+            # Checked before anything is sent: a URL Apprise no longer accepts must not
+            # stop the poll halfway, after other targets got what they will get again.
+            sender = _checked(make_sender)
+
+        state_written = _commit_plan(store, state, next_state, plan.snapshots_changed)
+        outbox = _Outbox(store, list(next_state.outbox), now)
+        outbox.settle_silent([o for o in owed if not o.changes])
+        sends = [o for o in owed if o.changes]
+        deliveries: list[Delivery] = []
+        if sends:
+            assert sender is not None  # made above, as some message is owed
+            messages = [(o.unit, by_name[o.feed].render(o.changes)) for o in sends]
+            deliveries = deliver(
+                sender, messages, on_result=lambda i, result: outbox.record(sends[i], result)
+            )
+        outbox.flush()
+        if not state_written:
+            store.touch()
+        return replace(
+            found,
+            deliveries=tuple(deliveries),
+            pending=outbox.pending,
+            state_written=state_written,
+        )
+
+
+def _checked(make_sender: Callable[[], Sender]) -> Sender:
+    sender = make_sender()
+    sender.check()
+    return sender
+
+
+def _commit_plan(store: StateStorage, before: State, after: State, snapshots_changed: bool) -> bool:
+    """Write the outbox, then the state file, as far as they changed; True if the state was.
+
+    A state file of an older schema is rewritten in the new layout, its queue
+    moved to the outbox first.
+    """
+    migrate = before.exists and before.schema < STATE_SCHEMA
+    if after.outbox != before.outbox or migrate:
+        store.save_outbox(after.outbox)
+    if snapshots_changed or after.meta != before.meta or migrate or not before.exists:
+        store.save(after)
+        return True
+    return False
+
+
+class _Outbox:
+    """The outbox while messages go out: each outcome is written as soon as it is known."""
+
+    def __init__(self, store: StateStorage, entries: list[Entry[Any]], now: datetime) -> None:
+        self.store = store
+        self.entries = entries  # by position, as Outgoing.entries counts them
+        self.now = now
+        self.dirty = False
+
+    def settle_silent(self, silent: Sequence[Outgoing]) -> None:
+        """Entries whose changes cancelled out settle unsent (written with the next write)."""
+        for item in silent:
+            self._update(item.unit, item.entries, SendResult(True))
+
+    def record(self, item: Outgoing, result: SendResult) -> None:
+        """One unit's answer to one message, written at once."""
+        self._update(item.unit, item.entries, result)
+        self.flush()
+
+    def _update(self, unit: Unit, positions: Sequence[int], result: SendResult) -> None:
+        for position in positions:
+            entry = self.entries[position]
+            if result.ok:
+                self.entries[position] = entry.settled(unit)
+            else:
+                self.entries[position] = entry.failed(unit, result.reason, self.now)
+        self.dirty = True
+
+    def flush(self) -> None:
+        """Write the outbox if anything changed since the last write."""
+        if self.dirty:
+            self.store.save_outbox(self.remaining)
+            self.dirty = False
+
+    @property
+    def remaining(self) -> list[Entry[Any]]:
+        """The entries still owed to some unit."""
+        return [e for e in self.entries if e.owed]
+
+    @property
+    def pending(self) -> int:
+        """How many (entry, unit) deliveries are still owed."""
+        return sum(len(e.owed) for e in self.entries)
+
+
+def send_test_messages(
+    sender: Sender, targets: Sequence[TargetSettings], now: datetime
+) -> list[Delivery]:
+    """Send each target a clearly-marked test message; one result per target, in order.
+
+    A URL Apprise rejects fails its own target only, so every target gets its line.
+    """
+    messages = [(Unit(t.name), render_test(t.name, now, version=__version__)) for t in targets]
+    return deliver(sender, messages)
