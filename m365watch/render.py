@@ -388,16 +388,6 @@ def _join_blocks(
     return "".join(out)
 
 
-def html_to_text(content: str, *, markdown_links: bool = False) -> str:
-    """Readable text from Microsoft's post HTML (or plain text), keeping link URLs.
-
-    Links become ``text (url)``, or ``[text](url)`` with ``markdown_links``.
-    Content without tags keeps its own line breaks; entities are decoded.
-    """
-    blocks = text_blocks(content, is_html=True)
-    return _markdown_blocks(blocks) if markdown_links else _text_document(blocks)
-
-
 def post_text(post: Post, *, markdown_links: bool = False) -> str:
     """A post's text as readable plain text (or Markdown)."""
     blocks = post_blocks(post)

@@ -15,14 +15,13 @@ import pytest
 from conftest import DATA, timeline_steps
 
 from m365watch.diff import ChangeKind, IssueChange, diff_issues
-from m365watch.models import Issue, parse_issues
+from m365watch.models import Issue, Post, parse_issues
 from m365watch.render import (
     FAILURE,
     INFO,
     SUCCESS,
     WARNING,
     change_lines,
-    html_to_text,
     message_title,
     notify_type,
     post_text,
@@ -84,7 +83,13 @@ def html_contents() -> list[tuple[str, str]]:
     return found
 
 
-# --- html_to_text ------------------------------------------------------------
+def html_post_text(content: str, *, markdown_links: bool = False) -> str:
+    """How a post whose HTML content is ``content`` reads as text (or Markdown)."""
+    post = Post(created=None, post_type=None, content=content, content_type="html")
+    return post_text(post, markdown_links=markdown_links)
+
+
+# --- post HTML as text ----------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -154,8 +159,8 @@ def html_contents() -> list[tuple[str, str]]:
         "unclosed-link",
     ],
 )
-def test_html_to_text(content: str, markdown_links: bool, expected: str) -> None:
-    assert html_to_text(content, markdown_links=markdown_links) == expected
+def test_post_html_as_text(content: str, markdown_links: bool, expected: str) -> None:
+    assert html_post_text(content, markdown_links=markdown_links) == expected
 
 
 HTML_CONTENTS = html_contents()
@@ -169,7 +174,7 @@ def test_samples_hold_long_html() -> None:
 @pytest.mark.parametrize(("where", "content"), HTML_CONTENTS, ids=[w for w, _ in HTML_CONTENTS])
 def test_real_html_bodies_become_text_without_tags(where: str, content: str) -> None:
     for markdown_links in (False, True):
-        text = html_to_text(content, markdown_links=markdown_links)
+        text = html_post_text(content, markdown_links=markdown_links)
         assert TAG.search(text) is None
         assert "&amp;" not in text and "&#" not in text
         for href in re.findall(r'href="([^"]+)"', content):
@@ -178,7 +183,7 @@ def test_real_html_bodies_become_text_without_tags(where: str, content: str) -> 
 
 def test_real_message_body_keeps_links_and_lists() -> None:
     body = json.loads((DATA / "cli-microsoft365-docs-message-get.json").read_text("utf-8"))["body"]
-    text = html_to_text(body["content"])
+    text = html_post_text(body["content"])
     assert (
         "- Microsoft 365 Roadmap ID: 70753 "
         "(https://www.microsoft.com/microsoft-365/roadmap?filters=&searchterms=70753)"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from m365watch.diff import ChangeKind, IssueChange, diff_issue
-from m365watch.models import Issue, parse_issues
+from m365watch.models import Issue, Post, parse_issues
 from m365watch.render import (
     FAILURE,
     INFO,
@@ -21,9 +21,9 @@ from m365watch.render import (
     Link,
     defuse,
     digest_order,
-    html_to_text,
     notify_type,
     payload_size,
+    post_text,
     render_change,
     render_digest,
     render_test,
@@ -328,9 +328,10 @@ def test_test_message_is_clearly_marked() -> None:
     ],
     ids=["text", "markdown"],
 )
-def test_html_to_text_keeps_link_urls(markdown_links: bool, expected: str) -> None:
+def test_post_text_keeps_link_urls(markdown_links: bool, expected: str) -> None:
     content = (
         '<p>Use <a href="https://outlook.office.com/mail/">Outlook on the web</a>.</p>'
         "<ul><li>it&#8217;s fine</li></ul>"
     )
-    assert html_to_text(content, markdown_links=markdown_links) == expected
+    post = Post(created=None, post_type=None, content=content, content_type="html")
+    assert post_text(post, markdown_links=markdown_links) == expected
