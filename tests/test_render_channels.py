@@ -10,25 +10,19 @@ from typing import Any
 import pytest
 
 from m365watch.diff import ChangeKind, IssueChange, diff_issue
-from m365watch.models import Issue, Post, parse_issues
+from m365watch.models import Issue, parse_issues
 from m365watch.render import (
     FAILURE,
     INFO,
     SUCCESS,
     TEAMS_CARD_MAX_BYTES,
     WARNING,
-    Block,
-    Link,
-    defuse,
     digest_order,
     notify_type,
     payload_size,
-    post_text,
     render_change,
     render_digest,
     render_test,
-    shorten_blocks,
-    text_blocks,
 )
 from tests.conftest import json_strings, timeline_change, timeline_steps
 
@@ -108,104 +102,6 @@ def test_post_only_on_an_open_incident_is_a_warning() -> None:
     assert notify_type(change) == WARNING
 
 
-@pytest.mark.parametrize(
-    ("content", "content_type", "expected"),
-    [
-        (
-            "<p>We&#8217;re &ldquo;on it&rdquo;: Q&amp;A&nbsp;&amp; more</p>",
-            "html",
-            [Block(("We’re “on it”: Q&A & more",))],
-        ),
-        (
-            'Use <a href="https://outlook.office.com/mail/">Outlook on the web</a>.',
-            "html",
-            [Block(("Use ", Link("Outlook on the web", "https://outlook.office.com/mail/"), "."))],
-        ),
-        (
-            '<p><a href="javascript:alert(1)">click</a> <a href="#top">top</a><script>x()</script></p>',
-            "html",
-            [Block(("click top",))],
-        ),
-        (
-            "Title: X\nUser impact: Y\n\nMore info: see https://learn.microsoft.com/a_(b).",
-            "text",
-            [
-                Block(("Title: X\nUser impact: Y",)),
-                Block(
-                    (
-                        "More info: see ",
-                        Link(
-                            "https://learn.microsoft.com/a_%28b%29",
-                            "https://learn.microsoft.com/a_%28b%29",
-                        ),
-                        ".",
-                    )
-                ),
-            ],
-        ),
-        (
-            "Current status: fixing\n\n- Outlook mobile: affected\n- Mac: affected",
-            "text",
-            [
-                Block(("Current status: fixing",)),
-                Block(("Outlook mobile: affected",), bullet=True),
-                Block(("Mac: affected",), bullet=True),
-            ],
-        ),
-        (
-            'Title: X\nImpact: <a href="https://a.example/x">details</a>\n\nNext update: soon',
-            "html",
-            [
-                Block(("Title: X\nImpact: ", Link("details", "https://a.example/x"))),
-                Block(("Next update: soon",)),
-            ],
-        ),
-        (
-            "<ul><li>one<br>two</li><li>three</li></ul>",
-            "html",
-            [Block(("one\ntwo",), bullet=True), Block(("three",), bullet=True)],
-        ),
-        ("a < b & c &gt; d", "text", [Block(("a < b & c > d",))]),
-    ],
-    ids=[
-        "entities-and-quotes",
-        "link",
-        "unsafe-links-and-script",
-        "text-paragraphs-and-bare-url",
-        "text-bullets",
-        "html-without-block-tags-keeps-newlines",
-        "html-list",
-        "text-is-not-parsed-as-html",
-    ],
-)
-def test_post_content_becomes_blocks(
-    content: str, content_type: str, expected: list[Block]
-) -> None:
-    assert list(text_blocks(content, is_html=content_type == "html")) == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("<!channel> and <!here|here>", f"<{ZWSP}!channel> and <{ZWSP}!here|here>"),
-        ("<@U024BE7LH> <#C024BE7LR>", f"<{ZWSP}@U024BE7LH> <{ZWSP}#C024BE7LR>"),
-        ("<at>Everyone</at>", f"<{ZWSP}at>Everyone<{ZWSP}/at>"),
-        ("@everyone @Here @channel @all", f"@{ZWSP}everyone @{ZWSP}Here @{ZWSP}channel @{ZWSP}all"),
-        ("admin@here.example and a<b", "admin@here.example and a<b"),
-    ],
-    ids=[
-        "slack-specials",
-        "slack-ids",
-        "teams-at",
-        "plain-mass-mentions",
-        "emails-and-lt-untouched",
-    ],
-)
-def test_defuse_breaks_mentions_without_changing_what_people_read(text: str, expected: str) -> None:
-    assert defuse(text) == expected
-    assert defuse(text).replace(ZWSP, "") == text
-
-
 def test_mentions_in_a_post_are_defused_in_every_flavour() -> None:
     post = (
         "<p>Heads up <!channel> &lt;!here&gt; @everyone <at>Everyone</at> "
@@ -225,12 +121,6 @@ def test_mentions_in_a_post_are_defused_in_every_flavour() -> None:
         assert not re.search(r"(?<!\w)@(everyone|here|channel)", text, re.IGNORECASE), text
     assert f"&lt;{ZWSP}!here&gt; @{ZWSP}everyone" in json.dumps(message.slack, ensure_ascii=False)
     assert "entities" not in json.dumps(message.card)  # no Teams mention entity
-
-
-def test_shorten_cuts_at_a_word_with_an_ellipsis() -> None:
-    blocks = (Block(("one two three four five six",)), Block(("seven",)))
-    assert shorten_blocks(blocks, 100) == (blocks, False)
-    assert shorten_blocks(blocks, 15) == ((Block(("one two three…",)),), True)
 
 
 def test_long_post_fits_every_channel_and_says_where_the_rest_is() -> None:
@@ -318,20 +208,3 @@ def test_test_message_is_clearly_marked() -> None:
     assert message.slack["blocks"][0]["text"]["text"].startswith(
         "*[Test] m365watch test notification*"
     )
-
-
-@pytest.mark.parametrize(
-    ("markdown_links", "expected"),
-    [
-        (False, "Use Outlook on the web (https://outlook.office.com/mail/).\n\n- it’s fine"),
-        (True, "Use [Outlook on the web](https://outlook.office.com/mail/).\n\n- it’s fine"),
-    ],
-    ids=["text", "markdown"],
-)
-def test_post_text_keeps_link_urls(markdown_links: bool, expected: str) -> None:
-    content = (
-        '<p>Use <a href="https://outlook.office.com/mail/">Outlook on the web</a>.</p>'
-        "<ul><li>it&#8217;s fine</li></ul>"
-    )
-    post = Post(created=None, post_type=None, content=content, content_type="html")
-    assert post_text(post, markdown_links=markdown_links) == expected
