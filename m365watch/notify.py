@@ -35,7 +35,7 @@ from apprise.plugins.slack import NotifySlack, SlackMode
 from apprise.plugins.workflows import NotifyWorkflows
 
 from m365watch.errors import ConfigError
-from m365watch.render import Message
+from m365watch.messages import Message
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class _Templated:
     """A URL loaded again with ``?template=path``, m365watch writing the payload there."""
 
     apprise: apprise.Apprise
-    kind: str  # "teams" (Message.card) or "slack" (Message.slack)
+    kind: str  # the channel whose payload it sends: a key of channels.PAYLOAD_BUILDERS
     path: Path
 
 
@@ -181,9 +181,7 @@ class Notifier:
             if url is not None and position != url:
                 continue
             templated = route.templated
-            payload = None
-            if templated:
-                payload = message.card if templated.kind == "teams" else message.slack
+            payload = message.payload(templated.kind) if templated else None
             if templated and payload:
                 # The template ignores the body: a short one, so ?overflow=split cannot repeat it.
                 obj, body, body_format = templated.apprise, message.title, "text"

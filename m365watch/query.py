@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from m365watch.errors import ConfigError, GraphError, NotFoundError, StateError
+from m365watch.messages import post_text
 from m365watch.models import (
     CLASSIFICATIONS,
     STATUS_SEVERITY,
@@ -31,7 +32,7 @@ from m365watch.models import (
     parse_timestamp,
     status_words,
 )
-from m365watch.render import format_time, post_text
+from m365watch.sections import format_time
 
 if TYPE_CHECKING:
     from m365watch.store import StateData

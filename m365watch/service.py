@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from m365watch import __version__
 from m365watch.diff import ChangeKind, IssueChange, diff_issues
 from m365watch.errors import ConfigError, StateError
+from m365watch.messages import Message, render_digest, render_test
 from m365watch.models import (
     CLASSIFICATIONS,
     UNKNOWN,
@@ -27,7 +28,6 @@ from m365watch.models import (
     parse_issues,
     parse_timestamp,
 )
-from m365watch.render import Message, render_digest, render_test
 from m365watch.settings import PollSettings, TargetSettings
 from m365watch.store import StateData, StateStore
 

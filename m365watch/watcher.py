@@ -19,8 +19,8 @@ from datetime import datetime
 from typing import Any
 
 from m365watch.errors import M365WatchError
+from m365watch.messages import Message, render_watcher_down, render_watcher_up
 from m365watch.models import format_timestamp, parse_timestamp
-from m365watch.render import Message, render_watcher_down, render_watcher_up
 from m365watch.service import Delivery, IssueSource, Sender, accepted
 from m365watch.settings import TargetSettings
 from m365watch.store import WatcherStore

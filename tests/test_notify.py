@@ -11,9 +11,9 @@ import responses
 
 from m365watch.diff import ChangeKind, IssueChange
 from m365watch.errors import ConfigError
+from m365watch.messages import Message, render_change
 from m365watch.models import Issue
 from m365watch.notify import Notifier, scrub
-from m365watch.render import Message, render_change
 from tests.conftest import (
     SLACK_URL,
     SLACK_WEBHOOK,
@@ -231,7 +231,8 @@ def test_teams_receives_an_adaptive_card(scenario: str) -> None:
     assert result.ok, result.reason
     body = teams.calls[0].request.body
     payload = json.loads(body)
-    assert payload == message.card  # exactly the card m365watch built, through Apprise's plugin
+    # Exactly the card m365watch built, through Apprise's plugin.
+    assert payload == message.payload("teams")
     case = EXPECTED[scenario]
     card = payload["attachments"][0]["content"]
     assert (card["type"], card["version"]) == ("AdaptiveCard", "1.4")
@@ -258,7 +259,7 @@ def test_slack_receives_mrkdwn_with_a_colour_bar(scenario: str) -> None:
     result = Notifier({"slack": [SLACK_URL]}, throttle=False).send("slack", message)
     assert result.ok, result.reason
     payload = json.loads(slack.calls[0].request.body)
-    assert payload == {"attachments": [message.slack]}
+    assert payload == {"attachments": [message.payload("slack")]}
     case = EXPECTED[scenario]
     attachment = payload["attachments"][0]
     assert attachment["color"] == case["colour"]
@@ -282,7 +283,7 @@ def test_slack_receives_mrkdwn_with_a_colour_bar(scenario: str) -> None:
 
 def test_slack_new_incident_payload_in_full() -> None:
     message = scenario_message("new-incident")
-    assert message.slack == {
+    assert message.payload("slack") == {
         "color": "#D13438",
         "fallback": "[Incident] EX1256020 · Exchange Online: Service interruption",
         "blocks": [
@@ -389,8 +390,8 @@ def test_every_demo_message_has_an_email_text_part_equal_to_its_text() -> None:
     from apprise.conversion import convert_between
 
     from m365watch.diff import diff_issues
+    from m365watch.messages import render_digest
     from m365watch.models import parse_issues
-    from m365watch.render import render_digest
 
     steps = timeline_steps()
     messages = []
@@ -483,5 +484,5 @@ def test_template_braces_in_a_post_reach_teams_unchanged() -> None:
     )
     message = render_change(IssueChange(issue, frozenset({ChangeKind.NEW})))
     assert Notifier({"teams": [TEAMS_URL]}, throttle=False).send("teams", message).ok
-    assert json.loads(teams.calls[0].request.body) == message.card
+    assert json.loads(teams.calls[0].request.body) == message.payload("teams")
     assert "Literal {{app_body}} and {{app_title}}" in teams.calls[0].request.body

@@ -1,8 +1,5 @@
-"""Tests for m365watch.render: readable text from Microsoft's HTML, and the messages.
-
-Payloads under tests/data/ are copied unchanged from /work/shared/graph-samples
-(see its README and tests/test_models.py for provenance).
-"""
+"""Tests for m365watch.messages (and the pieces m365watch.sections gives it): titles,
+notify types, and the message of every change of the demo timeline."""
 
 from __future__ import annotations
 
@@ -14,8 +11,9 @@ import pytest
 from conftest import timeline_steps
 
 from m365watch.diff import ChangeKind, IssueChange, diff_issues
+from m365watch.messages import post_text, render_change
 from m365watch.models import Issue, parse_issues
-from m365watch.render import (
+from m365watch.sections import (
     FAILURE,
     INFO,
     SUCCESS,
@@ -23,8 +21,6 @@ from m365watch.render import (
     change_lines,
     message_title,
     notify_type,
-    post_text,
-    render_change,
 )
 
 NEW, STATUS, POST = ChangeKind.NEW, ChangeKind.STATUS, ChangeKind.POST
