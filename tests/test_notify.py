@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import Any
 
@@ -148,6 +149,26 @@ def test_scrub_removes_urls_and_tokens() -> None:
     assert "hooks.slack.com" not in cleaned
     assert "xoxb-1234567890-abcdefghijkl" not in cleaned
     assert cleaned.startswith("Failed to send to")
+
+
+def test_notifiers_guard_apprise_log_with_one_scrubbing_filter() -> None:
+    logger = logging.getLogger("apprise")
+    level, filters = logger.level, logger.filters[:]
+    logger.filters.clear()
+    logger.setLevel(logging.DEBUG)
+    try:
+        Notifier({"s": [SLACK_URL]})
+        Notifier({"t": [TEAMS_URL]})
+        assert logger.level == logging.WARNING  # Apprise's DEBUG records carry whole URLs
+        assert len(logger.filters) == 1
+        record = logger.makeRecord(
+            "apprise", logging.WARNING, __file__, 1, "cannot reach %s", (SLACK_WEBHOOK,), None
+        )
+        assert logger.filter(record)
+        assert record.getMessage() == "cannot reach <url>"
+    finally:
+        logger.filters[:] = filters
+        logger.setLevel(level)
 
 
 # --- What each channel receives, for three moments of the demo incident (issue 3) ---
