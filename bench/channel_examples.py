@@ -22,11 +22,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from m365watch.channels.teams import payload_size  # noqa: E402
 from m365watch.deliver import SendResult  # noqa: E402
 from m365watch.demo import TimelineSource, load_timeline  # noqa: E402
+from m365watch.messages import Message  # noqa: E402
 from m365watch.models import parse_timestamp  # noqa: E402
 from m365watch.poll import issues_from, run_poll  # noqa: E402
-from m365watch.render import Message, payload_size  # noqa: E402
 from m365watch.settings import PollSettings, TargetSettings  # noqa: E402
 from m365watch.store import StateStore  # noqa: E402
 
@@ -131,21 +132,21 @@ def slack_as_sent(attachment: dict[str, Any]) -> str:
 
 
 def example(heading: str, message: Message) -> list[str]:
-    size = payload_size(message.card)
-    slack_size = payload_size({"attachments": [message.slack]})
+    size = payload_size(message.payload("teams"))
+    slack_size = payload_size({"attachments": [message.payload("slack")]})
     return [
         f"### {heading}",
         "",
         f"Teams (Adaptive Card, {size:,} bytes of JSON):",
         "",
         "```text",
-        teams_as_text(message.card),
+        teams_as_text(message.payload("teams")),
         "```",
         "",
         f"Slack (Block Kit attachment, {slack_size:,} bytes, mrkdwn as sent):",
         "",
         "```text",
-        slack_as_sent(message.slack),
+        slack_as_sent(message.payload("slack")),
         "```",
         "",
         "Email (HTML with this text part; subject below):",
@@ -179,7 +180,7 @@ def examples() -> str:
         "### A digest (poll 6, `digest = true`): both changes in one message",
         "",
         "```text",
-        teams_as_text(digest.card),
+        teams_as_text(digest.payload("teams")),
         "```",
         "",
         END,

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from m365watch.errors import ConfigError, first_line
+from m365watch.messages import Message
 from m365watch.records import Unit
-from m365watch.render import Message
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from enum import Enum
 from pathlib import Path
 
 from m365watch.errors import M365WatchError, StateError, first_line
-from m365watch.render import format_time
+from m365watch.sections import format_time
 from m365watch.settings import TargetSettings, scheme_of
 from m365watch.store import StateStore, write_private_file
 from m365watch.watcher import WATCHER_EVENT, watcher_targets

@@ -36,16 +36,13 @@ from apprise.plugins.workflows import NotifyWorkflows
 
 from m365watch.deliver import SendResult
 from m365watch.errors import ConfigError
-from m365watch.render import Message
+from m365watch.messages import Message
+from m365watch.settings import scheme_of
 
 log = logging.getLogger(__name__)
 
-# Apprise's DEBUG log prints whole webhook URLs; keep it quiet unless asked twice.
-logging.getLogger("apprise").setLevel(logging.WARNING)
-
 _URLISH = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
 _TOKENISH = re.compile(r"[A-Za-z0-9_\-]{20,}")
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 class _ScrubApprise(logging.Filter):
@@ -56,12 +53,12 @@ class _ScrubApprise(logging.Filter):
         return True
 
 
-logging.getLogger("apprise").addFilter(_ScrubApprise())
-
-
-def _scheme(url: str) -> str:
-    match = _SCHEME.match(url.strip())
-    return match.group(1).lower() if match else "?"
+def _guard_apprise_log() -> None:
+    """Keep notification URLs out of Apprise's log; safe to call again (one filter only)."""
+    logger = logging.getLogger("apprise")
+    logger.setLevel(logging.WARNING)  # its DEBUG records print whole webhook URLs
+    if not any(isinstance(f, _ScrubApprise) for f in logger.filters):
+        logger.addFilter(_ScrubApprise())
 
 
 def scrub(text: str) -> str:
@@ -75,7 +72,7 @@ class _Templated:
     """A URL loaded again with ``?template=path``, m365watch writing the payload there."""
 
     apprise: apprise.Apprise
-    kind: str  # "teams" (Message.card) or "slack" (Message.slack)
+    kind: str  # the channel whose payload it sends: a key of channels.PAYLOAD_BUILDERS
     path: Path
 
 
@@ -91,6 +88,7 @@ class Notifier:
     """Sends messages to named targets, each a list of Apprise URLs."""
 
     def __init__(self, targets: Mapping[str, Sequence[str]], *, throttle: bool = True) -> None:
+        _guard_apprise_log()
         self._urls = {name: tuple(urls) for name, urls in targets.items()}
         self._throttle = throttle
         self._routes: dict[str, list[_Route]] = {}
@@ -123,7 +121,7 @@ class Notifier:
                     why = f" ({_redact(said[0])})" if said else ""
                     raise ConfigError(
                         f"notify target {name!r}: Apprise does not accept its URL number "
-                        f"{position} ({_scheme(url)}://…){why}: check it against the Apprise "
+                        f"{position} ({scheme_of(url)}://…){why}: check it against the Apprise "
                         "documentation for that service"
                     )
                 route = self._route(name, position, obj)
@@ -173,9 +171,7 @@ class Notifier:
             if url is not None and position != url:
                 continue
             templated = route.templated
-            payload = None
-            if templated:
-                payload = message.card if templated.kind == "teams" else message.slack
+            payload = message.payload(templated.kind) if templated else None
             if templated and payload:
                 # The template ignores the body: a short one, so ?overflow=split cannot repeat it.
                 obj, body, body_format = templated.apprise, message.title, "text"
@@ -192,7 +188,8 @@ class Notifier:
                     body_format=body_format,
                 )
             except Exception as exc:  # Apprise should not raise; never lose the poll if it does
-                reasons.append(f"{_scheme(self._urls[target][position - 1])}: {type(exc).__name__}")
+                scheme = scheme_of(self._urls[target][position - 1])
+                reasons.append(f"{scheme}: {type(exc).__name__}")
                 continue
             if not result:
                 reasons.append(self._reason(target, position, result))
@@ -202,7 +199,7 @@ class Notifier:
         return SendResult(True)
 
     def _reason(self, target: str, position: int, result: object) -> str:
-        scheme = _scheme(self._urls[target][position - 1])
+        scheme = scheme_of(self._urls[target][position - 1])
         lines: list[str] = []
         logs = getattr(result, "logs", None)
         if callable(logs):
@@ -267,7 +264,7 @@ def _redact(line: str) -> str:
 
 
 def _template_kind(plugin: object) -> str | None:
-    """``teams`` or ``slack`` when m365watch builds this plugin's payload itself."""
+    """The channel (``teams``, ``slack``) whose payload m365watch builds for this plugin, if any."""
     if getattr(plugin, "template", None):
         return None  # the user's own template wins
     if isinstance(plugin, NotifyWorkflows):

@@ -28,9 +28,9 @@ from m365watch.deliver import Delivery, Sender, SendResult, deliver
 from m365watch.diff import IssueChange
 from m365watch.feeds import Feed
 from m365watch.feeds.issues import ISSUES
+from m365watch.messages import Message, render_test
 from m365watch.plan import Dropped, Outgoing, outgoing, plan_poll, with_fingerprint
 from m365watch.records import STATE_SCHEMA, Entry, State, Unit
-from m365watch.render import Message, render_test
 from m365watch.settings import PollSettings, TargetSettings
 
 log = logging.getLogger(__name__)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from m365watch.errors import ConfigError, GraphError, NotFoundError, StateError
 from m365watch.feeds.issues import ISSUES
+from m365watch.messages import post_text
 from m365watch.models import (
     CLASSIFICATIONS,
     STATUS_SEVERITY,
@@ -31,7 +32,7 @@ from m365watch.models import (
     parse_issues,
     status_words,
 )
-from m365watch.render import format_time, post_text
+from m365watch.sections import format_time
 
 if TYPE_CHECKING:
     from m365watch.records import State

@@ -31,7 +31,7 @@ from m365watch.query import (
     cache_note,
     missing_note,
 )
-from m365watch.render import classification_word, format_time
+from m365watch.sections import classification_word, format_time
 
 # Below this many columns for titles, each title gets a line of its own instead.
 MIN_TITLE_COLUMN = 40

@@ -20,10 +20,10 @@ from typing import Any
 
 from m365watch.deliver import Delivery, Sender, deliver
 from m365watch.errors import M365WatchError
+from m365watch.messages import Message, render_watcher_down, render_watcher_up
 from m365watch.models import format_timestamp, parse_timestamp
 from m365watch.poll import IssueSource
 from m365watch.records import Unit
-from m365watch.render import Message, render_watcher_down, render_watcher_up
 from m365watch.settings import TargetSettings
 from m365watch.store import WatcherStore
 

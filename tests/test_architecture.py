@@ -13,7 +13,23 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "m365watch"
 
-CORE = ("models", "diff", "render", "errors", "settings", "records", "plan", "deliver")
+CORE = (
+    "models",
+    "diff",
+    "posts",
+    "sections",
+    "messages",
+    "channels",
+    "channels.teams",
+    "channels.slack",
+    "errors",
+    "settings",
+    "records",
+    "plan",
+    "deliver",
+    "feeds",
+    "feeds.issues",
+)
 ADAPTERS = ("auth", "graph", "store", "notify", "config")
 # Standard-library helpers with I/O that several adapters share (so not core, not an adapter).
 SHARED = ("files",)
@@ -21,18 +37,27 @@ HEAVY = ("apprise", "msal", "requests", "tinydb")
 
 
 def modules() -> list[str]:
-    return sorted(p.stem for p in PACKAGE.glob("*.py"))
+    """Every module, a subpackage's named like ``channels.teams`` (its ``__init__``: ``channels``)."""
+    names = []
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        names.append(".".join(parts[:-1] if len(parts) > 1 and parts[-1] == "__init__" else parts))
+    return sorted(names)
+
+
+def source(module: str) -> Path:
+    path = PACKAGE.joinpath(*module.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
 
 
 def tree(module: str) -> ast.Module:
-    path = PACKAGE / f"{module}.py"
+    path = source(module)
     return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
 
 
 def imports(module: str) -> set[str]:
     """Every module name ``module`` imports, at any depth (inside functions too)."""
-    path = PACKAGE / f"{module}.py"
-    return imports_in(path.read_text(encoding="utf-8"))
+    return imports_in(source(module).read_text(encoding="utf-8"))
 
 
 def imports_in(source: str) -> set[str]:
@@ -56,12 +81,13 @@ def imports_in(source: str) -> set[str]:
 
 
 def own(names: set[str]) -> set[str]:
-    """The m365watch submodules among ``names`` (``m365watch.models`` -> ``models``).
+    """The m365watch submodules among ``names`` (``m365watch.models`` -> ``models``,
+    ``m365watch.channels.teams`` -> ``channels.teams``).
 
     ``from m365watch import __version__`` names an attribute, not a module: left out.
     """
     known = set(modules())
-    return {n.split(".")[1] for n in names if n.startswith("m365watch.")} & known
+    return {n.removeprefix("m365watch.") for n in names if n.startswith("m365watch.")} & known
 
 
 def test_the_layout_is_known() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import Any
 
@@ -11,9 +12,9 @@ import responses
 
 from m365watch.diff import ChangeKind, IssueChange
 from m365watch.errors import ConfigError
+from m365watch.messages import Message, render_change
 from m365watch.models import Issue
 from m365watch.notify import Notifier, scrub
-from m365watch.render import Message, render_change
 from tests.conftest import (
     SLACK_URL,
     SLACK_WEBHOOK,
@@ -150,6 +151,26 @@ def test_scrub_removes_urls_and_tokens() -> None:
     assert cleaned.startswith("Failed to send to")
 
 
+def test_notifiers_guard_apprise_log_with_one_scrubbing_filter() -> None:
+    logger = logging.getLogger("apprise")
+    level, filters = logger.level, logger.filters[:]
+    logger.filters.clear()
+    logger.setLevel(logging.DEBUG)
+    try:
+        Notifier({"s": [SLACK_URL]})
+        Notifier({"t": [TEAMS_URL]})
+        assert logger.level == logging.WARNING  # Apprise's DEBUG records carry whole URLs
+        assert len(logger.filters) == 1
+        record = logger.makeRecord(
+            "apprise", logging.WARNING, __file__, 1, "cannot reach %s", (SLACK_WEBHOOK,), None
+        )
+        assert logger.filter(record)
+        assert record.getMessage() == "cannot reach <url>"
+    finally:
+        logger.filters[:] = filters
+        logger.setLevel(level)
+
+
 # --- What each channel receives, for three moments of the demo incident (issue 3) ---
 
 EX_URL = "https://admin.microsoft.com/Adminportal/Home#/servicehealth/:/alerts/EX1256020"
@@ -231,7 +252,8 @@ def test_teams_receives_an_adaptive_card(scenario: str) -> None:
     assert result.ok, result.reason
     body = teams.calls[0].request.body
     payload = json.loads(body)
-    assert payload == message.card  # exactly the card m365watch built, through Apprise's plugin
+    # Exactly the card m365watch built, through Apprise's plugin.
+    assert payload == message.payload("teams")
     case = EXPECTED[scenario]
     card = payload["attachments"][0]["content"]
     assert (card["type"], card["version"]) == ("AdaptiveCard", "1.4")
@@ -258,7 +280,7 @@ def test_slack_receives_mrkdwn_with_a_colour_bar(scenario: str) -> None:
     result = Notifier({"slack": [SLACK_URL]}, throttle=False).send("slack", message)
     assert result.ok, result.reason
     payload = json.loads(slack.calls[0].request.body)
-    assert payload == {"attachments": [message.slack]}
+    assert payload == {"attachments": [message.payload("slack")]}
     case = EXPECTED[scenario]
     attachment = payload["attachments"][0]
     assert attachment["color"] == case["colour"]
@@ -282,7 +304,7 @@ def test_slack_receives_mrkdwn_with_a_colour_bar(scenario: str) -> None:
 
 def test_slack_new_incident_payload_in_full() -> None:
     message = scenario_message("new-incident")
-    assert message.slack == {
+    assert message.payload("slack") == {
         "color": "#D13438",
         "fallback": "[Incident] EX1256020 · Exchange Online: Service interruption",
         "blocks": [
@@ -389,8 +411,8 @@ def test_every_demo_message_has_an_email_text_part_equal_to_its_text() -> None:
     from apprise.conversion import convert_between
 
     from m365watch.diff import diff_issues
+    from m365watch.messages import render_digest
     from m365watch.models import parse_issues
-    from m365watch.render import render_digest
 
     steps = timeline_steps()
     messages = []
@@ -483,5 +505,5 @@ def test_template_braces_in_a_post_reach_teams_unchanged() -> None:
     )
     message = render_change(IssueChange(issue, frozenset({ChangeKind.NEW})))
     assert Notifier({"teams": [TEAMS_URL]}, throttle=False).send("teams", message).ok
-    assert json.loads(teams.calls[0].request.body) == message.card
+    assert json.loads(teams.calls[0].request.body) == message.payload("teams")
     assert "Literal {{app_body}} and {{app_title}}" in teams.calls[0].request.body

@@ -13,7 +13,7 @@ import pytest
 import responses
 
 from m365watch.deliver import SendResult
-from m365watch.render import WATCHER_DOWN_TITLE, WATCHER_UP_TITLE, Message
+from m365watch.messages import WATCHER_DOWN_TITLE, WATCHER_UP_TITLE, Message
 from m365watch.settings import TargetSettings
 from m365watch.store import WatcherStore, watcher_path_for
 from m365watch.watcher import MonitoredSource, WatcherRecord, record_failure, record_success
@@ -169,7 +169,12 @@ def test_messages_say_what_failed_since_when_and_what_to_do(tmp_path: Path) -> N
     assert down.title == "m365watch cannot reach Microsoft Graph"
     assert down.text.startswith(f"m365watch cannot reach Microsoft Graph: {REASON}\n\n")
     assert "3 polls in a row have failed, the first at 2026-11-20 21:00 UTC." in down.text
-    for body in (down.text, down.markdown, json.dumps(down.card), json.dumps(down.slack)):
+    for body in (
+        down.text,
+        down.markdown,
+        json.dumps(down.payload("teams")),
+        json.dumps(down.payload("slack")),
+    ):
         assert "Run m365watch doctor on its host to see what is wrong." in body
     assert down.notify_type == "failure"
     assert up.title == WATCHER_UP_TITLE

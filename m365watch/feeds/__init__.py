@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
-from m365watch.render import Message
+from m365watch.messages import Message
 from m365watch.settings import PollSettings, TargetSettings
 
 ItemT = TypeVar("ItemT")

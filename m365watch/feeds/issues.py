@@ -1,7 +1,7 @@
 """The service-health issues feed (``/admin/serviceAnnouncement/issues``). Pure.
 
 Parsing is :mod:`m365watch.models`, comparing is :mod:`m365watch.diff`,
-rendering is :mod:`m365watch.render`; this module binds them into the
+rendering is :mod:`m365watch.messages`; this module binds them into the
 :class:`~m365watch.feeds.Feed` the poll pipeline runs.
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from m365watch.diff import ChangeKind, IssueChange, diff_issue
+from m365watch.messages import Message, render_digest
 from m365watch.models import CLASSIFICATIONS, UNKNOWN, Issue, parse_issues
-from m365watch.render import Message, render_digest
 from m365watch.settings import PollSettings, TargetSettings
 
 

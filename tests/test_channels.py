@@ -1,4 +1,5 @@
-"""What each channel's message says, from the pure renderer (no Apprise here)."""
+"""What each channel's message says: m365watch.messages and the payloads of m365watch.channels
+(no Apprise here)."""
 
 from __future__ import annotations
 
@@ -9,27 +10,11 @@ from typing import Any
 
 import pytest
 
+from m365watch.channels.teams import TEAMS_CARD_MAX_BYTES, payload_size
 from m365watch.diff import ChangeKind, IssueChange, diff_issue
+from m365watch.messages import render_change, render_digest, render_test
 from m365watch.models import Issue, parse_issues
-from m365watch.render import (
-    FAILURE,
-    INFO,
-    SUCCESS,
-    TEAMS_CARD_MAX_BYTES,
-    WARNING,
-    Block,
-    Link,
-    defuse,
-    digest_order,
-    html_to_text,
-    notify_type,
-    payload_size,
-    render_change,
-    render_digest,
-    render_test,
-    shorten_blocks,
-    text_blocks,
-)
+from m365watch.sections import FAILURE, INFO, SUCCESS, WARNING, digest_order, notify_type
 from tests.conftest import json_strings, timeline_change, timeline_steps
 
 STEPS = timeline_steps()
@@ -108,104 +93,6 @@ def test_post_only_on_an_open_incident_is_a_warning() -> None:
     assert notify_type(change) == WARNING
 
 
-@pytest.mark.parametrize(
-    ("content", "content_type", "expected"),
-    [
-        (
-            "<p>We&#8217;re &ldquo;on it&rdquo;: Q&amp;A&nbsp;&amp; more</p>",
-            "html",
-            [Block(("We’re “on it”: Q&A & more",))],
-        ),
-        (
-            'Use <a href="https://outlook.office.com/mail/">Outlook on the web</a>.',
-            "html",
-            [Block(("Use ", Link("Outlook on the web", "https://outlook.office.com/mail/"), "."))],
-        ),
-        (
-            '<p><a href="javascript:alert(1)">click</a> <a href="#top">top</a><script>x()</script></p>',
-            "html",
-            [Block(("click top",))],
-        ),
-        (
-            "Title: X\nUser impact: Y\n\nMore info: see https://learn.microsoft.com/a_(b).",
-            "text",
-            [
-                Block(("Title: X\nUser impact: Y",)),
-                Block(
-                    (
-                        "More info: see ",
-                        Link(
-                            "https://learn.microsoft.com/a_%28b%29",
-                            "https://learn.microsoft.com/a_%28b%29",
-                        ),
-                        ".",
-                    )
-                ),
-            ],
-        ),
-        (
-            "Current status: fixing\n\n- Outlook mobile: affected\n- Mac: affected",
-            "text",
-            [
-                Block(("Current status: fixing",)),
-                Block(("Outlook mobile: affected",), bullet=True),
-                Block(("Mac: affected",), bullet=True),
-            ],
-        ),
-        (
-            'Title: X\nImpact: <a href="https://a.example/x">details</a>\n\nNext update: soon',
-            "html",
-            [
-                Block(("Title: X\nImpact: ", Link("details", "https://a.example/x"))),
-                Block(("Next update: soon",)),
-            ],
-        ),
-        (
-            "<ul><li>one<br>two</li><li>three</li></ul>",
-            "html",
-            [Block(("one\ntwo",), bullet=True), Block(("three",), bullet=True)],
-        ),
-        ("a < b & c &gt; d", "text", [Block(("a < b & c > d",))]),
-    ],
-    ids=[
-        "entities-and-quotes",
-        "link",
-        "unsafe-links-and-script",
-        "text-paragraphs-and-bare-url",
-        "text-bullets",
-        "html-without-block-tags-keeps-newlines",
-        "html-list",
-        "text-is-not-parsed-as-html",
-    ],
-)
-def test_post_content_becomes_blocks(
-    content: str, content_type: str, expected: list[Block]
-) -> None:
-    assert list(text_blocks(content, is_html=content_type == "html")) == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("<!channel> and <!here|here>", f"<{ZWSP}!channel> and <{ZWSP}!here|here>"),
-        ("<@U024BE7LH> <#C024BE7LR>", f"<{ZWSP}@U024BE7LH> <{ZWSP}#C024BE7LR>"),
-        ("<at>Everyone</at>", f"<{ZWSP}at>Everyone<{ZWSP}/at>"),
-        ("@everyone @Here @channel @all", f"@{ZWSP}everyone @{ZWSP}Here @{ZWSP}channel @{ZWSP}all"),
-        ("admin@here.example and a<b", "admin@here.example and a<b"),
-    ],
-    ids=[
-        "slack-specials",
-        "slack-ids",
-        "teams-at",
-        "plain-mass-mentions",
-        "emails-and-lt-untouched",
-    ],
-)
-def test_defuse_breaks_mentions_without_changing_what_people_read(text: str, expected: str) -> None:
-    assert defuse(text) == expected
-    assert defuse(text).replace(ZWSP, "") == text
-
-
 def test_mentions_in_a_post_are_defused_in_every_flavour() -> None:
     post = (
         "<p>Heads up <!channel> &lt;!here&gt; @everyone <at>Everyone</at> "
@@ -217,30 +104,26 @@ def test_mentions_in_a_post_are_defused_in_every_flavour() -> None:
         message.text,
         message.markdown,
         message.html,
-        *json_strings(message.card),
-        *json_strings(message.slack),
+        *json_strings(message.payload("teams")),
+        *json_strings(message.payload("slack")),
     ]
     for text in flavours:
         assert not re.search(r"<(!|@|/?at\b)", text, re.IGNORECASE), text
         assert not re.search(r"(?<!\w)@(everyone|here|channel)", text, re.IGNORECASE), text
-    assert f"&lt;{ZWSP}!here&gt; @{ZWSP}everyone" in json.dumps(message.slack, ensure_ascii=False)
-    assert "entities" not in json.dumps(message.card)  # no Teams mention entity
-
-
-def test_shorten_cuts_at_a_word_with_an_ellipsis() -> None:
-    blocks = (Block(("one two three four five six",)), Block(("seven",)))
-    assert shorten_blocks(blocks, 100) == (blocks, False)
-    assert shorten_blocks(blocks, 15) == ((Block(("one two three…",)),), True)
+    assert f"&lt;{ZWSP}!here&gt; @{ZWSP}everyone" in json.dumps(
+        message.payload("slack"), ensure_ascii=False
+    )
+    assert "entities" not in json.dumps(message.payload("teams"))  # no Teams mention entity
 
 
 def test_long_post_fits_every_channel_and_says_where_the_rest_is() -> None:
     paragraph = "<p>" + ("The service is recovering in every region. " * 20) + "</p>"
     message = render_change(new_change(issue_with_post(paragraph * 12)))  # ~10 KB of text
     url = "https://admin.microsoft.com/Adminportal/Home#/servicehealth/:/alerts/EX1300000"
-    post_block = message.card["attachments"][0]["content"]["body"][-1]["text"]
+    post_block = message.payload("teams")["attachments"][0]["content"]["body"][-1]["text"]
     assert "…\n\n(shortened) [Read the full update in the admin center](" + url + ")" in post_block
-    assert payload_size(message.card) <= TEAMS_CARD_MAX_BYTES
-    slack_texts = [b["text"]["text"] for b in message.slack["blocks"] if "text" in b]
+    assert payload_size(message.payload("teams")) <= TEAMS_CARD_MAX_BYTES
+    slack_texts = [b["text"]["text"] for b in message.payload("slack")["blocks"] if "text" in b]
     assert all(len(t) <= 3000 for t in slack_texts)
     assert f"(shortened) <{url}|Read the full update in the admin center>" in slack_texts[-2]
     assert f"(shortened) [Read the full update in the admin center]({url})" in message.markdown
@@ -252,7 +135,7 @@ def test_long_post_fits_every_channel_and_says_where_the_rest_is() -> None:
 def test_entities_survive_slack_escaping_once() -> None:
     post = "<p>We&#8217;re fixing Q&amp;A &lt;tags&gt;</p>"
     message = render_change(new_change(issue_with_post(post)))
-    post_text = message.slack["blocks"][-2]["text"]["text"]
+    post_text = message.payload("slack")["blocks"][-2]["text"]["text"]
     assert post_text.endswith("We’re fixing Q&amp;A &lt;tags&gt;")
     assert "We’re fixing Q&A <tags>" in message.text
     assert "We’re fixing Q&amp;A &lt;tags&gt;" in message.html
@@ -271,14 +154,19 @@ def test_digest_lists_every_change_most_severe_first() -> None:
     )
     assert message.notify_type == FAILURE
     assert message.issue_ids == ("EX1256020", "MO1256311", "TM1255871")
-    for text in (message.text, message.markdown, message.html, json.dumps(message.card)):
+    for text in (
+        message.text,
+        message.markdown,
+        message.html,
+        json.dumps(message.payload("teams")),
+    ):
         positions = [text.index(i) for i in message.issue_ids]
         assert positions == sorted(positions)
-    slack = json.dumps(message.slack)
+    slack = json.dumps(message.payload("slack"))
     assert all(i in slack for i in message.issue_ids)
     actions = [
         a["title"]
-        for item in message.card["attachments"][0]["content"]["body"][1:]
+        for item in message.payload("teams")["attachments"][0]["content"]["body"][1:]
         for element in item["items"]
         if element["type"] == "ActionSet"
         for a in element["actions"]
@@ -297,9 +185,9 @@ def test_a_huge_digest_stays_within_teams_and_slack_limits() -> None:
         for n in range(60)
     ]
     message = render_digest(changes)
-    assert payload_size(message.card) <= TEAMS_CARD_MAX_BYTES
-    assert len(message.slack["blocks"]) <= 50
-    slack = json.dumps(message.slack)
+    assert payload_size(message.payload("teams")) <= TEAMS_CARD_MAX_BYTES
+    assert len(message.payload("slack")["blocks"]) <= 50
+    slack = json.dumps(message.payload("slack"))
     assert all(f"EX{1300000 + n}" in slack for n in range(60))
 
 
@@ -313,24 +201,8 @@ def test_test_message_is_clearly_marked() -> None:
     )
     assert "Sent: 2026-11-20 21:00 UTC" in message.text
     assert "Sent by: m365watch 1.2.3" in message.text
-    heading = message.card["attachments"][0]["content"]["body"][0]["items"][0]["text"]
+    heading = message.payload("teams")["attachments"][0]["content"]["body"][0]["items"][0]["text"]
     assert heading == "[Test] m365watch test notification"
-    assert message.slack["blocks"][0]["text"]["text"].startswith(
+    assert message.payload("slack")["blocks"][0]["text"]["text"].startswith(
         "*[Test] m365watch test notification*"
     )
-
-
-@pytest.mark.parametrize(
-    ("markdown_links", "expected"),
-    [
-        (False, "Use Outlook on the web (https://outlook.office.com/mail/).\n\n- it’s fine"),
-        (True, "Use [Outlook on the web](https://outlook.office.com/mail/).\n\n- it’s fine"),
-    ],
-    ids=["text", "markdown"],
-)
-def test_html_to_text_keeps_link_urls(markdown_links: bool, expected: str) -> None:
-    content = (
-        '<p>Use <a href="https://outlook.office.com/mail/">Outlook on the web</a>.</p>'
-        "<ul><li>it&#8217;s fine</li></ul>"
-    )
-    assert html_to_text(content, markdown_links=markdown_links) == expected

@@ -1,32 +1,26 @@
-"""Tests for m365watch.render: readable text from Microsoft's HTML, and the messages.
-
-Payloads under tests/data/ are copied unchanged from /work/shared/graph-samples
-(see its README and tests/test_models.py for provenance).
-"""
+"""Tests for m365watch.messages (and the pieces m365watch.sections gives it): titles,
+notify types, and the message of every change of the demo timeline."""
 
 from __future__ import annotations
 
 import html
-import json
 import re
 from typing import Any
 
 import pytest
-from conftest import DATA, timeline_steps
+from conftest import timeline_steps
 
 from m365watch.diff import ChangeKind, IssueChange, diff_issues
+from m365watch.messages import post_text, render_change
 from m365watch.models import Issue, parse_issues
-from m365watch.render import (
+from m365watch.sections import (
     FAILURE,
     INFO,
     SUCCESS,
     WARNING,
     change_lines,
-    html_to_text,
     message_title,
     notify_type,
-    post_text,
-    render_change,
 )
 
 NEW, STATUS, POST = ChangeKind.NEW, ChangeKind.STATUS, ChangeKind.POST
@@ -63,128 +57,6 @@ def timeline_changes() -> list[tuple[int, IssueChange]]:
         changes += [(number, c) for c in diff_issues(previous, feed)]
         previous = {i.id: i for i in feed}
     return changes
-
-
-def html_contents() -> list[tuple[str, str]]:
-    """Every HTML post description and Message center body in tests/data."""
-    found: list[tuple[str, str]] = []
-
-    def walk(value: Any, where: str) -> None:
-        if isinstance(value, dict):
-            if str(value.get("contentType", "")).lower() == "html" and value.get("content"):
-                found.append((where, value["content"]))
-            for key, inner in value.items():
-                walk(inner, f"{where}/{key}")
-        elif isinstance(value, list):
-            for index, inner in enumerate(value):
-                walk(inner, f"{where}[{index}]")
-
-    for path in sorted(DATA.glob("*.json")):
-        walk(json.loads(path.read_text(encoding="utf-8")), path.stem)
-    return found
-
-
-# --- html_to_text ------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("content", "markdown_links", "expected"),
-    [
-        (
-            '<p>Use <a href="https://outlook.office.com/mail/">Outlook on the web</a> now.</p>',
-            False,
-            "Use Outlook on the web (https://outlook.office.com/mail/) now.",
-        ),
-        (
-            '<p>Use <a href="https://outlook.office.com/mail/">Outlook on the web</a> now.</p>',
-            True,
-            "Use [Outlook on the web](https://outlook.office.com/mail/) now.",
-        ),
-        (
-            '<a href="https://x.test/a?b=1&amp;c=2">https://x.test/a?b=1&amp;c=2</a>',
-            False,
-            "https://x.test/a?b=1&c=2",
-        ),
-        ('see <a href="https://x.test/">  </a> here', False, "see https://x.test/ here"),
-        ('<a href="javascript:alert(1)">click</a> <a href="#top">top</a>', False, "click top"),
-        (
-            "<p>Users can&#39;t sign in &amp; we&#8217;re on it</p>",
-            False,
-            "Users can't sign in & we’re on it",
-        ),
-        (
-            "<p>Status:</p><ul><li>Outlook mobile: affected</li><li>New Outlook for Mac: affected</li></ul><p>Next</p>",
-            False,
-            "Status:\n\n- Outlook mobile: affected\n- New Outlook for Mac: affected\n\nNext",
-        ),
-        ("<ol><li>One</li><li>Two</li></ol>", False, "- One\n- Two"),
-        (
-            "<style>p { color: red }</style><p>Visible</p><script>alert('x')</script>",
-            False,
-            "Visible",
-        ),
-        ("line one<br>line two<br/>line three", False, "line one\nline two\nline three"),
-        ("<p>a   lot\n  of\tspace</p>", False, "a lot of space"),
-        (
-            "Title: A\n\nUser Impact: B\n\n\n\nCurrent status: C &amp; D",
-            False,
-            "Title: A\n\nUser Impact: B\n\nCurrent status: C & D",
-        ),
-        ("  Title: A  \r\n\r\nMore: B  ", False, "Title: A\n\nMore: B"),
-        ("", False, ""),
-        ("1 < 2 and 3 > 2", False, "1 < 2 and 3 > 2"),
-        ('<p><a href="https://x.test/">unclosed', False, "unclosed (https://x.test/)"),
-    ],
-    ids=[
-        "link-text-and-url",
-        "link-markdown",
-        "link-text-is-url",
-        "link-without-text",
-        "script-and-anchor-links-dropped",
-        "entities-decoded",
-        "list-items-become-dash-lines",
-        "ordered-list",
-        "script-and-style-dropped",
-        "br-is-newline",
-        "whitespace-collapsed",
-        "plain-text-blank-lines-kept",
-        "plain-text-crlf-and-edges",
-        "empty",
-        "plain-text-with-angle-brackets",
-        "unclosed-link",
-    ],
-)
-def test_html_to_text(content: str, markdown_links: bool, expected: str) -> None:
-    assert html_to_text(content, markdown_links=markdown_links) == expected
-
-
-HTML_CONTENTS = html_contents()
-
-
-def test_samples_hold_long_html() -> None:
-    assert len(HTML_CONTENTS) >= 20
-    assert max(len(c) for _, c in HTML_CONTENTS) > 3000
-
-
-@pytest.mark.parametrize(("where", "content"), HTML_CONTENTS, ids=[w for w, _ in HTML_CONTENTS])
-def test_real_html_bodies_become_text_without_tags(where: str, content: str) -> None:
-    for markdown_links in (False, True):
-        text = html_to_text(content, markdown_links=markdown_links)
-        assert TAG.search(text) is None
-        assert "&amp;" not in text and "&#" not in text
-        for href in re.findall(r'href="([^"]+)"', content):
-            assert href.replace("&amp;", "&") in text
-
-
-def test_real_message_body_keeps_links_and_lists() -> None:
-    body = json.loads((DATA / "cli-microsoft365-docs-message-get.json").read_text("utf-8"))["body"]
-    text = html_to_text(body["content"])
-    assert (
-        "- Microsoft 365 Roadmap ID: 70753 "
-        "(https://www.microsoft.com/microsoft-365/roadmap?filters=&searchterms=70753)"
-    ) in text
-    assert "- Targeted release (entire org): Complete" in text
-    assert text.startswith("Updated June 7, 2022: We have updated the rollout timeline below.")
 
 
 @pytest.mark.parametrize(
