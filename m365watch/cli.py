@@ -31,6 +31,7 @@ from m365watch.errors import (
     StateError,
     first_line,
 )
+from m365watch.settings import DEFAULT_LOCK_WAIT
 
 if TYPE_CHECKING:
     from m365watch.doctor import Check as DoctorCheck
@@ -40,9 +41,6 @@ if TYPE_CHECKING:
     from m365watch.watcher import WatcherReport
 
 log = logging.getLogger("m365watch")
-
-# Seconds a poll waits for another one's lock (m365watch.store is not imported for --help).
-DEFAULT_LOCK_WAIT = 10.0
 
 _EXIT_MEANINGS = {
     0: "success",

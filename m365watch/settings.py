@@ -22,6 +22,8 @@ CLOUDS: dict[str, tuple[str, str]] = {
 
 CLOUD_NAMES: tuple[str, ...] = tuple(CLOUDS)
 DEFAULT_ALERT_AFTER = 3
+# Seconds a poll waits for another one's lock: here, so --help can show it without the store.
+DEFAULT_LOCK_WAIT = 10.0
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 

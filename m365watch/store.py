@@ -24,11 +24,11 @@ from tinydb.storages import Storage
 
 from m365watch import files
 from m365watch.errors import LockedError, StateError
+from m365watch.settings import DEFAULT_LOCK_WAIT
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-DEFAULT_LOCK_WAIT = 10.0
 # A state of a few thousand issues is a few MB; far more is not a state file.
 MAX_STATE_BYTES = 256 * 1024 * 1024
 MAX_HEALTH_BYTES = 1024 * 1024
