@@ -1,12 +1,14 @@
-"""The command line: the only place that wires adapters, prints, and picks exit codes.
+"""The command line: parse options, call one use case, print, choose the exit code.
 
-Heavy libraries (msal, requests, apprise, tinydb) are imported inside the
-commands that need them, so ``--help`` and cached queries stay fast.
+The adapters come from :mod:`m365watch.wiring`, which imports the heavy
+libraries (msal, requests, apprise, tinydb) only in the commands that need
+them, so ``--help`` and cached queries stay fast.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import signal
 import sys
@@ -14,11 +16,11 @@ import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Concatenate, NoReturn, ParamSpec
 
 import click
 
-from m365watch import __version__
+from m365watch import __version__, wiring
 from m365watch.errors import (
     EXIT_DELIVERY,
     EXIT_LOCKED,
@@ -31,57 +33,98 @@ from m365watch.errors import (
     StateError,
     first_line,
 )
+from m365watch.settings import DEFAULT_LOCK_WAIT
 
 if TYPE_CHECKING:
-    from m365watch.doctor import Check as DoctorCheck
     from m365watch.poll import PollResult
     from m365watch.query import IssueDetail, StatusReport
-    from m365watch.settings import Settings, TargetSettings, TenantSettings
+    from m365watch.settings import Settings, TargetSettings
     from m365watch.watcher import WatcherReport
 
 log = logging.getLogger("m365watch")
 
-# Seconds a poll waits for another one's lock (m365watch.store is not imported for --help).
-DEFAULT_LOCK_WAIT = 10.0
+P = ParamSpec("P")
 
-_EXIT_MEANINGS = {
-    0: "success",
-    EXIT_RUNTIME: "runtime failure (sign-in, Microsoft Graph, state file); a poll commits nothing",
-    EXIT_USAGE: "usage or configuration error",
-    EXIT_DELIVERY: "the poll finished but a notification failed; it is kept and retried next poll",
-    EXIT_NOT_FOUND: "the issue asked for does not exist",
-    EXIT_LOCKED: "another poll holds the state lock; try again later",
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+
+_SUCCESS = "success"
+_RUNTIME = "runtime failure (sign-in, Microsoft Graph, state file); a poll commits nothing"
+_USAGE = "usage or configuration error"
+_DELIVERY = "the poll finished but a notification failed; it is kept and retried next poll"
+_NOT_FOUND = "the issue asked for does not exist"
+_LOCKED = "another poll holds the state lock; try again later"
+
+# The one table behind every "Exit codes:" block in --help: command -> (code, meaning) rows.
+EXIT_CODES: dict[str, tuple[tuple[int, str], ...]] = {
+    "m365watch": (
+        (0, _SUCCESS),
+        (EXIT_RUNTIME, _RUNTIME),
+        (EXIT_USAGE, _USAGE),
+        (EXIT_DELIVERY, _DELIVERY),
+        (EXIT_NOT_FOUND, _NOT_FOUND),
+        (EXIT_LOCKED, _LOCKED),
+    ),
+    "poll": (
+        (0, _SUCCESS),
+        (EXIT_RUNTIME, _RUNTIME),
+        (EXIT_USAGE, _USAGE),
+        (EXIT_DELIVERY, _DELIVERY),
+        (EXIT_LOCKED, _LOCKED),
+    ),
+    "demo": (
+        (0, _SUCCESS),
+        (EXIT_USAGE, _USAGE),
+        (EXIT_DELIVERY, "a --notify target did not accept a message"),
+    ),
+    "status": ((0, _SUCCESS), (EXIT_RUNTIME, _RUNTIME), (EXIT_USAGE, _USAGE)),
+    "show": (
+        (0, _SUCCESS),
+        (EXIT_RUNTIME, _RUNTIME),
+        (EXIT_USAGE, "usage or configuration error, or not an issue id"),
+        (EXIT_NOT_FOUND, _NOT_FOUND),
+    ),
+    "test-notify": (
+        (0, "every target accepted its test message"),
+        (EXIT_USAGE, "usage or configuration error (an unknown --target, no [[notify]] blocks)"),
+        (EXIT_DELIVERY, "at least one target did not accept it (its line says why)"),
+    ),
+    "watch": (
+        (0, "stopped by SIGTERM or Ctrl-C (a failed poll only prints its Error line)"),
+        (EXIT_USAGE, "a bad --every or configuration"),
+        (EXIT_INTERRUPTED, "a second signal stopped it at once"),
+    ),
+    "doctor": (
+        (0, "every check passes (warnings allowed)"),
+        (EXIT_RUNTIME, "any check fails"),
+    ),
 }
 
 
-def exit_codes_help(*codes: int, **meanings: str) -> str:
-    """The "Exit codes:" block of a command's --help (``meanings`` as c3="…" override)."""
-    lines = [f"  {code:<3} {meanings.get(f'c{code}', _EXIT_MEANINGS[code])}" for code in codes]
-    return "\b\nExit codes:\n" + "\n".join(lines) + "\n"
-
-
-EXIT_CODES_HELP = exit_codes_help(*_EXIT_MEANINGS)
+def exit_codes_help(command: str) -> str:
+    """The "Exit codes:" block of ``command``'s --help, from :data:`EXIT_CODES`."""
+    rows = "\n".join(f"  {code:<3} {meaning}" for code, meaning in EXIT_CODES[command])
+    # "\b" keeps click from re-wrapping the rows into one paragraph.
+    return "\b\nExit codes:\n" + rows + "\n"
 
 
 class Context:
-    """What every command gets: where the config is, how loud to be."""
+    """What every command gets: where the config is, how loud to be, what time it is."""
 
-    def __init__(self, config: Path | None, verbose: int, quiet: bool) -> None:
+    def __init__(
+        self, config: Path | None, verbose: int, quiet: bool, clock: Callable[[], datetime]
+    ) -> None:
         self.config_option = config
         self.verbose = verbose
         self.quiet = quiet
+        self.now = clock
 
     def config_path(self) -> Path:
         """The configuration file: -c, else $M365WATCH_CONFIG, else the user config dir."""
-        from m365watch.config import default_config_path
-
-        return self.config_option or default_config_path()
+        return self.config_option or wiring.default_config_path()
 
     def settings(self) -> Settings:
         """Load and validate the configuration; print its warnings."""
-        from m365watch.config import load_settings
-
-        settings = load_settings(self.config_path())
+        settings = wiring.load_settings(self.config_path())
         for warning in settings.warnings:
             click.echo(f"Warning: {warning}", err=True)
         return settings
@@ -111,26 +154,32 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     logging.getLogger("msal").setLevel(logging.CRITICAL)
 
 
-def fail(error: M365WatchError, verbose: int) -> NoReturn:
-    """Print ``Error: …`` (a traceback only with -v) and exit with the error's code."""
-    if verbose:
-        import traceback
+def guarded(
+    command: Callable[Concatenate[Context, P], int],
+) -> Callable[Concatenate[Context, P], NoReturn]:
+    """Make a command exit with the code it returns.
 
-        traceback.print_exception(error, file=sys.stderr)
-    click.echo(f"Error: {first_line(error)}", err=True)
-    sys.exit(error.exit_code)
+    An M365WatchError becomes ``Error: …`` on stderr (a traceback only with -v)
+    and the error's exit code; Ctrl-C becomes ``Interrupted.`` and 130.
+    """
 
+    @functools.wraps(command)
+    def run(ctx: Context, /, *args: P.args, **kwargs: P.kwargs) -> NoReturn:
+        try:
+            code = command(ctx, *args, **kwargs)
+        except M365WatchError as error:
+            if ctx.verbose:
+                import traceback
 
-def run_guarded(ctx: Context, action: Callable[[], int]) -> NoReturn:
-    """Run ``action``; turn M365WatchError into ``Error: …`` and its exit code."""
-    try:
-        code = action()
-    except M365WatchError as error:
-        fail(error, ctx.verbose)
-    except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
-        sys.exit(130)
-    sys.exit(code)
+                traceback.print_exception(error, file=sys.stderr)
+            click.echo(f"Error: {first_line(error)}", err=True)
+            sys.exit(error.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(code)
+
+    return run
 
 
 def lock_wait_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -145,7 +194,7 @@ def lock_wait_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[
     )
 
 
-@click.group(epilog=EXIT_CODES_HELP)
+@click.group(epilog=exit_codes_help("m365watch"))
 @click.option(
     "-c",
     "--config",
@@ -165,10 +214,10 @@ def lock_wait_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[
 def main(click_ctx: click.Context, config: Path | None, verbose: int, quiet: bool) -> None:
     """Watch Microsoft 365 service health and notify Teams, Slack, email and more."""
     _setup_logging(verbose, quiet)
-    click_ctx.obj = Context(config, verbose, quiet)
+    click_ctx.obj = Context(config, verbose, quiet, clock=wiring.utc_now)
 
 
-@main.command(epilog=exit_codes_help(0, EXIT_RUNTIME, EXIT_USAGE, EXIT_DELIVERY, EXIT_LOCKED))
+@main.command(epilog=exit_codes_help("poll"))
 @click.option(
     "--dry-run",
     is_flag=True,
@@ -181,84 +230,19 @@ def main(click_ctx: click.Context, config: Path | None, verbose: int, quiet: boo
 )
 @lock_wait_option("How long to wait for another running poll before exiting 75.")
 @click.pass_obj
-def poll(ctx: Context, dry_run: bool, notify_existing: bool, lock_wait: float) -> NoReturn:
+@guarded
+def poll(ctx: Context, dry_run: bool, notify_existing: bool, lock_wait: float) -> int:
     """Fetch service-health issues once and send what is new or changed."""
-
-    def action() -> int:
-        settings = ctx.settings()
-        result, watcher = poll_with_health(
-            settings,
-            quiet=ctx.quiet,
-            dry_run=dry_run,
-            notify_existing=notify_existing,
-            lock_wait=lock_wait,
-        )
-        print_poll_result(result, quiet=ctx.quiet)
-        return EXIT_DELIVERY if result.failed or watcher.failed else 0
-
-    run_guarded(ctx, action)
-
-
-def build_tokens(settings: Settings, *, session: Any = None, cache_dir: Path | None = None) -> Any:
-    """The MSAL token provider for the configured credential (no network until used).
-
-    Its caches live beside the state, or in ``cache_dir``.
-    """
-    from m365watch.auth import Certificate, ClientSecret, TokenProvider
-
-    tenant = _tenant(settings)
-    authority_host, graph_endpoint = _endpoints(settings)
-    credential: ClientSecret | Certificate
-    if tenant.certificate_path is not None:
-        credential = Certificate(tenant.certificate_path, tenant.certificate_password)
-    else:
-        credential = ClientSecret(tenant.client_secret or "")
-    return TokenProvider(
-        tenant_id=tenant.tenant_id,
-        client_id=tenant.client_id,
-        credential=credential,
-        authority_host=authority_host,
-        graph_endpoint=graph_endpoint,
-        cache_dir=cache_dir or settings.state_path.parent,
-        session=session,
+    settings = ctx.settings()
+    result, watcher = poll_with_health(
+        settings,
+        quiet=ctx.quiet,
+        dry_run=dry_run,
+        notify_existing=notify_existing,
+        lock_wait=lock_wait,
     )
-
-
-def _tenant(settings: Settings) -> TenantSettings:
-    """The [tenant] table; ConfigError when the configuration has none."""
-    if settings.tenant is None:
-        raise ConfigError(
-            f"{settings.source} has no [tenant] table: add tenant_id, client_id and "
-            "client_secret or certificate_path (see config.example.toml)"
-        )
-    return settings.tenant
-
-
-def _endpoints(settings: Settings) -> tuple[str, str]:
-    """(authority host, Graph endpoint) for the configured cloud and overrides."""
-    return _tenant(settings).endpoints
-
-
-def build_graph(
-    settings: Settings, *, tokens: Any = None, session: Any = None, **options: Any
-) -> Any:
-    """The Graph adapter, signed in through MSAL; ``options`` go to GraphClient."""
-    from m365watch.graph import GraphClient
-
-    tokens = tokens or build_tokens(settings, session=session)
-    return GraphClient(
-        graph_endpoint=_endpoints(settings)[1],
-        get_token=tokens.get_token,
-        session=session,
-        **options,
-    )
-
-
-def build_sender(settings: Settings, *, throttle: bool = True) -> Any:
-    """The Apprise adapter for the configured targets (imports apprise)."""
-    from m365watch.notify import Notifier
-
-    return Notifier({t.name: t.urls for t in settings.targets}, throttle=throttle)
+    print_poll_result(result, quiet=ctx.quiet)
+    return EXIT_DELIVERY if result.failed or watcher.failed else 0
 
 
 def poll_once(
@@ -271,12 +255,11 @@ def poll_once(
 ) -> PollResult:
     """Wire the real adapters (``source`` defaults to Graph) and run one poll."""
     from m365watch.poll import issues_from, run_poll
-    from m365watch.store import StateStore
 
     return run_poll(
-        sources=[issues_from(source if source is not None else build_graph(settings))],
-        store=StateStore(settings.state_path, lock_wait=lock_wait),
-        make_sender=lambda: build_sender(settings),
+        sources=[issues_from(source if source is not None else wiring.build_graph(settings))],
+        store=wiring.build_state_store(settings, lock_wait=lock_wait),
+        make_sender=lambda: wiring.build_sender(settings),
         poll=settings.poll,
         targets=settings.targets,
         targets_fingerprint=settings.targets_fingerprint,
@@ -329,10 +312,7 @@ def print_poll_result(result: PollResult, *, quiet: bool = False) -> None:
     )
 
 
-@main.command(
-    epilog="Needs no tenant and no configuration.\n\n"
-    + exit_codes_help(0, EXIT_USAGE, EXIT_DELIVERY, c3="a --notify target did not accept a message")
-)
+@main.command(epilog="Needs no tenant and no configuration.\n\n" + exit_codes_help("demo"))
 @click.option(
     "--notify",
     "notify_urls",
@@ -341,18 +321,14 @@ def print_poll_result(result: PollResult, *, quiet: bool = False) -> None:
     help="Send the demo's notifications to this Apprise URL instead of the terminal.",
 )
 @click.pass_obj
-def demo(ctx: Context, notify_urls: tuple[str, ...]) -> NoReturn:
+@guarded
+def demo(ctx: Context, notify_urls: tuple[str, ...]) -> int:
     """Replay a bundled incident timeline through the real pipeline."""
     from m365watch.demo import run_demo
 
-    def action() -> int:
-        failed = run_demo(notify_urls, echo=click.echo)
-        return EXIT_DELIVERY if failed else 0
-
-    run_guarded(ctx, action)
-
-
-# --- status and show (issue 4) ---
+    targets, sender, make_store = wiring.build_demo(notify_urls, click.echo)
+    failed = run_demo(targets, sender, make_store, echo=click.echo)
+    return EXIT_DELIVERY if failed else 0
 
 
 def _output_style() -> tuple[int, bool]:
@@ -362,11 +338,6 @@ def _output_style() -> tuple[int, bool]:
 
     color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     return shutil.get_terminal_size((80, 24)).columns, color
-
-
-def _utcnow() -> datetime:
-    """The time a status or show answer is made (tests replace it)."""
-    return datetime.now(timezone.utc)
 
 
 def _print_json(data: Any) -> None:
@@ -411,7 +382,7 @@ _CACHED_HELP = (
 )
 
 
-@main.command(epilog=exit_codes_help(0, EXIT_RUNTIME, EXIT_USAGE))
+@main.command(epilog=exit_codes_help("status"))
 @click.option(
     "--service",
     "services",
@@ -428,6 +399,7 @@ _CACHED_HELP = (
 @click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
 @click.option("--cached", is_flag=True, help=_CACHED_HELP)
 @click.pass_obj
+@guarded
 def status(
     ctx: Context,
     services: tuple[str, ...],
@@ -435,77 +407,49 @@ def status(
     classification: str | None,
     as_json: bool,
     cached: bool,
-) -> NoReturn:
+) -> int:
     """Show the services that are not healthy and the open issues, now."""
+    from m365watch.query import StatusQuery, status_from_graph, status_from_state
 
-    def action() -> int:
-        from m365watch.query import StatusQuery, status_from_graph, status_from_state
-
-        settings = ctx.settings()
-        now = _utcnow()
-        query = StatusQuery(
-            services=services,
-            classification=classification.lower() if classification else None,
-            include_resolved=include_resolved,
-        )
-        if cached:
-            from m365watch.store import StateStore
-
-            report = status_from_state(StateStore(settings.state_path), query, now=now)
-        else:
-            report = status_from_graph(build_graph(settings), query, now=now)
-        for warning in report.warnings:
-            click.echo(f"Warning: {warning}", err=True)
-        return _print_answer(ctx, report, as_json=as_json, cached=cached, now=now)
-
-    run_guarded(ctx, action)
-
-
-@main.command(
-    epilog=exit_codes_help(
-        0,
-        EXIT_RUNTIME,
-        EXIT_USAGE,
-        EXIT_NOT_FOUND,
-        c2="usage or configuration error, or not an issue id",
+    settings = ctx.settings()
+    now = ctx.now()
+    query = StatusQuery(
+        services=services,
+        classification=classification.lower() if classification else None,
+        include_resolved=include_resolved,
     )
-)
+    if cached:
+        report = status_from_state(wiring.build_state_store(settings), query, now=now)
+    else:
+        report = status_from_graph(wiring.build_graph(settings), query, now=now)
+    for warning in report.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    return _print_answer(ctx, report, as_json=as_json, cached=cached, now=now)
+
+
+@main.command(epilog=exit_codes_help("show"))
 @click.argument("issue_id")
 @click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
 @click.option("--cached", is_flag=True, help=_CACHED_HELP)
 @click.pass_obj
-def show(ctx: Context, issue_id: str, as_json: bool, cached: bool) -> NoReturn:
+@guarded
+def show(ctx: Context, issue_id: str, as_json: bool, cached: bool) -> int:
     """Show one issue: facts, impact, every update.
 
     ISSUE_ID is the id Microsoft gives it, such as EX1256020 (any case).
     """
+    from m365watch.query import issue_from_graph, issue_from_state
 
-    def action() -> int:
-        from m365watch.query import issue_from_graph, issue_from_state
-
-        settings = ctx.settings()
-        now = _utcnow()
-        if cached:
-            from m365watch.store import StateStore
-
-            detail = issue_from_state(StateStore(settings.state_path), issue_id, now=now)
-        else:
-            detail = issue_from_graph(build_graph(settings), issue_id, now=now)
-        return _print_answer(ctx, detail, as_json=as_json, cached=cached, now=now)
-
-    run_guarded(ctx, action)
+    settings = ctx.settings()
+    now = ctx.now()
+    if cached:
+        detail = issue_from_state(wiring.build_state_store(settings), issue_id, now=now)
+    else:
+        detail = issue_from_graph(wiring.build_graph(settings), issue_id, now=now)
+    return _print_answer(ctx, detail, as_json=as_json, cached=cached, now=now)
 
 
-# --- test-notify (issue 3) ---
-TEST_NOTIFY_HELP = f"""\b
-Exit codes:
-  0   every target accepted its test message
-  {EXIT_USAGE}   usage or configuration error (an unknown --target, no [[notify]] blocks)
-  {EXIT_DELIVERY}   at least one target did not accept it (its line says why)
-"""
-
-
-@main.command("test-notify", epilog=TEST_NOTIFY_HELP)
+@main.command("test-notify", epilog=exit_codes_help("test-notify"))
 @click.option(
     "--target",
     "target_names",
@@ -514,30 +458,25 @@ Exit codes:
     help="Test only this [[notify]] target (repeatable); default: all of them.",
 )
 @click.pass_obj
-def test_notify(ctx: Context, target_names: tuple[str, ...]) -> NoReturn:
+@guarded
+def test_notify(ctx: Context, target_names: tuple[str, ...]) -> int:
     """Send a clearly-marked test message to each notification target.
 
     Prints one line per target: ok, or FAILED with the reason (never the URL).
     Needs no tenant and changes no state.
     """
+    from m365watch.poll import send_test_messages
 
-    def action() -> int:
-        from m365watch.poll import send_test_messages
-
-        settings = ctx.settings()
-        targets = select_targets(settings, target_names)
-        results = send_test_messages(
-            build_sender(settings), targets, now=datetime.now(timezone.utc)
-        )
-        for target, result in zip(targets, results, strict=True):
-            schemes = ", ".join(target.schemes)
-            if result.ok:
-                click.echo(f"{target.name}: ok ({schemes})")
-            else:
-                click.echo(f"{target.name}: FAILED ({schemes}): {result.reason or 'failed'}")
-        return 0 if all(r.ok for r in results) else EXIT_DELIVERY
-
-    run_guarded(ctx, action)
+    settings = ctx.settings()
+    targets = select_targets(settings, target_names)
+    results = send_test_messages(wiring.build_sender(settings), targets, now=ctx.now())
+    for target, result in zip(targets, results, strict=True):
+        schemes = ", ".join(target.schemes)
+        if result.ok:
+            click.echo(f"{target.name}: ok ({schemes})")
+        else:
+            click.echo(f"{target.name}: FAILED ({schemes}): {result.reason or 'failed'}")
+    return 0 if all(r.ok for r in results) else EXIT_DELIVERY
 
 
 def select_targets(settings: Settings, names: tuple[str, ...]) -> list[TargetSettings]:
@@ -553,9 +492,6 @@ def select_targets(settings: Settings, names: tuple[str, ...]) -> list[TargetSet
                 f"no [[notify]] target is named {name!r}: the targets are {', '.join(by_name)}"
             )
     return [t for t in settings.targets if not names or t.name in names]
-
-
-# --- watch and doctor (issue 5) ---
 
 
 def poll_with_health(
@@ -574,11 +510,10 @@ def poll_with_health(
     raised on; a poll that reaches Graph sends "working again" where it is owed.
     What the watcher sent is printed here. A dry run records nothing.
     """
-    from m365watch.store import WatcherStore, watcher_path_for
     from m365watch.watcher import MonitoredSource, WatcherReport, record_failure, record_success
 
-    monitored = MonitoredSource(source if source is not None else build_graph(settings))
-    health = WatcherStore(watcher_path_for(settings.state_path), lock_wait=lock_wait)
+    monitored = MonitoredSource(source if source is not None else wiring.build_graph(settings))
+    health = wiring.build_watcher_store(settings, lock_wait=lock_wait)
     try:
         result = poll_once(
             settings,
@@ -596,7 +531,7 @@ def poll_with_health(
                     reason=reason,
                     alert_after=settings.alert_after,
                     targets=settings.targets,
-                    make_sender=lambda: build_sender(settings),
+                    make_sender=lambda: wiring.build_sender(settings),
                     now=datetime.now(timezone.utc),
                 )
             )
@@ -608,7 +543,7 @@ def poll_with_health(
         lambda: record_success(
             health,
             targets=settings.targets,
-            make_sender=lambda: build_sender(settings),
+            make_sender=lambda: wiring.build_sender(settings),
             now=datetime.now(timezone.utc),
         )
     )
@@ -640,10 +575,7 @@ def print_watcher_report(report: WatcherReport, *, quiet: bool = False) -> None:
             click.echo(f"Sent {delivery.title!r} to {delivery.target}.")
 
 
-@main.command(
-    epilog="Exit codes: 0 when stopped by SIGTERM or Ctrl-C, 2 for a bad --every or "
-    "configuration, 130 after a second signal. Each failed poll prints its Error line."
-)
+@main.command(epilog=exit_codes_help("watch"))
 @click.option(
     "--every",
     default="5m",
@@ -654,55 +586,44 @@ def print_watcher_report(report: WatcherReport, *, quiet: bool = False) -> None:
 )
 @lock_wait_option("How long each poll waits for another running poll before skipping its turn.")
 @click.pass_obj
-def watch(ctx: Context, every: str, lock_wait: float) -> NoReturn:
+@guarded
+def watch(ctx: Context, every: str, lock_wait: float) -> int:
     """Poll in a loop, for containers and hosts without a timer.
 
     A failed poll is reported and the loop goes on. SIGTERM or Ctrl-C lets the
     poll in progress finish, then exits 0; a second one stops at once.
     """
+    from m365watch.watch import check_interval, format_interval, keep_polling, parse_interval
 
-    def action() -> int:
-        from m365watch.graph import DEFAULT_MAX_ATTEMPTS
-        from m365watch.watch import check_interval, format_interval, parse_interval, run_watch
+    seconds = parse_interval(every)
+    requests_per_poll = wiring.graph_requests_per_poll()
+    check_interval(seconds, requests_per_poll)
+    settings = ctx.settings()
+    # One client for the whole run: MSAL's app and token stay in memory between polls.
+    graph = wiring.build_graph(settings)
 
-        seconds = parse_interval(every)
-        check_interval(seconds, DEFAULT_MAX_ATTEMPTS)
-        settings = ctx.settings()
-        # One client for the whole run: MSAL's app and token stay in memory between polls.
-        graph = build_graph(settings)
+    def poll_and_print() -> None:
+        result, _ = poll_with_health(settings, quiet=ctx.quiet, source=graph, lock_wait=lock_wait)
+        print_poll_result(result, quiet=ctx.quiet)
 
-        def one_poll() -> int:
-            before = graph.request_count
-            try:
-                result, _ = poll_with_health(
-                    settings, quiet=ctx.quiet, source=graph, lock_wait=lock_wait
-                )
-                print_poll_result(result, quiet=ctx.quiet)
-            except M365WatchError as error:
-                click.echo(f"Error: {first_line(error)}", err=True)
-            except Exception as error:  # one failed poll must not end the loop, whatever failed
-                log.debug("poll failed", exc_info=True)
-                click.echo(
-                    f"Error: unexpected {type(error).__name__} in this poll: {error}"[:500],
-                    err=True,
-                )
-            return int(graph.request_count - before)
-
-        if not ctx.quiet:
-            click.echo(
-                f"Polling every {format_interval(seconds)}; SIGTERM or Ctrl-C stops after the "
-                "poll in progress."
-            )
-        stop = threading.Event()
-        with _stop_on_signals(stop):
-            polls = run_watch(
-                one_poll, every=seconds, requests_per_poll=DEFAULT_MAX_ATTEMPTS, stop=stop
-            )
-        if not ctx.quiet:
-            click.echo(f"Stopped after {polls} poll(s).")
-        return 0
-
-    run_guarded(ctx, action)
+    if not ctx.quiet:
+        click.echo(
+            f"Polling every {format_interval(seconds)}; SIGTERM or Ctrl-C stops after the "
+            "poll in progress."
+        )
+    stop = threading.Event()
+    with _stop_on_signals(stop):
+        polls = keep_polling(
+            poll_and_print,
+            requests_made=lambda: graph.request_count,
+            report_error=lambda text: click.echo(f"Error: {text}", err=True),
+            every=seconds,
+            requests_per_poll=requests_per_poll,
+            stop=stop,
+        )
+    if not ctx.quiet:
+        click.echo(f"Stopped after {polls} poll(s).")
+    return 0
 
 
 @contextlib.contextmanager
@@ -722,149 +643,37 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-@main.command(epilog="Exit codes: 0 when every check passes (warnings allowed), 1 when any fails.")
+@main.command(epilog=exit_codes_help("doctor"))
 @click.pass_obj
-def doctor(ctx: Context) -> NoReturn:
+@guarded
+def doctor(ctx: Context) -> int:
     """Check the installation, one line per check with the fix.
 
     Configuration, credential (certificate expiry), sign-in, Graph permission (one
     request), each notification URL (nothing is sent), state folder, clock.
     """
-    from m365watch.doctor import Status
+    from m365watch.doctor import Status, counted, run_checks
 
-    def action() -> int:
-        failed = warned = 0
-        marks = {status: status.value for status in Status}
-        try:
-            "✓✗".encode(sys.stdout.encoding or "ascii")
-        except (UnicodeEncodeError, LookupError):
-            # A terminal that cannot show ✓ and ✗ (a latin-1 or C locale) gets words.
-            marks = {Status.PASS: "OK", Status.WARN: "WARN", Status.FAIL: "FAIL", Status.SKIP: "-"}
-        for check in doctor_checks(ctx.config_path()):
-            failed += check.failed
-            warned += check.status is Status.WARN
-            if not ctx.quiet or check.status in (Status.FAIL, Status.WARN):
-                click.echo(f"{marks[check.status]} {check.name}: {check.detail}")
-        if not ctx.quiet:
-            warnings = f" ({_count(warned, 'warning')})" if warned else ""
-            click.echo(
-                f"{failed} check(s) failed{warnings}: fix them and run m365watch doctor again."
-                if failed
-                else f"All checks passed{warnings}."
-            )
-        return EXIT_RUNTIME if failed else 0
-
-    run_guarded(ctx, action)
-
-
-def doctor_checks(config_path: Path) -> Iterator[DoctorCheck]:
-    """Run doctor's checks in order, yielding each as it completes."""
-    import email.utils
-    import tempfile
-    from urllib.parse import urlsplit
-
-    import requests
-
-    from m365watch import doctor as checks
-    from m365watch.config import load_settings
-    from m365watch.doctor import Check, Status
-
-    now = datetime.now(timezone.utc)
+    failed = warned = 0
+    marks = {status: status.value for status in Status}
     try:
-        settings = load_settings(config_path)
-    except ConfigError as error:
-        yield Check("configuration", Status.FAIL, first_line(error))
-        return
-    yield Check(
-        "configuration",
-        Status.PASS,
-        f"{config_path} is valid ({_count(len(settings.targets), 'notification target')})",
-    )
-    for warning in settings.warnings:
-        yield Check("configuration", Status.WARN, warning)
-
-    credential = _credential_check(settings, now)
-    yield credential
-
-    # Every answer from Microsoft passes here: its Date header is the clock to compare with.
-    answers: list[tuple[datetime, datetime, str]] = []
-
-    def remember_date(response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        try:
-            server = email.utils.parsedate_to_datetime(response.headers.get("Date", ""))
-        except (TypeError, ValueError, IndexError):
-            return
-        host = urlsplit(response.url).hostname or "?"
-        answers.append((datetime.now(timezone.utc), server, host))
-
-    session = requests.Session()
-    session.hooks["response"].append(remember_date)
-    if credential.failed:
-        yield checks.skipped("sign-in", "needs a working credential")
-        yield checks.skipped("Graph permission", "needs a sign-in")
-    else:
-        # Empty caches: a cached token would pass with a secret that no longer works.
-        # (Removed when the generator is done with it, by its finalizer.)
-        fresh_cache = tempfile.TemporaryDirectory(prefix="m365watch-doctor-")
-        tokens = build_tokens(settings, session=session, cache_dir=Path(fresh_cache.name))
-
-        def sign_in_text() -> str:
-            tokens.get_token()
-            host = urlsplit(_endpoints(settings)[0]).hostname
-            return f"token for app {_tenant(settings).client_id} from {host}"
-
-        sign_in = checks.attempt("sign-in", sign_in_text)
-        yield sign_in
-        if sign_in.failed:
-            yield checks.skipped("Graph permission", "needs a sign-in")
-        else:
-            graph = build_graph(settings, tokens=tokens, session=session, max_attempts=1)
-            yield checks.attempt(
-                "Graph permission",
-                lambda: (
-                    "ServiceHealth.Read.All works (read the health of "
-                    f"{_count(len(graph.list_health_overviews()), 'service')})"
-                ),
-            )
-
-    yield from checks.notification_checks(settings.targets, _apprise_accepts)
-    yield checks.state_folder_check(settings.state_path)
-    local, server, seen_at = answers[-1] if answers else (datetime.now(timezone.utc), None, None)
-    yield checks.clock_check(local, server, seen_at)
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
-
-
-def _credential_check(settings: Settings, now: datetime) -> DoctorCheck:
-    from m365watch.doctor import Check, Status, certificate_check
-
-    try:
-        tenant = _tenant(settings)
-    except ConfigError as error:
-        return Check("credential", Status.FAIL, first_line(error))
-    if tenant.certificate_path is None:
-        return Check("credential", Status.PASS, "client secret is set (its value is not shown)")
-    from m365watch.auth import Certificate, load_certificate
-
-    try:
-        _, info = load_certificate(
-            Certificate(tenant.certificate_path, tenant.certificate_password)
+        "✓✗".encode(sys.stdout.encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        # A terminal that cannot show ✓ and ✗ (a latin-1 or C locale) gets words.
+        marks = {Status.PASS: "OK", Status.WARN: "WARN", Status.FAIL: "FAIL", Status.SKIP: "-"}
+    for check in run_checks(ctx.config_path(), wiring.build_doctor_adapters(ctx.now)):
+        failed += check.failed
+        warned += check.status is Status.WARN
+        if not ctx.quiet or check.status in (Status.FAIL, Status.WARN):
+            click.echo(f"{marks[check.status]} {check.name}: {check.detail}")
+    if not ctx.quiet:
+        warnings = f" ({counted(warned, 'warning')})" if warned else ""
+        click.echo(
+            f"{failed} check(s) failed{warnings}: fix them and run m365watch doctor again."
+            if failed
+            else f"All checks passed{warnings}."
         )
-    except ConfigError as error:
-        return Check("certificate", Status.FAIL, first_line(error))
-    return certificate_check(info.subject, info.thumbprint, info.not_after, now)
-
-
-def _apprise_accepts(url: str) -> bool:
-    from m365watch.notify import Notifier
-
-    try:
-        Notifier({"doctor": (url,)}).check()
-    except ConfigError:
-        return False
-    return True
+    return EXIT_RUNTIME if failed else 0
 
 
 # Allow "python -m m365watch.cli".

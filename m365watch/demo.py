@@ -14,17 +14,19 @@ from dataclasses import dataclass
 from datetime import timezone
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from m365watch.deliver import Sender
 from m365watch.errors import ConfigError
 from m365watch.models import parse_timestamp
-from m365watch.poll import issues_from, run_poll
+from m365watch.poll import StateStorage, issues_from, run_poll
 from m365watch.settings import PollSettings, TargetSettings
-from m365watch.store import StateStore
 
-CONSOLE_SCHEME = "m365console"
 
-_echo: Callable[[str], None] = print
+class DemoStore(StateStorage, Protocol):
+    """The demo's state store: a poll's storage that also says where it lives."""
+
+    path: Path
 
 
 def load_timeline() -> list[dict[str, Any]]:
@@ -44,48 +46,22 @@ class TimelineSource:
         return self.issues
 
 
-def _register_console() -> None:
-    import apprise
-    from apprise.decorators import notify
-
-    if CONSOLE_SCHEME in apprise.Apprise().details().get("schemas", ()):  # pragma: no cover
-        return
-
-    @notify(on=CONSOLE_SCHEME, name="m365watch terminal", body_format="text")  # type: ignore[untyped-decorator,no-untyped-call]
-    def _console(body: str, title: str, notify_type: str, *args: Any, **kwargs: Any) -> bool:
-        rule = "─" * 72
-        _echo(f"  ┌{rule}\n  │ [{notify_type}] {title}\n  ├{rule}")
-        for line in body.splitlines():
-            _echo(f"  │ {line}")
-        _echo(f"  └{rule}")
-        return True
-
-
 def run_demo(
-    notify_urls: Sequence[str] = (),
+    targets: Sequence[TargetSettings],
+    sender: Sender,
+    make_store: Callable[[Path], DemoStore],
     *,
     echo: Callable[[str], None] = print,
     state_dir: Path | None = None,
 ) -> int:
-    """Replay the timeline; returns how many deliveries failed."""
-    global _echo
-    _echo = echo
-    if notify_urls:
-        from m365watch.config import parse_settings
+    """Replay the timeline to ``targets`` through ``sender``; returns how many deliveries failed.
 
-        # Reuse the config checks (e.g. retired Teams connector URLs) on --notify URLs.
-        doc = {"notify": [{"name": "demo", "urls": list(notify_urls)}]}
-        targets = parse_settings(doc, env={}, base_dir=None).targets
-    else:
-        _register_console()
-        targets = (TargetSettings(name="terminal", urls=(f"{CONSOLE_SCHEME}://",)),)
-
-    from m365watch.notify import Notifier
-
-    notifier = Notifier({t.name: t.urls for t in targets}, throttle=False)
+    The state lives in ``state_dir``, or in a temporary folder removed at the end.
+    """
+    notifier = sender
     failed = 0
     with tempfile.TemporaryDirectory(prefix="m365watch-demo-") as tmp:
-        store = StateStore(Path(state_dir or tmp) / "state.json")
+        store = make_store(Path(state_dir or tmp) / "state.json")
         for number, step in enumerate(load_timeline(), start=1):
             now = parse_timestamp(step["at"])
             if now is None:  # pragma: no cover - the bundled file is fixed

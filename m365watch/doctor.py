@@ -1,23 +1,26 @@
 """The checks behind ``m365watch doctor``: each gives one line, and the fix when it fails.
 
-The CLI wires the adapters and runs these in order; the functions here judge
-what the adapters saw. A warning (``!``) passes but asks for attention soon;
-any ``✗`` makes ``doctor`` exit non-zero.
+:func:`run_checks` runs them in order through :class:`DoctorAdapters`, which
+the wiring builds from the real adapters; the functions here judge what the
+adapters saw. A warning (``!``) passes but asks for attention soon; any ``✗``
+makes ``doctor`` exit non-zero.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
 
-from m365watch.errors import M365WatchError, StateError, first_line
+from m365watch.errors import ConfigError, M365WatchError, StateError, first_line
 from m365watch.sections import format_time
-from m365watch.settings import TargetSettings, scheme_of
-from m365watch.store import StateStore, write_private_file
+from m365watch.settings import Settings, TargetSettings, scheme_of
 from m365watch.watcher import WATCHER_EVENT, watcher_targets
 
 CERTIFICATE_WARNING = timedelta(days=30)
@@ -49,6 +52,141 @@ class Check:
     def failed(self) -> bool:
         """True for ✗ (a warning or a skipped check does not fail doctor by itself)."""
         return self.status is Status.FAIL
+
+
+class CertificateFacts(Protocol):
+    """What doctor shows of the app's certificate (never its key)."""
+
+    @property
+    def subject(self) -> str: ...
+
+    @property
+    def thumbprint(self) -> str: ...
+
+    @property
+    def not_after(self) -> datetime: ...
+
+
+@dataclass(frozen=True)
+class ClockReading:
+    """A Microsoft answer's Date header, and the local time it arrived at."""
+
+    local: datetime
+    server: datetime
+    host: str
+
+
+class SignInProbe(Protocol):
+    """Sign-in and Graph, on fresh token caches, each call one real request."""
+
+    def sign_in(self) -> None:
+        """Get a token afresh; AuthError (or another M365WatchError) when refused."""
+
+    def count_services(self) -> int:
+        """Read the health overviews once (ServiceHealth.Read.All); how many services."""
+
+    def last_clock_reading(self) -> ClockReading | None:
+        """The Date header of the latest answer from Microsoft, if any came."""
+
+
+@dataclass(frozen=True)
+class DoctorAdapters:
+    """What the checks need from the world, supplied by the wiring."""
+
+    load_settings: Callable[[Path], Settings]
+    read_certificate: Callable[[Path, str | None], CertificateFacts]
+    # Entered only when the credential check passes; leaving it removes the fresh caches.
+    connect: Callable[[Settings], AbstractContextManager[SignInProbe]]
+    url_accepted: Callable[[str], bool]
+    write_private_file: Callable[[Path, bytes], None]
+    load_state: Callable[[Path], object]
+    now: Callable[[], datetime]
+
+
+def run_checks(config_path: Path, adapters: DoctorAdapters) -> Iterator[Check]:
+    """Run doctor's checks in order, yielding each as it completes.
+
+    Configuration, credential, sign-in, Graph permission, each notification
+    URL, the state folder, and the clock against Microsoft's.
+    """
+    now = adapters.now()
+    try:
+        settings = adapters.load_settings(config_path)
+    except ConfigError as error:
+        yield Check("configuration", Status.FAIL, first_line(error))
+        return
+    yield Check(
+        "configuration",
+        Status.PASS,
+        f"{config_path} is valid ({counted(len(settings.targets), 'notification target')})",
+    )
+    for warning in settings.warnings:
+        yield Check("configuration", Status.WARN, warning)
+
+    credential = credential_check(settings, adapters.read_certificate, now)
+    yield credential
+
+    reading = None
+    if credential.failed:
+        yield skipped("sign-in", "needs a working credential")
+        yield skipped("Graph permission", "needs a sign-in")
+    else:
+        with adapters.connect(settings) as probe:
+            yield from _sign_in_checks(settings, probe)
+            reading = probe.last_clock_reading()
+
+    yield from notification_checks(settings.targets, adapters.url_accepted)
+    yield state_folder_check(
+        settings.state_path,
+        write_private_file=adapters.write_private_file,
+        load_state=adapters.load_state,
+    )
+    if reading is None:
+        yield clock_check(adapters.now(), None, None)
+    else:
+        yield clock_check(reading.local, reading.server, reading.host)
+
+
+def _sign_in_checks(settings: Settings, probe: SignInProbe) -> Iterator[Check]:
+    """Sign-in, then (only when it worked) one Graph request."""
+    tenant = settings.require_tenant()
+
+    def sign_in_text() -> str:
+        probe.sign_in()
+        host = urlsplit(tenant.endpoints[0]).hostname
+        return f"token for app {tenant.client_id} from {host}"
+
+    sign_in = attempt("sign-in", sign_in_text)
+    yield sign_in
+    if sign_in.failed:
+        yield skipped("Graph permission", "needs a sign-in")
+        return
+    yield attempt(
+        "Graph permission",
+        lambda: (
+            "ServiceHealth.Read.All works (read the health of "
+            f"{counted(probe.count_services(), 'service')})"
+        ),
+    )
+
+
+def credential_check(
+    settings: Settings,
+    read_certificate: Callable[[Path, str | None], CertificateFacts],
+    now: datetime,
+) -> Check:
+    """A client secret is set, or the certificate loads and is not about to expire."""
+    try:
+        tenant = settings.require_tenant()
+    except ConfigError as error:
+        return Check("credential", Status.FAIL, first_line(error))
+    if tenant.certificate_path is None:
+        return Check("credential", Status.PASS, "client secret is set (its value is not shown)")
+    try:
+        info = read_certificate(tenant.certificate_path, tenant.certificate_password)
+    except ConfigError as error:
+        return Check("certificate", Status.FAIL, first_line(error))
+    return certificate_check(info.subject, info.thumbprint, info.not_after, now)
 
 
 def attempt(name: str, action: Callable[[], str]) -> Check:
@@ -108,7 +246,12 @@ def clock_check(local: datetime, server: datetime | None, host: str | None) -> C
     return Check("clock", Status.PASS, f"within {_duration(size)} of {host}")
 
 
-def state_folder_check(state_path: Path) -> Check:
+def state_folder_check(
+    state_path: Path,
+    *,
+    write_private_file: Callable[[Path, bytes], None],
+    load_state: Callable[[Path], object],
+) -> Check:
     """The state folder can be written (a probe file), is private, and the state loads."""
     folder = state_path.parent
     probe = folder / f".m365watch-doctor-{os.getpid()}.tmp"
@@ -124,7 +267,7 @@ def state_folder_check(state_path: Path) -> Check:
             "m365watch, mode 700 (under systemd, StateDirectory= does this)",
         )
     try:
-        StateStore(state_path).load()
+        load_state(state_path)
     except StateError as error:
         return Check("state folder", Status.FAIL, first_line(error))
     mode = folder.stat().st_mode & 0o777
@@ -184,6 +327,11 @@ def notification_checks(
             )
         )
     return checks
+
+
+def counted(number: int, noun: str) -> str:
+    """``1 service``, ``2 services``: a number with its noun."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _days(delta: timedelta) -> str:

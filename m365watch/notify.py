@@ -24,7 +24,7 @@ import re
 import shutil
 import tempfile
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -279,3 +279,31 @@ def _write_template(path: Path, payload: Mapping[str, Any]) -> None:
     # Apprise substitutes {{tokens}} in templates; "{{" only occurs inside JSON strings,
     # where "{\u007b" reads back as the same two braces and matches no token.
     path.write_text(json.dumps(payload).replace("{{", "{\\u007b"), encoding="utf-8")
+
+
+CONSOLE_SCHEME = "m365console"
+_console_echo: list[Callable[[str], None]] = [print]
+
+
+def console_url(echo: Callable[[str], None]) -> str:
+    """An Apprise URL that prints each message through ``echo`` (the demo's terminal target).
+
+    Apprise registers a custom scheme once per process, first wins: the scheme is
+    registered once and ``echo`` is swapped behind it.
+    """
+    import apprise
+    from apprise.decorators import notify
+
+    _console_echo[0] = echo
+    if CONSOLE_SCHEME not in apprise.Apprise().details().get("schemas", ()):
+
+        @notify(on=CONSOLE_SCHEME, name="m365watch terminal", body_format="text")  # type: ignore[untyped-decorator,no-untyped-call]
+        def _console(body: str, title: str, notify_type: str, *args: Any, **kwargs: Any) -> bool:
+            say, rule = _console_echo[0], "─" * 72
+            say(f"  ┌{rule}\n  │ [{notify_type}] {title}\n  ├{rule}")
+            for line in body.splitlines():
+                say(f"  │ {line}")
+            say(f"  └{rule}")
+            return True
+
+    return f"{CONSOLE_SCHEME}://"

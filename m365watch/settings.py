@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from m365watch.errors import ConfigError
 from m365watch.models import CLASSIFICATIONS
 
 # name -> (authority host, Graph endpoint); tokens of one cloud do not work in another.
@@ -22,6 +23,8 @@ CLOUDS: dict[str, tuple[str, str]] = {
 
 CLOUD_NAMES: tuple[str, ...] = tuple(CLOUDS)
 DEFAULT_ALERT_AFTER = 3
+# Seconds a poll waits for another one's lock: here, so --help can show it without the store.
+DEFAULT_LOCK_WAIT = 10.0
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
@@ -93,6 +96,15 @@ class Settings:
             for url in target.urls:
                 digest.update(url.encode() + b"\0")
         return digest.hexdigest()
+
+    def require_tenant(self) -> TenantSettings:
+        """The [tenant] table; ConfigError when the configuration has none."""
+        if self.tenant is None:
+            raise ConfigError(
+                f"{self.source} has no [tenant] table: add tenant_id, client_id and "
+                "client_secret or certificate_path (see config.example.toml)"
+            )
+        return self.tenant
 
 
 def scheme_of(url: str) -> str:

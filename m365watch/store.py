@@ -41,10 +41,10 @@ from m365watch.records import (
     snapshot_from_json,
     snapshot_to_json,
 )
+from m365watch.settings import DEFAULT_LOCK_WAIT
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LOCK_WAIT = 10.0
 # A state of a few thousand issues is a few MB; far more is not a state file.
 MAX_STATE_BYTES = 256 * 1024 * 1024
 MAX_HEALTH_BYTES = 1024 * 1024

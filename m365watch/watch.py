@@ -18,11 +18,13 @@ import threading
 import time
 from collections.abc import Callable
 
-from m365watch.errors import ConfigError
+from m365watch.errors import ConfigError, M365WatchError, first_line
 
 log = logging.getLogger(__name__)
 
 GRAPH_REQUESTS_PER_HOUR = 800
+# An unexpected error's text is cut here: 500 characters with the "Error: " printed before it.
+MAX_UNEXPECTED_ERROR = 493
 HOUR = 3600.0
 DEFAULT_EVERY = "5m"
 
@@ -141,3 +143,35 @@ def run_watch(
             break
         wait(max(0.0, started + every - clock()))
     return polls
+
+
+def keep_polling(
+    poll: Callable[[], object],
+    *,
+    requests_made: Callable[[], int],
+    report_error: Callable[[str], None],
+    every: float,
+    requests_per_poll: int,
+    stop: threading.Event,
+) -> int:
+    """Run ``poll`` every ``every`` seconds until ``stop`` is set; return how many ran.
+
+    ``requests_made`` is the Graph client's running request count: the
+    difference across a poll is what that poll spent from the hourly budget.
+    A poll that raises, whatever it raised, is told to ``report_error`` in one
+    line (printed as ``Error: …``) and the loop goes on.
+    """
+
+    def one_poll() -> int:
+        before = requests_made()
+        try:
+            poll()
+        except M365WatchError as error:
+            report_error(first_line(error))
+        except Exception as error:  # one failed poll must not end the loop, whatever failed
+            log.debug("poll failed", exc_info=True)
+            text = f"unexpected {type(error).__name__} in this poll: {error}"
+            report_error(text[:MAX_UNEXPECTED_ERROR])
+        return requests_made() - before
+
+    return run_watch(one_poll, every=every, requests_per_poll=requests_per_poll, stop=stop)

@@ -7,16 +7,17 @@ message; when a poll next reaches Graph, each target that was told gets one
 message, so a target that is down too hears it on a later poll; one that
 accepted it hears nothing more while the failure lasts.
 
-The count lives in the health file (:class:`~m365watch.store.WatcherStore`),
+The count lives in the health file (:class:`WatcherStorage`, the store adapter's),
 never in the state: a poll that fails at Graph leaves the state untouched.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from m365watch.deliver import Delivery, Sender, deliver
 from m365watch.errors import M365WatchError
@@ -25,9 +26,26 @@ from m365watch.models import format_timestamp, parse_timestamp
 from m365watch.poll import IssueSource
 from m365watch.records import Unit
 from m365watch.settings import TargetSettings
-from m365watch.store import WatcherStore
 
 WATCHER_EVENT = "watcher"
+
+
+class WatcherStorage(Protocol):
+    """Where the failed-poll count lives (the store adapter's ``WatcherStore``)."""
+
+    def locked(self) -> contextlib.AbstractContextManager[None]:
+        """Hold the health file's own lock."""
+        ...
+
+    def load(self) -> dict[str, Any]:
+        """The stored record (empty when there is none)."""
+        ...
+
+    def save(self, data: dict[str, Any]) -> None:
+        """Replace the record atomically."""
+        ...
+
+
 WATCHER_SCHEMA = 1
 
 
@@ -112,7 +130,7 @@ def watcher_targets(targets: Sequence[TargetSettings]) -> tuple[str, ...]:
 
 
 def record_failure(
-    store: WatcherStore,
+    store: WatcherStorage,
     *,
     reason: str,
     alert_after: int,
@@ -148,7 +166,7 @@ def record_failure(
 
 
 def record_success(
-    store: WatcherStore,
+    store: WatcherStorage,
     *,
     targets: Sequence[TargetSettings],
     make_sender: Callable[[], Sender],

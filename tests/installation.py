@@ -184,10 +184,10 @@ class Installation:
 
     def baseline(self, issues: list[dict[str, Any]] = FEED_BEFORE) -> None:
         """Record ``issues`` as already seen, in-process, without Graph or sending."""
-        from m365watch.cli import build_sender
         from m365watch.config import load_settings
         from m365watch.poll import issues_from, run_poll
         from m365watch.store import StateStore
+        from m365watch.wiring import build_sender
 
         settings = load_settings(self.config, env=self.env)
         feed = copy.deepcopy(issues)

@@ -14,9 +14,11 @@ import pytest
 import responses
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from m365watch.cli import build_tokens
+from m365watch import files
 from m365watch.config import load_settings
-from m365watch.doctor import Status, certificate_check, clock_check
+from m365watch.doctor import DoctorAdapters, Status, certificate_check, clock_check, run_checks
+from m365watch.settings import Settings
+from m365watch.wiring import build_tokens
 from tests.installation import SENTINEL
 from tests.test_auth import (
     CLIENT_ID,
@@ -391,3 +393,32 @@ def test_a_terminal_without_check_marks_gets_words(tmp_path: Path) -> None:
     out = done.stdout.decode("latin-1").splitlines()
     assert out[0] == f"OK configuration: {config} is valid (0 notification targets)"
     assert out[1].startswith("FAIL credential: ")
+
+
+def test_the_checks_run_on_any_adapters_a_missing_tenant_skips_sign_in(tmp_path: Path) -> None:
+    # The use case needs no real adapter: doctor.py imports none (test_architecture).
+    config = tmp_path / "config.toml"
+    settings = Settings(tenant=None, state_path=tmp_path / "state" / "state.json", source=config)
+
+    def no_connection(settings: Settings) -> Any:
+        raise AssertionError("sign-in must not be tried without a working credential")
+
+    adapters = DoctorAdapters(
+        load_settings=lambda path: settings,
+        read_certificate=lambda path, password: pytest.fail("no certificate is configured"),
+        connect=no_connection,
+        url_accepted=lambda url: True,
+        write_private_file=files.write_private_file,
+        load_state=lambda path: None,
+        now=lambda: NOW,
+    )
+    checks = [(check.status, check.name) for check in run_checks(config, adapters)]
+    assert checks == [
+        (Status.PASS, "configuration"),
+        (Status.FAIL, "credential"),
+        (Status.SKIP, "sign-in"),
+        (Status.SKIP, "Graph permission"),
+        (Status.WARN, "notifications"),
+        (Status.PASS, "state folder"),
+        (Status.SKIP, "clock"),
+    ]

@@ -17,7 +17,7 @@ import pytest
 import requests
 import responses
 
-import m365watch.cli
+import m365watch.wiring
 from tests import test_cli
 from tests.installation import EXPECTED, FEED_AFTER, FEED_BEFORE, SENTINEL
 from tests.test_auth import mock_identity
@@ -76,12 +76,12 @@ def issue_ids(calls: list[tuple[str, str]]) -> list[tuple[str, str]]:
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """The Graph client's retry waits, recorded instead of slept."""
     waits: list[float] = []
-    real = m365watch.cli.build_graph
+    real = m365watch.wiring.build_graph
 
     def build_graph(settings: Any, **options: Any) -> Any:
         return real(settings, sleep=waits.append, **options)
 
-    monkeypatch.setattr(m365watch.cli, "build_graph", build_graph)
+    monkeypatch.setattr(m365watch.wiring, "build_graph", build_graph)
     return waits
 
 

@@ -1,7 +1,7 @@
 """`m365watch status` and `show` end to end: real MSAL, GraphClient and TinyDB state files.
 
 Graph and the identity platform are mocked with `responses`; every other part is
-real. The clock is fixed through ``m365watch.cli._utcnow``.
+real. The clock is fixed through ``m365watch.wiring.utc_now``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import responses
 from click.testing import CliRunner, Result
 from responses import matchers
 
-from m365watch import cli
+from m365watch import cli, wiring
 from m365watch.query import StatusQuery, build_status
 from m365watch.tables import render_status
 from tests.test_query import (
@@ -91,7 +91,7 @@ def config(tmp_path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "_utcnow", lambda: NOW)
+    monkeypatch.setattr(wiring, "utc_now", lambda: NOW)
 
 
 @pytest.fixture

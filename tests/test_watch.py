@@ -13,11 +13,12 @@ import pytest
 import responses
 
 import m365watch.watch
-from m365watch.errors import ConfigError
+from m365watch.errors import ConfigError, GraphError
 from m365watch.watch import (
     RequestBudget,
     check_interval,
     format_interval,
+    keep_polling,
     minimum_interval,
     parse_interval,
     run_watch,
@@ -193,6 +194,34 @@ def test_watch_refuses_a_bad_interval_before_doing_anything(
     assert result.exit_code == 2
     assert result.output.startswith(message)
     assert len(result.output.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "reported"),
+    [
+        (GraphError("Graph answered 503\nretry later"), "Graph answered 503"),
+        (RuntimeError("x" * 1000), f"unexpected RuntimeError in this poll: {'x' * 1000}"[:493]),
+    ],
+    ids=["ours-first-line", "unexpected-cut-to-500-with-its-prefix"],
+)
+def test_keep_polling_reports_a_failed_poll_in_one_line(error: Exception, reported: str) -> None:
+    stop = threading.Event()
+    errors: list[str] = []
+
+    def poll() -> None:
+        stop.set()  # the loop ends after this poll, without waiting
+        raise error
+
+    polls = keep_polling(
+        poll,
+        requests_made=lambda: 0,
+        report_error=errors.append,
+        every=300,
+        requests_per_poll=4,
+        stop=stop,
+    )
+    assert (polls, errors) == (1, [reported])
+    assert len(f"Error: {errors[0]}") <= 500
 
 
 @pytest.fixture

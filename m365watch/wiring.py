@@ -1,0 +1,245 @@
+"""The wiring: the concrete adapters, built from the settings, for the commands in cli.
+
+Only :mod:`m365watch.cli` imports this module; the use cases receive what it
+builds. Each adapter's library (msal, requests, apprise, tinydb) is imported
+inside the function that builds it, so ``--help`` and cached queries stay fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from m365watch.settings import DEFAULT_LOCK_WAIT, Settings, TargetSettings
+
+if TYPE_CHECKING:
+    import requests
+
+    from m365watch.auth import CertificateInfo, TokenProvider
+    from m365watch.doctor import ClockReading, DoctorAdapters
+    from m365watch.graph import GraphClient
+    from m365watch.notify import Notifier
+    from m365watch.store import StateStore, WatcherStore
+
+
+def utc_now() -> datetime:
+    """The time now, in UTC: the clock every command reads the time from."""
+    return datetime.now(timezone.utc)
+
+
+def default_config_path() -> Path:
+    """$M365WATCH_CONFIG, systemd's $CONFIGURATION_DIRECTORY, or the user config dir."""
+    from m365watch import config
+
+    return config.default_config_path()
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate the configuration file (ConfigError names every mistake)."""
+    from m365watch import config
+
+    return config.load_settings(path)
+
+
+def build_tokens(
+    settings: Settings,
+    *,
+    session: requests.Session | None = None,
+    cache_dir: Path | None = None,
+) -> TokenProvider:
+    """The MSAL token provider for the configured credential (no network until used).
+
+    Its caches live beside the state, or in ``cache_dir``.
+    """
+    from m365watch.auth import Certificate, ClientSecret, TokenProvider
+
+    tenant = settings.require_tenant()
+    authority_host, graph_endpoint = tenant.endpoints
+    credential: ClientSecret | Certificate
+    if tenant.certificate_path is not None:
+        credential = Certificate(tenant.certificate_path, tenant.certificate_password)
+    else:
+        credential = ClientSecret(tenant.client_secret or "")
+    return TokenProvider(
+        tenant_id=tenant.tenant_id,
+        client_id=tenant.client_id,
+        credential=credential,
+        authority_host=authority_host,
+        graph_endpoint=graph_endpoint,
+        cache_dir=cache_dir or settings.state_path.parent,
+        session=session,
+    )
+
+
+def build_graph(
+    settings: Settings,
+    *,
+    tokens: TokenProvider | None = None,
+    session: requests.Session | None = None,
+    max_attempts: int | None = None,
+    sleep: Callable[[float], None] | None = None,
+) -> GraphClient:
+    """The Graph adapter, signed in through MSAL (``tokens`` defaults to a new provider).
+
+    ``max_attempts`` and ``sleep`` default to GraphClient's own.
+    """
+    import time
+
+    from m365watch.graph import DEFAULT_MAX_ATTEMPTS, GraphClient
+
+    tokens = tokens or build_tokens(settings, session=session)
+    return GraphClient(
+        graph_endpoint=settings.require_tenant().endpoints[1],
+        get_token=tokens.get_token,
+        session=session,
+        max_attempts=DEFAULT_MAX_ATTEMPTS if max_attempts is None else max_attempts,
+        sleep=time.sleep if sleep is None else sleep,
+    )
+
+
+def graph_requests_per_poll() -> int:
+    """The most requests one poll can send Graph (every retry of a one-page read)."""
+    from m365watch.graph import DEFAULT_MAX_ATTEMPTS
+
+    return DEFAULT_MAX_ATTEMPTS
+
+
+def build_sender(settings: Settings, *, throttle: bool = True) -> Notifier:
+    """The Apprise adapter for the configured targets (imports apprise)."""
+    from m365watch.notify import Notifier
+
+    return Notifier({t.name: t.urls for t in settings.targets}, throttle=throttle)
+
+
+def build_demo(
+    notify_urls: Sequence[str], echo: Callable[[str], None]
+) -> tuple[tuple[TargetSettings, ...], Notifier, Callable[[Path], StateStore]]:
+    """The demo's targets (``--notify`` URLs, else the terminal), sender and state store."""
+    from m365watch.notify import Notifier, console_url
+    from m365watch.store import StateStore
+
+    if notify_urls:
+        from m365watch.config import parse_settings
+
+        # Reuse the config checks (e.g. retired Teams connector URLs) on --notify URLs.
+        doc = {"notify": [{"name": "demo", "urls": list(notify_urls)}]}
+        targets = parse_settings(doc, env={}, base_dir=None).targets
+    else:
+        targets = (TargetSettings(name="terminal", urls=(console_url(echo),)),)
+    notifier = Notifier({t.name: t.urls for t in targets}, throttle=False)
+    return targets, notifier, StateStore
+
+
+def build_state_store(settings: Settings, *, lock_wait: float = DEFAULT_LOCK_WAIT) -> StateStore:
+    """The state file's store (imports tinydb)."""
+    from m365watch.store import StateStore
+
+    return StateStore(settings.state_path, lock_wait=lock_wait)
+
+
+def build_watcher_store(
+    settings: Settings, *, lock_wait: float = DEFAULT_LOCK_WAIT
+) -> WatcherStore:
+    """The self-monitoring's health file, beside the state."""
+    from m365watch.store import WatcherStore, watcher_path_for
+
+    return WatcherStore(watcher_path_for(settings.state_path), lock_wait=lock_wait)
+
+
+def build_doctor_adapters(clock: Callable[[], datetime] = utc_now) -> DoctorAdapters:
+    """The real adapters behind ``m365watch doctor``'s checks."""
+    from m365watch.doctor import DoctorAdapters
+
+    return DoctorAdapters(
+        load_settings=load_settings,
+        read_certificate=_read_certificate,
+        connect=lambda settings: _doctor_probe(settings, clock),
+        url_accepted=_apprise_accepts,
+        write_private_file=_write_private_file,
+        load_state=_load_state,
+        now=clock,
+    )
+
+
+def _read_certificate(path: Path, password: str | None) -> CertificateInfo:
+    from m365watch.auth import Certificate, load_certificate
+
+    return load_certificate(Certificate(path, password))[1]
+
+
+def _apprise_accepts(url: str) -> bool:
+    from m365watch.errors import ConfigError
+    from m365watch.notify import Notifier
+
+    try:
+        Notifier({"doctor": (url,)}).check()
+    except ConfigError:
+        return False
+    return True
+
+
+def _write_private_file(path: Path, data: bytes) -> None:
+    from m365watch.store import write_private_file
+
+    write_private_file(path, data)
+
+
+def _load_state(path: Path) -> object:
+    from m365watch.store import StateStore
+
+    return StateStore(path).load()
+
+
+class _DoctorProbe:
+    """Sign-in and Graph for doctor: every answer's Date header is kept for the clock check."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], datetime], cache_dir: Path) -> None:
+        import requests
+
+        self._clock = clock
+        self._readings: list[ClockReading] = []
+        session = requests.Session()
+        session.hooks["response"].append(self._remember_date)
+        self._tokens = build_tokens(settings, session=session, cache_dir=cache_dir)
+        self._settings = settings
+        self._session = session
+
+    def _remember_date(self, response: requests.Response, *args: object, **kwargs: object) -> None:
+        import email.utils
+        from urllib.parse import urlsplit
+
+        from m365watch.doctor import ClockReading
+
+        try:
+            server = email.utils.parsedate_to_datetime(response.headers.get("Date", ""))
+        except (TypeError, ValueError, IndexError):
+            return
+        host = urlsplit(response.url).hostname or "?"
+        self._readings.append(ClockReading(self._clock(), server, host))
+
+    def sign_in(self) -> None:
+        """Get a token from Entra ID (the caches are empty: always a real request)."""
+        self._tokens.get_token()
+
+    def count_services(self) -> int:
+        """One request for the health overviews, never retried."""
+        graph = build_graph(
+            self._settings, tokens=self._tokens, session=self._session, max_attempts=1
+        )
+        return len(graph.list_health_overviews())
+
+    def last_clock_reading(self) -> ClockReading | None:
+        """The latest answer's Date header, if Microsoft answered at all."""
+        return self._readings[-1] if self._readings else None
+
+
+@contextlib.contextmanager
+def _doctor_probe(settings: Settings, clock: Callable[[], datetime]) -> Iterator[_DoctorProbe]:
+    import tempfile
+
+    # Empty caches: a cached token would pass with a secret that no longer works.
+    with tempfile.TemporaryDirectory(prefix="m365watch-doctor-") as cache_dir:
+        yield _DoctorProbe(settings, clock, Path(cache_dir))
