@@ -23,6 +23,7 @@ import requests
 
 from m365watch import __version__
 from m365watch.errors import GraphError, NotFoundError
+from m365watch.models import is_issue_id
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +43,6 @@ DEFAULT_MAX_ATTEMPTS = 4
 MESSAGE_LIMIT = 200
 SNIPPET_LIMIT = 60
 
-# Two to four letters then digits (EX1256020, MO226784); ASCII only, so that other
-# scripts' digits cannot reach the URL.
-_ISSUE_ID = re.compile(r"[A-Za-z]{2,4}[0-9]+", re.ASCII)
 _RETRY_AFTER_SECONDS = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*", re.ASCII)
 _NOT_EXIST = re.compile(r"does(?:n'?t| not) exist", re.IGNORECASE)
 # Belt and braces against echoed credentials (a debugging proxy can reflect headers).
@@ -131,7 +129,7 @@ class GraphClient:
 
     def get_issue(self, issue_id: str) -> dict[str, Any]:
         """Return one issue by id; raise NotFoundError if the tenant has no such issue."""
-        if not isinstance(issue_id, str) or not _ISSUE_ID.fullmatch(issue_id):
+        if not isinstance(issue_id, str) or not is_issue_id(issue_id):
             shown = _one_line(repr(issue_id), 40)
             raise NotFoundError(
                 f"{shown} is not a service health issue id: expected two to four letters "
