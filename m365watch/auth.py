@@ -31,6 +31,7 @@ from msal.exceptions import MsalServiceError
 
 from m365watch import files
 from m365watch.errors import AuthError, ConfigError
+from m365watch.redact import first_line, first_sentence, redact_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,9 @@ _HTTP_CACHE_INDEX = "_index_"
 
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----", re.DOTALL)
 _AADSTS = re.compile(r"AADSTS(\d+)")
+_AADSTS_PREFIX = re.compile(r"^\s*AADSTS\d+:\s*")
+# Entra appends these after the description proper; none of it helps the reader.
+_TRACE_TAIL = re.compile(r"\s(?:Trace ID|Correlation ID|Timestamp):")
 # Entra error codes that mean "no such tenant" and "this certificate is not accepted".
 _TENANT_CODES = frozenset({90002, 900023, 50059})
 _CERTIFICATE_CODES = frozenset({700027, 7000274, 7000214, 7000277, 1000502})
@@ -356,8 +360,8 @@ class TokenProvider:
             )
         if "authority configuration" in str(exc):
             return self._tenant_unknown(None)
-        first_line = self._redact(str(exc)).splitlines()[0] if str(exc) else type(exc).__name__
-        return f"MSAL rejected the sign-in settings for {self.authority}: {first_line}"
+        said = first_line(self._redact(str(exc))) or type(exc).__name__
+        return f"MSAL rejected the sign-in settings for {self.authority}: {said}"
 
     def _tenant_unknown(self, code: int | None) -> str:
         suffix = f" (AADSTS{code})" if code else ""
@@ -373,7 +377,7 @@ class TokenProvider:
         error = str(result.get("error") or "no access token in the answer")
         description = str(result.get("error_description") or "")
         code = _aadsts_code(result, description)
-        first = _first_sentence(description)
+        first = _entra_sentence(description)
         prefix = f"sign-in to {self._host} failed"
         advice = self._advice(code, description)
         if advice:
@@ -431,9 +435,7 @@ class TokenProvider:
 
     def _redact(self, text: str) -> str:
         # Belt and braces: nothing from the server should echo a secret, but make sure.
-        for secret in self._secrets():
-            text = text.replace(secret, "***")
-        return text
+        return redact_secrets(text, self._secrets())
 
     def _secrets(self) -> list[str]:
         if isinstance(self._credential, ClientSecret):
@@ -491,12 +493,10 @@ def _aadsts_code(result: Mapping[str, Any], description: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _first_sentence(description: str) -> str:
+def _entra_sentence(description: str) -> str:
     """The first sentence of an Entra error_description, without code, trace and ids."""
-    text = re.sub(r"^\s*AADSTS\d+:\s*", "", description)
-    text = re.split(r"\r?\n|\s(?:Trace ID|Correlation ID|Timestamp):", text, maxsplit=1)[0]
-    match = re.match(r"(.+?[.!?])(?:\s|$)", text)
-    return (match.group(1) if match else text).strip()
+    text = _AADSTS_PREFIX.sub("", description)
+    return first_sentence(_TRACE_TAIL.split(text, maxsplit=1)[0])
 
 
 class _TimeoutHttpClient:

@@ -24,6 +24,7 @@ import requests
 from m365watch import __version__
 from m365watch.errors import GraphError, NotFoundError
 from m365watch.models import is_issue_id
+from m365watch.redact import first_line, one_line, redact_secrets, redact_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +46,6 @@ SNIPPET_LIMIT = 60
 
 _RETRY_AFTER_SECONDS = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*", re.ASCII)
 _NOT_EXIST = re.compile(r"does(?:n'?t| not) exist", re.IGNORECASE)
-# Belt and braces against echoed credentials (a debugging proxy can reflect headers).
-_BEARER = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]{16,}")
-_JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 
 @dataclass
@@ -130,7 +128,7 @@ class GraphClient:
     def get_issue(self, issue_id: str) -> dict[str, Any]:
         """Return one issue by id; raise NotFoundError if the tenant has no such issue."""
         if not isinstance(issue_id, str) or not is_issue_id(issue_id):
-            shown = _one_line(repr(issue_id), 40)
+            shown = one_line(repr(issue_id), 40)
             raise NotFoundError(
                 f"{shown} is not a service health issue id: expected two to four letters "
                 "followed by digits, such as EX1256020"
@@ -185,7 +183,7 @@ class GraphClient:
             # The bearer token goes with every page request: never send it elsewhere.
             shown = self._redact(urlsplit(absolute).hostname or "?")
             self._fail(
-                f"Graph's next-page link points to {_one_line(shown, 80)}, not {self._host}; "
+                f"Graph's next-page link points to {one_line(shown, 80)}, not {self._host}; "
                 "refusing to send the access token there"
             )
         if absolute in seen:
@@ -212,10 +210,10 @@ class GraphClient:
         except ValueError as exc:
             content_type = response.headers.get("Content-Type", "none")
             # Redact before truncating: a cut token would no longer match.
-            snippet = _one_line(self._redact(response.text), SNIPPET_LIMIT)
+            snippet = one_line(self._redact(response.text), SNIPPET_LIMIT)
             self._fail(
                 f"Graph returned a response that is not JSON for {_path(url)} "
-                f"(HTTP {response.status_code}, Content-Type {_one_line(content_type, 60)}, "
+                f"(HTTP {response.status_code}, Content-Type {one_line(content_type, 60)}, "
                 f"starts {snippet!r}); a proxy or captive portal may be in the way",
                 exc,
             )
@@ -365,14 +363,11 @@ class GraphClient:
 
     def _scrub(self, message: str) -> str:
         """Make a message safe to show: no token, one line, bounded length."""
-        return _one_line(self._redact(message), 600)
+        return one_line(self._redact(message), 600)
 
     def _redact(self, text: str) -> str:
         """Remove the access token (and anything token-like) from text."""
-        if self._last_token:
-            text = text.replace(self._last_token, "***")
-        text = _BEARER.sub("Bearer ***", text)
-        return _JWT.sub("***", text)
+        return redact_tokens(redact_secrets(text, (self._last_token,)))
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -391,12 +386,6 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 def _path(url: str) -> str:
     """The URL path, for messages: short, and without query or host details."""
     return urlsplit(url).path or "/"
-
-
-def _one_line(text: str, limit: int) -> str:
-    """Collapse whitespace so a message stays on one line, then truncate."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def _status_text(status: int) -> str:
@@ -425,8 +414,7 @@ def _graph_error_message(
     text = _innermost_message(body.get("error"))
     if text is None:
         return None
-    first_line = next((line for line in redact(text).splitlines() if line.strip()), "")
-    return _one_line(first_line, MESSAGE_LIMIT) or None
+    return one_line(first_line(redact(text)), MESSAGE_LIMIT) or None
 
 
 def _innermost_message(value: Any, depth: int = 0) -> str | None:

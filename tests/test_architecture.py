@@ -13,7 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "m365watch"
 
-CORE = ("models", "diff", "render", "errors", "settings")
+CORE = ("models", "diff", "render", "errors", "settings", "redact")
 ADAPTERS = ("auth", "graph", "store", "notify", "config")
 # Standard-library helpers with I/O that several adapters share (so not core, not an adapter).
 SHARED = ("files",)
