@@ -204,7 +204,8 @@ def build_tokens(settings: Settings, *, session: Any = None, cache_dir: Path | N
 
     Its caches live beside the state, or in ``cache_dir``.
     """
-    from m365watch.auth import Certificate, ClientSecret, TokenProvider
+    from m365watch.auth import ClientSecret, TokenProvider
+    from m365watch.certificate import Certificate
 
     tenant = _tenant(settings)
     authority_host, graph_endpoint = _endpoints(settings)
@@ -846,7 +847,7 @@ def _credential_check(settings: Settings, now: datetime) -> DoctorCheck:
         return Check("credential", Status.FAIL, first_line(error))
     if tenant.certificate_path is None:
         return Check("credential", Status.PASS, "client secret is set (its value is not shown)")
-    from m365watch.auth import Certificate, load_certificate
+    from m365watch.certificate import Certificate, load_certificate
 
     try:
         _, info = load_certificate(

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "m365watch"
 
 CORE = ("models", "diff", "render", "errors", "settings", "redact")
-ADAPTERS = ("auth", "graph", "store", "notify", "config")
+ADAPTERS = ("auth", "certificate", "graph", "store", "notify", "config")
 # Standard-library helpers with I/O that several adapters share (so not core, not an adapter).
 SHARED = ("files",)
 HEAVY = ("apprise", "msal", "requests", "tinydb")

@@ -1,4 +1,7 @@
-"""Tests for m365watch.auth: real MSAL against identity endpoints mocked by `responses`."""
+"""Tests for m365watch.auth: real MSAL against identity endpoints mocked by `responses`.
+
+The helpers that build keys and certificates here serve tests/test_certificate.py too.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import logging
 import os
 import stat
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -19,17 +22,11 @@ import requests
 import responses
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from m365watch.auth import (
-    HTTP_CACHE_FILE,
-    TOKEN_CACHE_FILE,
-    Certificate,
-    ClientSecret,
-    TokenProvider,
-    load_certificate,
-)
+from m365watch.auth import HTTP_CACHE_FILE, TOKEN_CACHE_FILE, ClientSecret, TokenProvider
+from m365watch.certificate import Certificate
 from m365watch.errors import AuthError, ConfigError
 from m365watch.settings import CLOUDS
 
@@ -324,110 +321,6 @@ def test_certificate_auth_posts_signed_assertion(
         audience=token_url(GLOBAL_HOST),
     )
     assert claims["iss"] == claims["sub"] == CLIENT_ID
-
-
-def test_load_certificate_returns_msal_credential_and_info(
-    tmp_path: Path, rsa_key: rsa.RSAPrivateKey
-) -> None:
-    cert = make_certificate(rsa_key, subject="m365watch prod")
-    other_key = ec.generate_private_key(ec.SECP256R1())
-    chain_extra = make_certificate(other_key, subject="some CA")
-    pem_path = write_pem(
-        tmp_path / "app.pem", cert_pem(chain_extra), key_pem(rsa_key, PASSWORD), cert_pem(cert)
-    )
-    credential, info = load_certificate(Certificate(pem_path, PASSWORD))
-
-    assert info.thumbprint.lower() == cert.fingerprint(hashes.SHA1()).hex()
-    assert info.not_after == NOT_AFTER
-    assert info.not_after.tzinfo is not None
-    assert info.not_after.utcoffset() == timedelta(0)
-    assert info.subject == "CN=m365watch prod"
-    assert credential["thumbprint"] == info.thumbprint
-    assert "ENCRYPTED" not in credential["private_key"]
-    assert credential["private_key"].startswith("-----BEGIN PRIVATE KEY-----")
-    # The app's own certificate comes first, whatever the order in the file.
-    first = x509.load_pem_x509_certificate(credential["public_certificate"].encode())
-    assert first == cert
-
-
-def test_password_for_unencrypted_key_is_harmless(
-    tmp_path: Path, rsa_key: rsa.RSAPrivateKey
-) -> None:
-    pem_path = write_pem(
-        tmp_path / "app.pem", key_pem(rsa_key), cert_pem(make_certificate(rsa_key))
-    )
-    credential, _ = load_certificate(Certificate(pem_path, "unneeded"))
-    assert credential["private_key"].startswith("-----BEGIN PRIVATE KEY-----")
-
-
-# -- 8. certificate errors -------------------------------------------------------------
-
-
-def _cert_only(tmp_path: Path, key: rsa.RSAPrivateKey) -> Certificate:
-    return Certificate(write_pem(tmp_path / "app.pem", cert_pem(make_certificate(key))))
-
-
-def _key_only(tmp_path: Path, key: rsa.RSAPrivateKey) -> Certificate:
-    return Certificate(write_pem(tmp_path / "app.pem", key_pem(key)))
-
-
-def _wrong_password(tmp_path: Path, key: rsa.RSAPrivateKey) -> Certificate:
-    path = write_pem(tmp_path / "app.pem", key_pem(key, PASSWORD), cert_pem(make_certificate(key)))
-    return Certificate(path, "not the " + PASSWORD)
-
-
-def _no_password(tmp_path: Path, key: rsa.RSAPrivateKey) -> Certificate:
-    path = write_pem(tmp_path / "app.pem", key_pem(key, PASSWORD), cert_pem(make_certificate(key)))
-    return Certificate(path)
-
-
-def _mismatched(tmp_path: Path, key: rsa.RSAPrivateKey) -> Certificate:
-    other = ec.generate_private_key(ec.SECP256R1())
-    return Certificate(
-        write_pem(tmp_path / "app.pem", key_pem(key), cert_pem(make_certificate(other)))
-    )
-
-
-def _ec_key(tmp_path: Path, key: rsa.RSAPrivateKey) -> Certificate:
-    other = ec.generate_private_key(ec.SECP256R1())
-    path = write_pem(tmp_path / "app.pem", key_pem(other), cert_pem(make_certificate(other)))
-    return Certificate(path)
-
-
-def _missing(tmp_path: Path, key: rsa.RSAPrivateKey) -> Certificate:
-    return Certificate(tmp_path / "nowhere.pem", PASSWORD)
-
-
-def _garbage(tmp_path: Path, key: rsa.RSAPrivateKey) -> Certificate:
-    return Certificate(write_pem(tmp_path / "app.pem", b"\x00\xffnot a pem file"))
-
-
-@pytest.mark.parametrize(
-    ("build", "expected"),
-    [
-        (_missing, "cannot read certificate file"),
-        (_garbage, "no PEM private key"),
-        (_cert_only, "no PEM private key"),
-        (_key_only, "no PEM certificate"),
-        (_wrong_password, "password is wrong"),
-        (_no_password, "encrypted; set the certificate password"),
-        (_mismatched, "matches its private key"),
-        (_ec_key, "not an RSA key"),
-    ],
-    ids=lambda v: getattr(v, "__name__", "").strip("_") or None,
-)
-def test_load_certificate_errors(
-    tmp_path: Path, rsa_key: rsa.RSAPrivateKey, build: Any, expected: str
-) -> None:
-    cert = build(tmp_path, rsa_key)
-    with pytest.raises(ConfigError) as info:
-        load_certificate(cert)
-    message = str(info.value)
-    assert expected in message
-    assert str(cert.pem_path) in message
-    assert "\n" not in message
-    assert PASSWORD not in message
-    assert "BEGIN" not in message
 
 
 def test_unusable_certificate_fails_get_token_with_config_error(
