@@ -2,9 +2,9 @@
 
 `TokenProvider.get_token` returns a bearer token for Microsoft Graph. MSAL's
 token cache and its HTTP (discovery) cache are both persisted under
-``cache_dir``, so a run within a token's life makes no request at all to the
-identity platform. Library errors are translated here into `AuthError` and
-`ConfigError` messages that say what to fix; they never carry a secret.
+``cache_dir`` (see `m365watch.msal_cache`), so a run within a token's life
+makes no request at all to the identity platform. MSAL's errors are translated
+here into `AuthError` messages that say what to fix; they never carry a secret.
 """
 
 from __future__ import annotations
@@ -24,17 +24,11 @@ import msal
 import requests
 from msal.exceptions import MsalServiceError
 
-from m365watch import files
 from m365watch.errors import AuthError, ConfigError
+from m365watch.msal_cache import CACHE_CORRUPTION_ERRORS, MsalCaches
 from m365watch.redact import first_line, first_sentence, redact_secrets
 
 logger = logging.getLogger(__name__)
-
-TOKEN_CACHE_FILE = "msal_token_cache.json"
-HTTP_CACHE_FILE = "msal_http_cache.json"
-
-# The bookkeeping key of MSAL's _ExpiringMapping inside http_cache (msal/individual_cache.py).
-_HTTP_CACHE_INDEX = "_index_"
 
 _AADSTS = re.compile(r"AADSTS(\d+)")
 _AADSTS_PREFIX = re.compile(r"^\s*AADSTS\d+:\s*")
@@ -43,8 +37,6 @@ _TRACE_TAIL = re.compile(r"\s(?:Trace ID|Correlation ID|Timestamp):")
 # Entra error codes that mean "no such tenant" and "this certificate is not accepted".
 _TENANT_CODES = frozenset({90002, 900023, 50059})
 _CERTIFICATE_CODES = frozenset({700027, 7000274, 7000214, 7000277, 1000502})
-# What MSAL raises when a persisted cache holds well-formed nonsense.
-_CACHE_CORRUPTION_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError)
 
 
 @dataclass(frozen=True)
@@ -116,7 +108,6 @@ class TokenProvider:
         self._credential = credential
         self._authority_host = authority_host.rstrip("/")
         self._graph_endpoint = graph_endpoint.rstrip("/")
-        self._cache_dir = cache_dir
         # requests.Session() keeps trust_env on: HTTPS_PROXY and REQUESTS_CA_BUNDLE apply.
         self._session = session if session is not None else requests.Session()
         self._timeout = timeout
@@ -124,9 +115,7 @@ class TokenProvider:
         self._lock = threading.Lock()
         self._app: Any = None
         self._thumbprint: str | None = None
-        self._token_cache = msal.SerializableTokenCache()
-        self._http_cache: dict[str, Any] = {}
-        self._http_cache_saved = ""
+        self._caches = MsalCaches(cache_dir)
         self._caches_loaded = False
 
     @property
@@ -148,14 +137,14 @@ class TokenProvider:
         with self._lock:
             loaded_from_disk = False
             if not self._caches_loaded:
-                loaded_from_disk = self._load_caches()
+                loaded_from_disk = self._caches.load()
                 self._caches_loaded = True
             try:
                 with self._translate_errors():
                     result = self._acquire(may_discard_caches=loaded_from_disk)
             finally:
                 # Even a failed attempt may have taught MSAL the tenant's discovery document.
-                self._save_caches()
+                self._caches.save()
         if not isinstance(result, Mapping) or not isinstance(result.get("access_token"), str):
             raise AuthError(self._describe_failure(result if isinstance(result, Mapping) else {}))
         logger.debug("access token for %s from %s", self.scope, result.get("token_source", "?"))
@@ -169,15 +158,13 @@ class TokenProvider:
             if self._app is None:
                 self._app = self._create_app()
             return self._app.acquire_token_for_client(scopes=[self.scope])
-        except _CACHE_CORRUPTION_ERRORS as exc:
+        except CACHE_CORRUPTION_ERRORS as exc:
             # MSAL trusts its caches; a well-formed file with nonsense inside (a damaged
             # expiry, a discovery document that is not JSON) surfaces here. Start afresh once.
             if not may_discard_caches:
                 raise
             logger.debug("discarding the persisted MSAL caches after %s", type(exc).__name__)
-            self._token_cache.deserialize(None)
-            self._token_cache.has_state_changed = True  # so the damaged file gets replaced
-            self._http_cache.clear()
+            self._caches.discard()
             self._app = None
             return self._acquire(may_discard_caches=False)
 
@@ -195,8 +182,8 @@ class TokenProvider:
             self._client_id,
             client_credential=client_credential,
             authority=self.authority,
-            token_cache=self._token_cache,
-            http_cache=self._http_cache,
+            token_cache=self._caches.token_cache,
+            http_cache=self._caches.http_cache,
             # MSAL applies its own timeout only to a session it creates itself.
             http_client=_TimeoutHttpClient(self._session, self._timeout),
             # Always off: for a host MSAL does not know it would validate the authority
@@ -341,48 +328,6 @@ class TokenProvider:
             return [self._credential.value] if self._credential.value else []
         return [self._credential.password] if self._credential.password else []
 
-    # -- cache persistence ------------------------------------------------------
-
-    def _load_caches(self) -> bool:
-        """Fill MSAL's caches from disk; True when either file contributed anything."""
-        loaded = False
-        token_text = _read_cache_file(self._cache_dir / TOKEN_CACHE_FILE)
-        if token_text is not None:
-            try:
-                state = json.loads(token_text)
-                _check_token_cache_shape(state)
-                self._token_cache.deserialize(token_text)
-                loaded = bool(state)
-            except (ValueError, TypeError) as exc:
-                logger.debug("ignoring unreadable MSAL token cache: %s", type(exc).__name__)
-        http_text = _read_cache_file(self._cache_dir / HTTP_CACHE_FILE)
-        if http_text is not None:
-            try:
-                self._http_cache.update(_http_cache_from_json(json.loads(http_text)))
-                loaded = loaded or bool(self._http_cache)
-            except (ValueError, TypeError) as exc:
-                logger.debug("ignoring unreadable MSAL HTTP cache: %s", type(exc).__name__)
-        self._http_cache_saved = _dump_json(_http_cache_to_json(self._http_cache))
-        return loaded
-
-    def _save_caches(self) -> None:
-        # A cache that cannot be written costs one sign-in next run; it must not fail this one.
-        if self._token_cache.has_state_changed:
-            try:
-                _write_private_file(
-                    self._cache_dir / TOKEN_CACHE_FILE, self._token_cache.serialize()
-                )
-            except OSError as exc:
-                self._token_cache.has_state_changed = True  # serialize() cleared it; retry later
-                logger.warning("cannot write the MSAL token cache in %s: %s", self._cache_dir, exc)
-        http_text = _dump_json(_http_cache_to_json(self._http_cache))
-        if http_text != self._http_cache_saved:
-            try:
-                _write_private_file(self._cache_dir / HTTP_CACHE_FILE, http_text)
-                self._http_cache_saved = http_text
-            except OSError as exc:
-                logger.warning("cannot write the MSAL HTTP cache in %s: %s", self._cache_dir, exc)
-
 
 def _aadsts_code(result: Mapping[str, Any], description: str) -> int | None:
     codes = result.get("error_codes")
@@ -415,106 +360,3 @@ class _TimeoutHttpClient:
 
     def close(self) -> None:
         self._session.close()
-
-
-class _CachedResponse:
-    """A discovery or throttling answer restored from the HTTP cache file.
-
-    It has the shape of MSAL's NormalizedResponse, which is what MSAL stores.
-    """
-
-    def __init__(self, status_code: int, text: str, headers: dict[str, str]) -> None:
-        self.status_code = status_code
-        self.text = text
-        self.headers = headers
-
-    def raise_for_status(self) -> None:
-        if self.status_code >= 400:
-            raise MsalServiceError(
-                f"HTTP Error: {self.status_code}", error=None, error_description=None
-            )
-
-
-def _http_cache_to_json(cache: Mapping[str, Any]) -> dict[str, Any]:
-    # JSON rather than pickle: a tampered or corrupt file then cannot run code.
-    out: dict[str, Any] = {}
-    for key, value in cache.items():
-        if key == _HTTP_CACHE_INDEX:
-            out[key] = value
-        elif all(hasattr(value, name) for name in ("status_code", "text", "headers")):
-            out[key] = {
-                "status_code": int(value.status_code),
-                "text": str(value.text),
-                # Cookies are session state, not discovery data; keep them off disk.
-                "headers": {
-                    str(k): str(v) for k, v in dict(value.headers).items() if k != "set-cookie"
-                },
-            }
-        else:
-            logger.debug("not persisting an MSAL HTTP cache entry of type %s", type(value))
-    return out
-
-
-def _http_cache_from_json(data: Any) -> dict[str, Any]:
-    """Rebuild MSAL's http_cache from its JSON form; ValueError when the shape is wrong."""
-    if not isinstance(data, dict):
-        raise ValueError("not an object")
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if key == _HTTP_CACHE_INDEX:
-            sequence, timestamps = value
-            if not isinstance(sequence, list) or not isinstance(timestamps, dict):
-                raise ValueError("bad index")
-            for expires_at, created_at, entry_key in sequence:
-                if not (
-                    isinstance(expires_at, int)
-                    and isinstance(created_at, int)
-                    and isinstance(entry_key, str)
-                ):
-                    raise ValueError("bad index entry")
-            for stamp in timestamps.values():
-                if not (
-                    isinstance(stamp, list)
-                    and len(stamp) == 2
-                    and all(isinstance(n, int) for n in stamp)
-                ):
-                    raise ValueError("bad index timestamp")
-            out[key] = (sequence, timestamps)
-        elif (
-            isinstance(value, dict)
-            and isinstance(value.get("status_code"), int)
-            and isinstance(value.get("text"), str)
-            and isinstance(value.get("headers"), dict)
-        ):
-            out[key] = _CachedResponse(value["status_code"], value["text"], value["headers"])
-        else:
-            raise ValueError("bad entry")
-    return out
-
-
-def _check_token_cache_shape(data: Any) -> None:
-    # MSAL trusts whatever deserialize() gets; a wrong shape would crash it later.
-    if not isinstance(data, dict) or not all(
-        isinstance(section, dict) and all(isinstance(e, dict) for e in section.values())
-        for section in data.values()
-    ):
-        raise ValueError("not an MSAL token cache")
-
-
-def _dump_json(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, indent=1)
-
-
-def _read_cache_file(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        logger.debug("ignoring unreadable cache file %s: %s", path, type(exc).__name__)
-        return None
-
-
-def _write_private_file(path: Path, text: str) -> None:
-    """Atomically replace ``path`` with a 0600 file, creating its folder 0700."""
-    files.write_private_file(path, text.encode("utf-8"))

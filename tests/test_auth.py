@@ -8,8 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
-import stat
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,9 +23,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from m365watch.auth import HTTP_CACHE_FILE, TOKEN_CACHE_FILE, ClientSecret, TokenProvider
+from m365watch.auth import ClientSecret, TokenProvider
 from m365watch.certificate import Certificate
 from m365watch.errors import AuthError, ConfigError
+from m365watch.msal_cache import HTTP_CACHE_FILE, TOKEN_CACHE_FILE
 from m365watch.settings import CLOUDS
 
 TENANT = "contoso.onmicrosoft.com"
@@ -203,10 +202,6 @@ def jwt_header(assertion: str) -> dict[str, Any]:
     return decoded
 
 
-def mode(path: Path) -> int:
-    return stat.S_IMODE(path.stat().st_mode)
-
-
 # -- public value objects --------------------------------------------------------
 
 
@@ -330,109 +325,6 @@ def test_unusable_certificate_fails_get_token_with_config_error(
     with pytest.raises(ConfigError, match=r"missing\.pem"):
         tp.get_token()
     assert len(rsps.calls) == 0
-
-
-# -- 3. persisted caches ------------------------------------------------------------------
-
-
-def test_second_provider_makes_no_http_request(tmp_path: Path) -> None:
-    cache_dir = tmp_path / "state" / "cache"
-    with responses.RequestsMock() as rsps:
-        mock_identity(rsps)
-        assert provider(cache_dir).get_token() == TOKEN
-        assert len(rsps.calls) == 2
-
-    assert mode(cache_dir) == 0o700
-    token_file, http_file = cache_dir / TOKEN_CACHE_FILE, cache_dir / HTTP_CACHE_FILE
-    assert mode(token_file) == 0o600
-    assert mode(http_file) == 0o600
-    assert SECRET not in token_file.read_text() + http_file.read_text()
-    assert TOKEN not in http_file.read_text()  # tokens live only in the token cache
-    before = {p: p.stat().st_ino for p in (token_file, http_file)}
-    assert sorted(os.listdir(cache_dir)) == [HTTP_CACHE_FILE, TOKEN_CACHE_FILE]  # no temp left
-
-    # A new process: no mocks registered, so any request at all would fail the test.
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        assert provider(cache_dir).get_token() == TOKEN
-        assert len(rsps.calls) == 0
-    # Nothing changed, so neither file was rewritten (os.replace would give a new inode).
-    assert {p: p.stat().st_ino for p in (token_file, http_file)} == before
-
-
-def test_cached_discovery_saves_the_get_when_the_token_expired(tmp_path: Path) -> None:
-    with responses.RequestsMock() as rsps:
-        mock_identity(
-            rsps, token_body={"token_type": "Bearer", "expires_in": 0, "access_token": "old"}
-        )
-        assert provider(tmp_path).get_token() == "old"
-    with responses.RequestsMock() as rsps:
-        rsps.post(
-            token_url(GLOBAL_HOST),
-            json={"token_type": "Bearer", "expires_in": 3599, "access_token": TOKEN},
-        )
-        assert provider(tmp_path).get_token() == TOKEN
-        assert [c.request.method for c in rsps.calls] == ["POST"]
-
-
-def test_cache_files_replace_wider_permissions(
-    tmp_path: Path, rsps: responses.RequestsMock
-) -> None:
-    cache_file = tmp_path / TOKEN_CACHE_FILE
-    cache_file.write_text("{}")
-    cache_file.chmod(0o644)
-    mock_identity(rsps)
-    provider(tmp_path).get_token()
-    assert mode(cache_file) == 0o600
-
-
-# -- 6. corrupt caches ---------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("token_text", "http_text"),
-    [
-        ("not json at all", "{{{"),
-        ("[]", "[]"),
-        ('{"AccessToken": 5}', '{"_index_": 3}'),
-        ('{"AccessToken": {"k": "v"}}', '{"GET x": {"status_code": "200"}}'),
-        ("", '{"_index_": [[["soon", 0, "k"]], {}]}'),
-    ],
-    ids=["garbage", "json-list", "wrong-types", "wrong-entries", "empty-and-bad-index"],
-)
-def test_corrupt_cache_files_are_ignored_and_replaced(
-    tmp_path: Path,
-    rsps: responses.RequestsMock,
-    caplog: pytest.LogCaptureFixture,
-    token_text: str,
-    http_text: str,
-) -> None:
-    (tmp_path / TOKEN_CACHE_FILE).write_text(token_text)
-    (tmp_path / HTTP_CACHE_FILE).write_text(http_text)
-    mock_identity(rsps)
-    with caplog.at_level(logging.DEBUG, logger="m365watch.auth"):
-        assert provider(tmp_path).get_token() == TOKEN
-    assert len(rsps.calls) == 2
-    assert "ignoring unreadable" in caplog.text
-    # Both files were rewritten with something the next run can use.
-    json.loads((tmp_path / TOKEN_CACHE_FILE).read_text())
-    json.loads((tmp_path / HTTP_CACHE_FILE).read_text())
-
-
-def test_binary_cache_file_is_ignored(tmp_path: Path, rsps: responses.RequestsMock) -> None:
-    (tmp_path / HTTP_CACHE_FILE).write_bytes(b"\x80\x04\x95pickle\xff")
-    mock_identity(rsps)
-    assert provider(tmp_path).get_token() == TOKEN
-
-
-def test_unwritable_cache_dir_does_not_fail_the_sign_in(
-    tmp_path: Path, rsps: responses.RequestsMock, caplog: pytest.LogCaptureFixture
-) -> None:
-    blocker = tmp_path / "file-not-dir"
-    blocker.write_text("")
-    mock_identity(rsps)
-    with caplog.at_level(logging.WARNING, logger="m365watch.auth"):
-        assert provider(blocker / "cache").get_token() == TOKEN
-    assert "cannot write the MSAL token cache" in caplog.text
 
 
 # -- 4. AADSTS errors -------------------------------------------------------------------------
