@@ -34,9 +34,60 @@ _AADSTS = re.compile(r"AADSTS(\d+)")
 _AADSTS_PREFIX = re.compile(r"^\s*AADSTS\d+:\s*")
 # Entra appends these after the description proper; none of it helps the reader.
 _TRACE_TAIL = re.compile(r"\s(?:Trace ID|Correlation ID|Timestamp):")
-# Entra error codes that mean "no such tenant" and "this certificate is not accepted".
-_TENANT_CODES = frozenset({90002, 900023, 50059})
-_CERTIFICATE_CODES = frozenset({700027, 7000274, 7000214, 7000277, 1000502})
+
+_TENANT_NOT_FOUND = (
+    "tenant {tenant_id!r} was not found; "
+    "check tenant_id and that the cloud setting matches the tenant"
+)
+_CERTIFICATE_REJECTED = (
+    "{certificate} was rejected; upload it to the app registration under Certificates "
+    "& secrets, and check it has not expired or been revoked"
+)
+_CONSENT_MISSING = (
+    "admin consent is missing; an administrator must grant admin consent "
+    "for ServiceHealth.Read.All in the app registration's API permissions"
+)
+# What to fix for each Entra (AADSTS) error code. The {fields} come from the settings;
+# {certificate} names the certificate with its thumbprint when one is in use.
+ADVICE: dict[int, str] = {
+    7000215: (
+        "the client secret is wrong; copy the secret's Value (not its ID) from the app registration"
+    ),
+    7000222: (
+        "the client secret has expired; create a new one under Certificates & "
+        "secrets in the app registration and update the configuration"
+    ),
+    700016: (
+        "application {client_id} was not found in tenant {tenant_id}; "
+        "check client_id and tenant_id, and that the app lives in this cloud"
+    ),
+    90002: _TENANT_NOT_FOUND,
+    900023: _TENANT_NOT_FOUND,
+    50059: _TENANT_NOT_FOUND,
+    700027: _CERTIFICATE_REJECTED,
+    7000274: _CERTIFICATE_REJECTED,
+    7000214: _CERTIFICATE_REJECTED,
+    7000277: _CERTIFICATE_REJECTED,
+    1000502: _CERTIFICATE_REJECTED,
+    700024: "the client assertion is outside its valid time range; check the system clock",
+    7000112: "application {client_id} is disabled in tenant {tenant_id}",
+    500011: (
+        "{graph_endpoint} is not available to this tenant; "
+        "check that the cloud setting matches the tenant"
+    ),
+    65001: _CONSENT_MISSING,
+    7000229: _CONSENT_MISSING,
+}
+
+
+def advice_for(code: int | None, description: str) -> str | None:
+    """The `ADVICE` template for an Entra error code, or None when there is none.
+
+    A description that mentions consent gets the consent advice even without a known code.
+    """
+    if code in ADVICE:
+        return ADVICE[code]
+    return _CONSENT_MISSING if "consent" in description.lower() else None
 
 
 @dataclass(frozen=True)
@@ -237,7 +288,7 @@ class TokenProvider:
         texts = [str(exc)] + [str(e) for e in (exc.__context__, exc.__cause__) if e]
         for text in texts:
             match = _AADSTS.search(text)
-            if match and int(match.group(1)) in _TENANT_CODES:
+            if match and ADVICE.get(int(match.group(1))) is _TENANT_NOT_FOUND:
                 return self._tenant_unknown(int(match.group(1)))
         if any(isinstance(e, json.JSONDecodeError) for e in (exc, exc.__context__)):
             return (
@@ -275,49 +326,18 @@ class TokenProvider:
         return self._redact(f"{prefix}: {detail}")
 
     def _advice(self, code: int | None, description: str) -> str | None:
-        cert = "the certificate"
+        template = advice_for(code, description)
+        if template is None:
+            return None
+        certificate = "the certificate"
         if self._thumbprint:
-            cert += f" (thumbprint {self._thumbprint})"
-        if code == 7000215:
-            return (
-                "the client secret is wrong; copy the secret's Value "
-                "(not its ID) from the app registration"
-            )
-        if code == 7000222:
-            return (
-                "the client secret has expired; create a new one under Certificates & "
-                "secrets in the app registration and update the configuration"
-            )
-        if code == 700016:
-            return (
-                f"application {self._client_id} was not found in tenant {self._tenant_id}; "
-                "check client_id and tenant_id, and that the app lives in this cloud"
-            )
-        if code in _TENANT_CODES:
-            return (
-                f"tenant {self._tenant_id!r} was not found; "
-                "check tenant_id and that the cloud setting matches the tenant"
-            )
-        if code in _CERTIFICATE_CODES:
-            return (
-                f"{cert} was rejected; upload it to the app registration under Certificates "
-                "& secrets, and check it has not expired or been revoked"
-            )
-        if code == 700024:
-            return "the client assertion is outside its valid time range; check the system clock"
-        if code == 7000112:
-            return f"application {self._client_id} is disabled in tenant {self._tenant_id}"
-        if code == 500011:
-            return (
-                f"{self._graph_endpoint} is not available to this tenant; "
-                "check that the cloud setting matches the tenant"
-            )
-        if code in (65001, 7000229) or "consent" in description.lower():
-            return (
-                "admin consent is missing; an administrator must grant admin consent "
-                "for ServiceHealth.Read.All in the app registration's API permissions"
-            )
-        return None
+            certificate += f" (thumbprint {self._thumbprint})"
+        return template.format(
+            tenant_id=self._tenant_id,
+            client_id=self._client_id,
+            graph_endpoint=self._graph_endpoint,
+            certificate=certificate,
+        )
 
     def _redact(self, text: str) -> str:
         # Belt and braces: nothing from the server should echo a secret, but make sure.

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from m365watch.auth import ClientSecret, TokenProvider
+from m365watch.auth import ADVICE, ClientSecret, TokenProvider, advice_for
 from m365watch.certificate import Certificate
 from m365watch.errors import AuthError, ConfigError
 from m365watch.msal_cache import HTTP_CACHE_FILE, TOKEN_CACHE_FILE
@@ -368,6 +368,35 @@ def test_aadsts_errors_become_one_line_auth_errors(
         f"/{TENANT}/v2.0/.well-known/openid-configuration",
         f"/{TENANT_GUID}/oauth2/v2.0/token",
     ]
+
+
+@pytest.mark.parametrize("code", sorted(ADVICE), ids=str)
+def test_every_advice_fills_in_and_stays_on_one_line(code: int) -> None:
+    fields = {
+        "tenant_id": TENANT,
+        "client_id": CLIENT_ID,
+        "graph_endpoint": GLOBAL_GRAPH,
+        "certificate": "the certificate",
+    }
+    advice = ADVICE[code].format(**fields)
+    assert "{" not in advice and "\n" not in advice
+    assert "; " in advice or code == 7000112  # what happened; what to do
+
+
+@pytest.mark.parametrize(
+    ("code", "description", "expected"),
+    [
+        (7000215, "The user has not consented.", ADVICE[7000215]),
+        (None, "Admin CONSENT is required.", ADVICE[65001]),
+        (1234, "Something else.", None),
+        (None, "", None),
+    ],
+    ids=["code-wins-over-wording", "consent-wording", "unknown-code", "nothing"],
+)
+def test_advice_for_reads_the_table(
+    code: int | None, description: str, expected: str | None
+) -> None:
+    assert advice_for(code, description) == expected
 
 
 def test_consent_wording_without_code_is_recognised(
