@@ -24,7 +24,7 @@ import msal
 import requests
 from msal.exceptions import MsalServiceError
 
-from m365watch.errors import AuthError, ConfigError
+from m365watch.errors import AuthError
 from m365watch.msal_cache import CACHE_CORRUPTION_ERRORS, MsalCaches
 from m365watch.redact import first_line, first_sentence, redact_secrets
 
@@ -137,23 +137,11 @@ class TokenProvider:
         session: requests.Session | None = None,
         timeout: float = 30.0,
     ) -> None:
-        """Check the settings' shape (raising `ConfigError`); do no I/O."""
-        for name, value in (("tenant_id", tenant_id), ("client_id", client_id)):
-            if not value or not re.fullmatch(r"[A-Za-z0-9._-]+", value):
-                raise ConfigError(
-                    f"{name} must be a GUID or domain name, got {value!r}; "
-                    "copy it from the app registration's Overview page"
-                )
-        for name, url in (("authority host", authority_host), ("Graph endpoint", graph_endpoint)):
-            parts = urlsplit(url)
-            if parts.scheme != "https" or not parts.hostname or parts.path.strip("/"):
-                raise ConfigError(f"{name} must look like https://host, got {url!r}")
-        if tenant_id.lower() in ("common", "organizations", "consumers"):
-            raise ConfigError(
-                f"tenant_id must name your tenant (its ID or domain), not {tenant_id!r}"
-            )
-        if isinstance(credential, ClientSecret) and not credential.value:
-            raise ConfigError("the client secret is empty; set the secret's Value")
+        """Keep the settings; do no I/O.
+
+        The values are taken as `m365watch.config` validated them: a tenant GUID or
+        domain, a client GUID, a non-empty secret, and ``https://host`` URLs.
+        """
         self._tenant_id = tenant_id
         self._client_id = client_id
         self._credential = credential

@@ -219,39 +219,6 @@ def test_scope_and_no_io_before_first_token(tmp_path: Path, rsps: responses.Requ
     assert not cache_dir.exists()
 
 
-@pytest.mark.parametrize(
-    ("field", "value"),
-    [
-        ("authority_host", "login.microsoftonline.com"),
-        ("authority_host", "http://login.microsoftonline.com"),
-        ("authority_host", "https://login.microsoftonline.com/contoso"),
-        ("graph_endpoint", "graph.microsoft.com"),
-        ("tenant_id", ""),
-        ("tenant_id", "contoso/extra"),
-        ("tenant_id", "common"),
-        ("client_id", " "),
-    ],
-    ids=lambda v: str(v),
-)
-def test_malformed_settings_raise_config_error(tmp_path: Path, field: str, value: str) -> None:
-    kwargs: dict[str, Any] = {
-        "tenant_id": TENANT,
-        "client_id": CLIENT_ID,
-        "credential": ClientSecret(SECRET),
-        "authority_host": GLOBAL_HOST,
-        "graph_endpoint": GLOBAL_GRAPH,
-        "cache_dir": tmp_path,
-        field: value,
-    }
-    with pytest.raises(ConfigError):
-        TokenProvider(**kwargs)
-
-
-def test_empty_secret_raises_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="secret is empty"):
-        provider(tmp_path, credential=ClientSecret(""))
-
-
 # -- 1. client secret ----------------------------------------------------------------
 
 
