@@ -9,12 +9,11 @@ here into `AuthError` messages that say what to fix; they never carry a secret.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -179,8 +178,7 @@ class TokenProvider:
                 loaded_from_disk = self._caches.load()
                 self._caches_loaded = True
             try:
-                with self._translate_errors():
-                    result = self._acquire(may_discard_caches=loaded_from_disk)
+                result = self._acquire(may_discard_caches=loaded_from_disk)
             finally:
                 # Even a failed attempt may have taught MSAL the tenant's discovery document.
                 self._caches.save()
@@ -193,19 +191,27 @@ class TokenProvider:
     # -- MSAL application ---------------------------------------------------
 
     def _acquire(self, *, may_discard_caches: bool) -> Any:
+        """MSAL's answer to a token request, creating its app first if need be.
+
+        Only what the MSAL calls raise becomes `AuthError`; the certificate is read
+        before them, so its `ConfigError` (and any bug of ours) passes unchanged.
+        """
+        client_credential = self._client_credential() if self._app is None else None
         try:
-            if self._app is None:
-                self._app = self._create_app()
+            if client_credential is not None:
+                self._app = self._create_app(client_credential)
             return self._app.acquire_token_for_client(scopes=[self.scope])
         except CACHE_CORRUPTION_ERRORS as exc:
             # MSAL trusts its caches; a well-formed file with nonsense inside (a damaged
             # expiry, a discovery document that is not JSON) surfaces here. Start afresh once.
             if not may_discard_caches:
-                raise
+                raise self._auth_error(exc) from exc
             logger.debug("discarding the persisted MSAL caches after %s", type(exc).__name__)
             self._caches.discard()
             self._app = None
             return self._acquire(may_discard_caches=False)
+        except (requests.RequestException, MsalServiceError) as exc:
+            raise self._auth_error(exc) from exc
 
     def _client_credential(self) -> str | dict[str, str]:
         if isinstance(self._credential, ClientSecret):
@@ -214,9 +220,8 @@ class TokenProvider:
         self._thumbprint = info.thumbprint
         return credential
 
-    def _create_app(self) -> Any:
-        # The certificate's ConfigError is no ValueError: _translate_errors lets it through.
-        client_credential = self._client_credential()
+    def _create_app(self, client_credential: str | dict[str, str]) -> Any:
+        # The constructor already talks to the network: it fetches the discovery document.
         return msal.ConfidentialClientApplication(
             self._client_id,
             client_credential=client_credential,
@@ -232,43 +237,39 @@ class TokenProvider:
             instance_discovery=False,
         )
 
-    @contextlib.contextmanager
-    def _translate_errors(self) -> Iterator[None]:
+    def _auth_error(self, exc: Exception) -> AuthError:
+        """What an exception from an MSAL call means for the user, as one `AuthError`."""
         host = self._host
-        try:
-            yield
-        except requests.Timeout as exc:
-            raise AuthError(
+        # Most specific first: ProxyError, SSLError and ConnectTimeout are ConnectionErrors.
+        if isinstance(exc, requests.Timeout):
+            message = (
                 f"cannot reach {host}: no answer within {self._timeout:g} s; "
                 "check the network and HTTPS_PROXY"
-            ) from exc
-        except requests.exceptions.ProxyError as exc:
-            raise AuthError(
-                f"cannot reach {host}: the proxy refused the connection; check HTTPS_PROXY"
-            ) from exc
-        except requests.exceptions.SSLError as exc:
-            raise AuthError(
+            )
+        elif isinstance(exc, requests.exceptions.ProxyError):
+            message = f"cannot reach {host}: the proxy refused the connection; check HTTPS_PROXY"
+        elif isinstance(exc, requests.exceptions.SSLError):
+            message = (
                 f"cannot reach {host}: TLS verification failed; if a proxy inspects TLS, "
                 "point REQUESTS_CA_BUNDLE at its CA certificate"
-            ) from exc
-        except requests.ConnectionError as exc:
-            raise AuthError(
+            )
+        elif isinstance(exc, requests.ConnectionError):
+            message = (
                 f"cannot reach {host}: connection failed; check DNS, the firewall and HTTPS_PROXY"
-            ) from exc
-        except requests.RequestException as exc:
-            raise AuthError(f"cannot reach {host}: {type(exc).__name__}") from exc
-        except MsalServiceError as exc:
-            raise AuthError(
-                f"{host} answered with an error ({self._redact(str(exc))}); try again later"
-            ) from exc
-        except ValueError as exc:
-            raise AuthError(self._describe_value_error(exc)) from exc
-        except (AttributeError, KeyError, TypeError, IndexError) as exc:
+            )
+        elif isinstance(exc, requests.RequestException):
+            message = f"cannot reach {host}: {type(exc).__name__}"
+        elif isinstance(exc, MsalServiceError):
+            message = f"{host} answered with an error ({self._redact(str(exc))}); try again later"
+        elif isinstance(exc, ValueError):
+            message = self._describe_value_error(exc)
+        else:
             # MSAL trusts the shape of what the server sends (a JSON string or list breaks it).
-            raise AuthError(
+            message = (
                 f"{host} answered in a shape MSAL cannot read ({type(exc).__name__}); "
                 "a proxy in the way? check HTTPS_PROXY, or try again later"
-            ) from exc
+            )
+        return AuthError(message)
 
     def _describe_value_error(self, exc: ValueError) -> str:
         # MSAL raises ValueError for a tenant its discovery endpoint does not know and

@@ -294,6 +294,26 @@ def test_unusable_certificate_fails_get_token_with_config_error(
     assert len(rsps.calls) == 0
 
 
+class _FaultyCertificate:
+    """A certificate credential whose loading has a bug (raises KeyError)."""
+
+    password = None
+
+    def load(self) -> Any:
+        raise KeyError("a bug in our own code")
+
+
+def test_only_the_msal_calls_are_translated_into_auth_errors(
+    tmp_path: Path, rsps: responses.RequestsMock
+) -> None:
+    # A KeyError from MSAL means "the server's answer had an odd shape"; from our own
+    # code it is a bug, and must not be dressed up as a sign-in failure.
+    mock_identity(rsps)
+    with pytest.raises(KeyError, match="a bug in our own code"):
+        provider(tmp_path, credential=_FaultyCertificate()).get_token()  # type: ignore[arg-type]
+    assert len(rsps.calls) == 0
+
+
 # -- 4. AADSTS errors -------------------------------------------------------------------------
 
 
