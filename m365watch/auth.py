@@ -2,51 +2,91 @@
 
 `TokenProvider.get_token` returns a bearer token for Microsoft Graph. MSAL's
 token cache and its HTTP (discovery) cache are both persisted under
-``cache_dir``, so a run within a token's life makes no request at all to the
-identity platform. Library errors are translated here into `AuthError` and
-`ConfigError` messages that say what to fix; they never carry a secret.
+``cache_dir`` (see `m365watch.msal_cache`), so a run within a token's life
+makes no request at all to the identity platform. MSAL's errors are translated
+here into `AuthError` messages that say what to fix; they never carry a secret.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import msal
 import requests
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from msal.exceptions import MsalServiceError
 
-from m365watch import files
-from m365watch.errors import AuthError, ConfigError
+from m365watch.errors import AuthError
+from m365watch.msal_cache import CACHE_CORRUPTION_ERRORS, MsalCaches
+from m365watch.redact import first_line, first_sentence, redact_secrets
 
 logger = logging.getLogger(__name__)
 
-TOKEN_CACHE_FILE = "msal_token_cache.json"
-HTTP_CACHE_FILE = "msal_http_cache.json"
-
-# The bookkeeping key of MSAL's _ExpiringMapping inside http_cache (msal/individual_cache.py).
-_HTTP_CACHE_INDEX = "_index_"
-
-_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----", re.DOTALL)
 _AADSTS = re.compile(r"AADSTS(\d+)")
-# Entra error codes that mean "no such tenant" and "this certificate is not accepted".
-_TENANT_CODES = frozenset({90002, 900023, 50059})
-_CERTIFICATE_CODES = frozenset({700027, 7000274, 7000214, 7000277, 1000502})
-# What MSAL raises when a persisted cache holds well-formed nonsense.
-_CACHE_CORRUPTION_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError)
+_AADSTS_PREFIX = re.compile(r"^\s*AADSTS\d+:\s*")
+# Entra appends these after the description proper; none of it helps the reader.
+_TRACE_TAIL = re.compile(r"\s(?:Trace ID|Correlation ID|Timestamp):")
+
+_TENANT_NOT_FOUND = (
+    "tenant {tenant_id!r} was not found; "
+    "check tenant_id and that the cloud setting matches the tenant"
+)
+_CERTIFICATE_REJECTED = (
+    "{certificate} was rejected; upload it to the app registration under Certificates "
+    "& secrets, and check it has not expired or been revoked"
+)
+_CONSENT_MISSING = (
+    "admin consent is missing; an administrator must grant admin consent "
+    "for ServiceHealth.Read.All in the app registration's API permissions"
+)
+# What to fix for each Entra (AADSTS) error code. The {fields} come from the settings;
+# {certificate} names the certificate with its thumbprint when one is in use.
+ADVICE: dict[int, str] = {
+    7000215: (
+        "the client secret is wrong; copy the secret's Value (not its ID) from the app registration"
+    ),
+    7000222: (
+        "the client secret has expired; create a new one under Certificates & "
+        "secrets in the app registration and update the configuration"
+    ),
+    700016: (
+        "application {client_id} was not found in tenant {tenant_id}; "
+        "check client_id and tenant_id, and that the app lives in this cloud"
+    ),
+    90002: _TENANT_NOT_FOUND,
+    900023: _TENANT_NOT_FOUND,
+    50059: _TENANT_NOT_FOUND,
+    700027: _CERTIFICATE_REJECTED,
+    7000274: _CERTIFICATE_REJECTED,
+    7000214: _CERTIFICATE_REJECTED,
+    7000277: _CERTIFICATE_REJECTED,
+    1000502: _CERTIFICATE_REJECTED,
+    700024: "the client assertion is outside its valid time range; check the system clock",
+    7000112: "application {client_id} is disabled in tenant {tenant_id}",
+    500011: (
+        "{graph_endpoint} is not available to this tenant; "
+        "check that the cloud setting matches the tenant"
+    ),
+    65001: _CONSENT_MISSING,
+    7000229: _CONSENT_MISSING,
+}
+
+
+def advice_for(code: int | None, description: str) -> str | None:
+    """The `ADVICE` template for an Entra error code, or None when there is none.
+
+    A description that mentions consent gets the consent advice even without a known code.
+    """
+    if code in ADVICE:
+        return ADVICE[code]
+    return _CONSENT_MISSING if "consent" in description.lower() else None
 
 
 @dataclass(frozen=True)
@@ -56,121 +96,26 @@ class ClientSecret:
     value: str = field(repr=False)
 
 
-@dataclass(frozen=True)
-class Certificate:
-    """A PEM file holding the app's private key and its certificate."""
-
-    pem_path: Path
-    password: str | None = field(default=None, repr=False)
+class _CertificateFacts(Protocol):
+    @property
+    def thumbprint(self) -> str: ...
 
 
-@dataclass(frozen=True)
-class CertificateInfo:
-    """Public facts about a loaded certificate, for status output and expiry warnings."""
+class CertificateCredential(Protocol):
+    """A certificate credential that reads its file only when a token is first needed.
 
-    thumbprint: str  # SHA-1 of the DER certificate, upper-case hex as the Entra portal shows it
-    not_after: datetime  # tz-aware UTC
-    subject: str
-
-
-def load_certificate(cert: Certificate) -> tuple[dict[str, str], CertificateInfo]:
-    """Read a PEM file holding a private key and its certificate.
-
-    Returns MSAL's ``client_credential`` dict (``private_key`` as unencrypted
-    PKCS#8 PEM held only in memory, ``thumbprint``, ``public_certificate``) and
-    a `CertificateInfo`. An encrypted key is decrypted with ``cert.password``.
-    Raises `ConfigError`, naming the file but never its content, when the file
-    is missing or unreadable, holds no key or no certificate, the password is
-    missing or wrong, or no certificate matches the key.
+    `m365watch.certificate.Certificate` is one; whoever wires the adapters passes
+    it in, so this MSAL adapter does not import the cryptography one.
     """
-    path = cert.pem_path
-    try:
-        data = files.read_bounded(path, 1024 * 1024)  # a PEM chain is a few KB
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise ConfigError(f"cannot read certificate file {path}: {reason}") from exc
 
-    blocks = [(m.group(1).decode("ascii"), m.group(0)) for m in _PEM_BLOCK.finditer(data)]
-    key_pems = [pem for label, pem in blocks if label.endswith("PRIVATE KEY")]
-    cert_pems = [pem for label, pem in blocks if label == "CERTIFICATE"]
-    if not key_pems:
-        raise ConfigError(
-            f"certificate file {path} holds no PEM private key; "
-            "put the private key and the certificate in one PEM file"
-        )
-    if not cert_pems:
-        raise ConfigError(
-            f"certificate file {path} holds no PEM certificate; "
-            "put the private key and the certificate in one PEM file"
-        )
+    @property
+    def password(self) -> str | None:
+        """The private key's password, if any: redacted from every message."""
+        ...
 
-    key = _load_private_key(key_pems[0], cert.password, path)
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise ConfigError(
-            f"the private key in {path} is not an RSA key; "
-            "Entra ID certificate credentials need an RSA key"
-        )
-
-    try:
-        certs = [x509.load_pem_x509_certificate(pem) for pem in cert_pems]
-    except ValueError as exc:
-        raise ConfigError(
-            f"certificate file {path} holds a certificate that cannot be parsed"
-        ) from exc
-    # A file may carry a chain; the app's certificate is the one whose public key matches.
-    public_der = _public_der(key.public_key())
-    leaf = next((c for c in certs if _public_der(c.public_key()) == public_der), None)
-    if leaf is None:
-        raise ConfigError(f"no certificate in {path} matches its private key")
-    chain = [leaf, *(c for c in certs if c is not leaf)]
-
-    # SHA-1 is what Entra's x5t header and its portal's "Thumbprint" column use.
-    thumbprint = leaf.fingerprint(hashes.SHA1()).hex().upper()
-    credential = {
-        "private_key": key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ).decode("ascii"),
-        "thumbprint": thumbprint,
-        "public_certificate": "".join(
-            c.public_bytes(serialization.Encoding.PEM).decode("ascii") for c in chain
-        ),
-    }
-    info = CertificateInfo(
-        thumbprint=thumbprint,
-        not_after=leaf.not_valid_after_utc,
-        subject=leaf.subject.rfc4514_string(),
-    )
-    return credential, info
-
-
-def _load_private_key(pem: bytes, password: str | None, path: Path) -> Any:
-    secret = password.encode("utf-8") if password else None
-    try:
-        return serialization.load_pem_private_key(pem, password=secret)
-    except TypeError:
-        # cryptography raises TypeError both for "encrypted, no password" and the reverse.
-        if secret is None:
-            raise ConfigError(
-                f"the private key in {path} is encrypted; set the certificate password"
-            ) from None
-    except (ValueError, UnsupportedAlgorithm):
-        raise ConfigError(
-            f"cannot load the private key in {path}: the password is wrong or the key is damaged"
-        ) from None
-    # A password given for an unencrypted key does no harm: load the key without it.
-    try:
-        return serialization.load_pem_private_key(pem, password=None)
-    except (TypeError, ValueError, UnsupportedAlgorithm):
-        raise ConfigError(f"cannot load the private key in {path}: the key is damaged") from None
-
-
-def _public_der(public_key: Any) -> bytes:
-    der: bytes = public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return der
+    def load(self) -> tuple[dict[str, str], _CertificateFacts]:
+        """MSAL's ``client_credential`` dict and the certificate's thumbprint (ConfigError)."""
+        ...
 
 
 class TokenProvider:
@@ -184,36 +129,23 @@ class TokenProvider:
         *,
         tenant_id: str,
         client_id: str,
-        credential: ClientSecret | Certificate,
+        credential: ClientSecret | CertificateCredential,
         authority_host: str,
         graph_endpoint: str,
         cache_dir: Path,
         session: requests.Session | None = None,
         timeout: float = 30.0,
     ) -> None:
-        """Check the settings' shape (raising `ConfigError`); do no I/O."""
-        for name, value in (("tenant_id", tenant_id), ("client_id", client_id)):
-            if not value or not re.fullmatch(r"[A-Za-z0-9._-]+", value):
-                raise ConfigError(
-                    f"{name} must be a GUID or domain name, got {value!r}; "
-                    "copy it from the app registration's Overview page"
-                )
-        for name, url in (("authority host", authority_host), ("Graph endpoint", graph_endpoint)):
-            parts = urlsplit(url)
-            if parts.scheme != "https" or not parts.hostname or parts.path.strip("/"):
-                raise ConfigError(f"{name} must look like https://host, got {url!r}")
-        if tenant_id.lower() in ("common", "organizations", "consumers"):
-            raise ConfigError(
-                f"tenant_id must name your tenant (its ID or domain), not {tenant_id!r}"
-            )
-        if isinstance(credential, ClientSecret) and not credential.value:
-            raise ConfigError("the client secret is empty; set the secret's Value")
+        """Keep the settings; do no I/O.
+
+        The values are taken as `m365watch.config` validated them: a tenant GUID or
+        domain, a client GUID, a non-empty secret, and ``https://host`` URLs.
+        """
         self._tenant_id = tenant_id
         self._client_id = client_id
         self._credential = credential
         self._authority_host = authority_host.rstrip("/")
         self._graph_endpoint = graph_endpoint.rstrip("/")
-        self._cache_dir = cache_dir
         # requests.Session() keeps trust_env on: HTTPS_PROXY and REQUESTS_CA_BUNDLE apply.
         self._session = session if session is not None else requests.Session()
         self._timeout = timeout
@@ -221,9 +153,7 @@ class TokenProvider:
         self._lock = threading.Lock()
         self._app: Any = None
         self._thumbprint: str | None = None
-        self._token_cache = msal.SerializableTokenCache()
-        self._http_cache: dict[str, Any] = {}
-        self._http_cache_saved = ""
+        self._caches = MsalCaches(cache_dir)
         self._caches_loaded = False
 
     @property
@@ -245,14 +175,13 @@ class TokenProvider:
         with self._lock:
             loaded_from_disk = False
             if not self._caches_loaded:
-                loaded_from_disk = self._load_caches()
+                loaded_from_disk = self._caches.load()
                 self._caches_loaded = True
             try:
-                with self._translate_errors():
-                    result = self._acquire(may_discard_caches=loaded_from_disk)
+                result = self._acquire(may_discard_caches=loaded_from_disk)
             finally:
                 # Even a failed attempt may have taught MSAL the tenant's discovery document.
-                self._save_caches()
+                self._caches.save()
         if not isinstance(result, Mapping) or not isinstance(result.get("access_token"), str):
             raise AuthError(self._describe_failure(result if isinstance(result, Mapping) else {}))
         logger.debug("access token for %s from %s", self.scope, result.get("token_source", "?"))
@@ -262,38 +191,43 @@ class TokenProvider:
     # -- MSAL application ---------------------------------------------------
 
     def _acquire(self, *, may_discard_caches: bool) -> Any:
+        """MSAL's answer to a token request, creating its app first if need be.
+
+        Only what the MSAL calls raise becomes `AuthError`; the certificate is read
+        before them, so its `ConfigError` (and any bug of ours) passes unchanged.
+        """
+        client_credential = self._client_credential() if self._app is None else None
         try:
-            if self._app is None:
-                self._app = self._create_app()
+            if client_credential is not None:
+                self._app = self._create_app(client_credential)
             return self._app.acquire_token_for_client(scopes=[self.scope])
-        except _CACHE_CORRUPTION_ERRORS as exc:
+        except CACHE_CORRUPTION_ERRORS as exc:
             # MSAL trusts its caches; a well-formed file with nonsense inside (a damaged
             # expiry, a discovery document that is not JSON) surfaces here. Start afresh once.
             if not may_discard_caches:
-                raise
+                raise self._auth_error(exc) from exc
             logger.debug("discarding the persisted MSAL caches after %s", type(exc).__name__)
-            self._token_cache.deserialize(None)
-            self._token_cache.has_state_changed = True  # so the damaged file gets replaced
-            self._http_cache.clear()
+            self._caches.discard()
             self._app = None
             return self._acquire(may_discard_caches=False)
+        except (requests.RequestException, MsalServiceError) as exc:
+            raise self._auth_error(exc) from exc
 
     def _client_credential(self) -> str | dict[str, str]:
         if isinstance(self._credential, ClientSecret):
             return self._credential.value
-        credential, info = load_certificate(self._credential)
+        credential, info = self._credential.load()
         self._thumbprint = info.thumbprint
         return credential
 
-    def _create_app(self) -> Any:
-        # load_certificate's ConfigError is no ValueError: _translate_errors lets it through.
-        client_credential = self._client_credential()
+    def _create_app(self, client_credential: str | dict[str, str]) -> Any:
+        # The constructor already talks to the network: it fetches the discovery document.
         return msal.ConfidentialClientApplication(
             self._client_id,
             client_credential=client_credential,
             authority=self.authority,
-            token_cache=self._token_cache,
-            http_cache=self._http_cache,
+            token_cache=self._caches.token_cache,
+            http_cache=self._caches.http_cache,
             # MSAL applies its own timeout only to a session it creates itself.
             http_client=_TimeoutHttpClient(self._session, self._timeout),
             # Always off: for a host MSAL does not know it would validate the authority
@@ -303,43 +237,39 @@ class TokenProvider:
             instance_discovery=False,
         )
 
-    @contextlib.contextmanager
-    def _translate_errors(self) -> Iterator[None]:
+    def _auth_error(self, exc: Exception) -> AuthError:
+        """What an exception from an MSAL call means for the user, as one `AuthError`."""
         host = self._host
-        try:
-            yield
-        except requests.Timeout as exc:
-            raise AuthError(
+        # Most specific first: ProxyError, SSLError and ConnectTimeout are ConnectionErrors.
+        if isinstance(exc, requests.Timeout):
+            message = (
                 f"cannot reach {host}: no answer within {self._timeout:g} s; "
                 "check the network and HTTPS_PROXY"
-            ) from exc
-        except requests.exceptions.ProxyError as exc:
-            raise AuthError(
-                f"cannot reach {host}: the proxy refused the connection; check HTTPS_PROXY"
-            ) from exc
-        except requests.exceptions.SSLError as exc:
-            raise AuthError(
+            )
+        elif isinstance(exc, requests.exceptions.ProxyError):
+            message = f"cannot reach {host}: the proxy refused the connection; check HTTPS_PROXY"
+        elif isinstance(exc, requests.exceptions.SSLError):
+            message = (
                 f"cannot reach {host}: TLS verification failed; if a proxy inspects TLS, "
                 "point REQUESTS_CA_BUNDLE at its CA certificate"
-            ) from exc
-        except requests.ConnectionError as exc:
-            raise AuthError(
+            )
+        elif isinstance(exc, requests.ConnectionError):
+            message = (
                 f"cannot reach {host}: connection failed; check DNS, the firewall and HTTPS_PROXY"
-            ) from exc
-        except requests.RequestException as exc:
-            raise AuthError(f"cannot reach {host}: {type(exc).__name__}") from exc
-        except MsalServiceError as exc:
-            raise AuthError(
-                f"{host} answered with an error ({self._redact(str(exc))}); try again later"
-            ) from exc
-        except ValueError as exc:
-            raise AuthError(self._describe_value_error(exc)) from exc
-        except (AttributeError, KeyError, TypeError, IndexError) as exc:
+            )
+        elif isinstance(exc, requests.RequestException):
+            message = f"cannot reach {host}: {type(exc).__name__}"
+        elif isinstance(exc, MsalServiceError):
+            message = f"{host} answered with an error ({self._redact(str(exc))}); try again later"
+        elif isinstance(exc, ValueError):
+            message = self._describe_value_error(exc)
+        else:
             # MSAL trusts the shape of what the server sends (a JSON string or list breaks it).
-            raise AuthError(
+            message = (
                 f"{host} answered in a shape MSAL cannot read ({type(exc).__name__}); "
                 "a proxy in the way? check HTTPS_PROXY, or try again later"
-            ) from exc
+            )
+        return AuthError(message)
 
     def _describe_value_error(self, exc: ValueError) -> str:
         # MSAL raises ValueError for a tenant its discovery endpoint does not know and
@@ -347,7 +277,7 @@ class TokenProvider:
         texts = [str(exc)] + [str(e) for e in (exc.__context__, exc.__cause__) if e]
         for text in texts:
             match = _AADSTS.search(text)
-            if match and int(match.group(1)) in _TENANT_CODES:
+            if match and ADVICE.get(int(match.group(1))) is _TENANT_NOT_FOUND:
                 return self._tenant_unknown(int(match.group(1)))
         if any(isinstance(e, json.JSONDecodeError) for e in (exc, exc.__context__)):
             return (
@@ -356,8 +286,8 @@ class TokenProvider:
             )
         if "authority configuration" in str(exc):
             return self._tenant_unknown(None)
-        first_line = self._redact(str(exc)).splitlines()[0] if str(exc) else type(exc).__name__
-        return f"MSAL rejected the sign-in settings for {self.authority}: {first_line}"
+        said = first_line(self._redact(str(exc))) or type(exc).__name__
+        return f"MSAL rejected the sign-in settings for {self.authority}: {said}"
 
     def _tenant_unknown(self, code: int | None) -> str:
         suffix = f" (AADSTS{code})" if code else ""
@@ -373,7 +303,7 @@ class TokenProvider:
         error = str(result.get("error") or "no access token in the answer")
         description = str(result.get("error_description") or "")
         code = _aadsts_code(result, description)
-        first = _first_sentence(description)
+        first = _entra_sentence(description)
         prefix = f"sign-in to {self._host} failed"
         advice = self._advice(code, description)
         if advice:
@@ -385,102 +315,27 @@ class TokenProvider:
         return self._redact(f"{prefix}: {detail}")
 
     def _advice(self, code: int | None, description: str) -> str | None:
-        cert = "the certificate"
+        template = advice_for(code, description)
+        if template is None:
+            return None
+        certificate = "the certificate"
         if self._thumbprint:
-            cert += f" (thumbprint {self._thumbprint})"
-        if code == 7000215:
-            return (
-                "the client secret is wrong; copy the secret's Value "
-                "(not its ID) from the app registration"
-            )
-        if code == 7000222:
-            return (
-                "the client secret has expired; create a new one under Certificates & "
-                "secrets in the app registration and update the configuration"
-            )
-        if code == 700016:
-            return (
-                f"application {self._client_id} was not found in tenant {self._tenant_id}; "
-                "check client_id and tenant_id, and that the app lives in this cloud"
-            )
-        if code in _TENANT_CODES:
-            return (
-                f"tenant {self._tenant_id!r} was not found; "
-                "check tenant_id and that the cloud setting matches the tenant"
-            )
-        if code in _CERTIFICATE_CODES:
-            return (
-                f"{cert} was rejected; upload it to the app registration under Certificates "
-                "& secrets, and check it has not expired or been revoked"
-            )
-        if code == 700024:
-            return "the client assertion is outside its valid time range; check the system clock"
-        if code == 7000112:
-            return f"application {self._client_id} is disabled in tenant {self._tenant_id}"
-        if code == 500011:
-            return (
-                f"{self._graph_endpoint} is not available to this tenant; "
-                "check that the cloud setting matches the tenant"
-            )
-        if code in (65001, 7000229) or "consent" in description.lower():
-            return (
-                "admin consent is missing; an administrator must grant admin consent "
-                "for ServiceHealth.Read.All in the app registration's API permissions"
-            )
-        return None
+            certificate += f" (thumbprint {self._thumbprint})"
+        return template.format(
+            tenant_id=self._tenant_id,
+            client_id=self._client_id,
+            graph_endpoint=self._graph_endpoint,
+            certificate=certificate,
+        )
 
     def _redact(self, text: str) -> str:
         # Belt and braces: nothing from the server should echo a secret, but make sure.
-        for secret in self._secrets():
-            text = text.replace(secret, "***")
-        return text
+        return redact_secrets(text, self._secrets())
 
     def _secrets(self) -> list[str]:
         if isinstance(self._credential, ClientSecret):
             return [self._credential.value] if self._credential.value else []
         return [self._credential.password] if self._credential.password else []
-
-    # -- cache persistence ------------------------------------------------------
-
-    def _load_caches(self) -> bool:
-        """Fill MSAL's caches from disk; True when either file contributed anything."""
-        loaded = False
-        token_text = _read_cache_file(self._cache_dir / TOKEN_CACHE_FILE)
-        if token_text is not None:
-            try:
-                state = json.loads(token_text)
-                _check_token_cache_shape(state)
-                self._token_cache.deserialize(token_text)
-                loaded = bool(state)
-            except (ValueError, TypeError) as exc:
-                logger.debug("ignoring unreadable MSAL token cache: %s", type(exc).__name__)
-        http_text = _read_cache_file(self._cache_dir / HTTP_CACHE_FILE)
-        if http_text is not None:
-            try:
-                self._http_cache.update(_http_cache_from_json(json.loads(http_text)))
-                loaded = loaded or bool(self._http_cache)
-            except (ValueError, TypeError) as exc:
-                logger.debug("ignoring unreadable MSAL HTTP cache: %s", type(exc).__name__)
-        self._http_cache_saved = _dump_json(_http_cache_to_json(self._http_cache))
-        return loaded
-
-    def _save_caches(self) -> None:
-        # A cache that cannot be written costs one sign-in next run; it must not fail this one.
-        if self._token_cache.has_state_changed:
-            try:
-                _write_private_file(
-                    self._cache_dir / TOKEN_CACHE_FILE, self._token_cache.serialize()
-                )
-            except OSError as exc:
-                self._token_cache.has_state_changed = True  # serialize() cleared it; retry later
-                logger.warning("cannot write the MSAL token cache in %s: %s", self._cache_dir, exc)
-        http_text = _dump_json(_http_cache_to_json(self._http_cache))
-        if http_text != self._http_cache_saved:
-            try:
-                _write_private_file(self._cache_dir / HTTP_CACHE_FILE, http_text)
-                self._http_cache_saved = http_text
-            except OSError as exc:
-                logger.warning("cannot write the MSAL HTTP cache in %s: %s", self._cache_dir, exc)
 
 
 def _aadsts_code(result: Mapping[str, Any], description: str) -> int | None:
@@ -491,12 +346,10 @@ def _aadsts_code(result: Mapping[str, Any], description: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _first_sentence(description: str) -> str:
+def _entra_sentence(description: str) -> str:
     """The first sentence of an Entra error_description, without code, trace and ids."""
-    text = re.sub(r"^\s*AADSTS\d+:\s*", "", description)
-    text = re.split(r"\r?\n|\s(?:Trace ID|Correlation ID|Timestamp):", text, maxsplit=1)[0]
-    match = re.match(r"(.+?[.!?])(?:\s|$)", text)
-    return (match.group(1) if match else text).strip()
+    text = _AADSTS_PREFIX.sub("", description)
+    return first_sentence(_TRACE_TAIL.split(text, maxsplit=1)[0])
 
 
 class _TimeoutHttpClient:
@@ -516,106 +369,3 @@ class _TimeoutHttpClient:
 
     def close(self) -> None:
         self._session.close()
-
-
-class _CachedResponse:
-    """A discovery or throttling answer restored from the HTTP cache file.
-
-    It has the shape of MSAL's NormalizedResponse, which is what MSAL stores.
-    """
-
-    def __init__(self, status_code: int, text: str, headers: dict[str, str]) -> None:
-        self.status_code = status_code
-        self.text = text
-        self.headers = headers
-
-    def raise_for_status(self) -> None:
-        if self.status_code >= 400:
-            raise MsalServiceError(
-                f"HTTP Error: {self.status_code}", error=None, error_description=None
-            )
-
-
-def _http_cache_to_json(cache: Mapping[str, Any]) -> dict[str, Any]:
-    # JSON rather than pickle: a tampered or corrupt file then cannot run code.
-    out: dict[str, Any] = {}
-    for key, value in cache.items():
-        if key == _HTTP_CACHE_INDEX:
-            out[key] = value
-        elif all(hasattr(value, name) for name in ("status_code", "text", "headers")):
-            out[key] = {
-                "status_code": int(value.status_code),
-                "text": str(value.text),
-                # Cookies are session state, not discovery data; keep them off disk.
-                "headers": {
-                    str(k): str(v) for k, v in dict(value.headers).items() if k != "set-cookie"
-                },
-            }
-        else:
-            logger.debug("not persisting an MSAL HTTP cache entry of type %s", type(value))
-    return out
-
-
-def _http_cache_from_json(data: Any) -> dict[str, Any]:
-    """Rebuild MSAL's http_cache from its JSON form; ValueError when the shape is wrong."""
-    if not isinstance(data, dict):
-        raise ValueError("not an object")
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if key == _HTTP_CACHE_INDEX:
-            sequence, timestamps = value
-            if not isinstance(sequence, list) or not isinstance(timestamps, dict):
-                raise ValueError("bad index")
-            for expires_at, created_at, entry_key in sequence:
-                if not (
-                    isinstance(expires_at, int)
-                    and isinstance(created_at, int)
-                    and isinstance(entry_key, str)
-                ):
-                    raise ValueError("bad index entry")
-            for stamp in timestamps.values():
-                if not (
-                    isinstance(stamp, list)
-                    and len(stamp) == 2
-                    and all(isinstance(n, int) for n in stamp)
-                ):
-                    raise ValueError("bad index timestamp")
-            out[key] = (sequence, timestamps)
-        elif (
-            isinstance(value, dict)
-            and isinstance(value.get("status_code"), int)
-            and isinstance(value.get("text"), str)
-            and isinstance(value.get("headers"), dict)
-        ):
-            out[key] = _CachedResponse(value["status_code"], value["text"], value["headers"])
-        else:
-            raise ValueError("bad entry")
-    return out
-
-
-def _check_token_cache_shape(data: Any) -> None:
-    # MSAL trusts whatever deserialize() gets; a wrong shape would crash it later.
-    if not isinstance(data, dict) or not all(
-        isinstance(section, dict) and all(isinstance(e, dict) for e in section.values())
-        for section in data.values()
-    ):
-        raise ValueError("not an MSAL token cache")
-
-
-def _dump_json(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, indent=1)
-
-
-def _read_cache_file(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        logger.debug("ignoring unreadable cache file %s: %s", path, type(exc).__name__)
-        return None
-
-
-def _write_private_file(path: Path, text: str) -> None:
-    """Atomically replace ``path`` with a 0600 file, creating its folder 0700."""
-    files.write_private_file(path, text.encode("utf-8"))

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from m365watch import files
 from m365watch.diff import EVENTS
@@ -309,12 +310,23 @@ def _path(value: str, base_dir: Path | None) -> Path:
     return path
 
 
+_URL_NAMES = {"authority": "authority host", "graph_endpoint": "Graph endpoint"}
+
+
 def _https_url(table: Mapping[str, Any], key: str) -> str | None:
     if key not in table:
         return None
     value = _string(table, key, "tenant").rstrip("/")
     if not value.lower().startswith("https://"):
         raise ConfigError(f"tenant.{key} must be an https:// URL")
+    # A host only: MSAL appends the tenant to the authority, and Graph paths go after the root.
+    try:
+        parts = urlsplit(value)
+        well_formed = bool(parts.hostname) and not parts.path.strip("/")
+    except ValueError:  # an unbalanced [ in an IPv6 host
+        well_formed = False
+    if not well_formed:
+        raise ConfigError(f"{_URL_NAMES[key]} must look like https://host, got {value!r}")
     return value
 
 

@@ -6,6 +6,8 @@ message that says what happened and what to do. Messages never hold secrets.
 
 from __future__ import annotations
 
+from m365watch import redact
+
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
 EXIT_DELIVERY = 3
@@ -58,5 +60,4 @@ class LockedError(M365WatchError):
 
 def first_line(error: BaseException) -> str:
     """An error's message as one line, for ``Error: …`` and checklists."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    return redact.first_line(str(error)) or type(error).__name__

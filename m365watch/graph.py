@@ -23,6 +23,8 @@ import requests
 
 from m365watch import __version__
 from m365watch.errors import GraphError, NotFoundError
+from m365watch.models import is_issue_id
+from m365watch.redact import first_line, one_line, redact_secrets, redact_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -42,21 +44,53 @@ DEFAULT_MAX_ATTEMPTS = 4
 MESSAGE_LIMIT = 200
 SNIPPET_LIMIT = 60
 
-# Two to four letters then digits (EX1256020, MO226784); ASCII only, so that other
-# scripts' digits cannot reach the URL.
-_ISSUE_ID = re.compile(r"[A-Za-z]{2,4}[0-9]+", re.ASCII)
 _RETRY_AFTER_SECONDS = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*", re.ASCII)
 _NOT_EXIST = re.compile(r"does(?:n'?t| not) exist", re.IGNORECASE)
-# Belt and braces against echoed credentials (a debugging proxy can reflect headers).
-_BEARER = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]{16,}")
-_JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 
 @dataclass
 class _WaitBudget:
-    """Seconds already slept for one public call (all its pages together)."""
+    """Seconds slept for one public call (all its pages together), and its limit."""
 
+    limit: float
     waited: float = 0.0
+
+    def allows(self, seconds: float) -> bool:
+        """Whether sleeping ``seconds`` more stays within the limit."""
+        return self.waited + seconds <= self.limit
+
+    def spend(self, seconds: float) -> None:
+        """Count ``seconds`` slept."""
+        self.waited += seconds
+
+
+@dataclass(frozen=True)
+class _Answered:
+    """Graph answered, and the answer stands: a success, or an error not worth retrying."""
+
+    response: requests.Response
+
+
+@dataclass(frozen=True)
+class _Retry:
+    """The attempt failed in a way another attempt may cure."""
+
+    failure: str  # what went wrong: for the log, and the error when retries run out
+    advice: str  # what the user can do when retries run out
+    retry_after: float | None = None  # seconds Graph asked for; None: back off
+    status: int | None = None  # None when Graph never answered
+    cause: Exception | None = None
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """The attempt failed in a way no retry can cure."""
+
+    message: str
+    cause: Exception
+
+
+_Outcome = _Answered | _Retry | _Failed
 
 
 class GraphClient:
@@ -131,14 +165,15 @@ class GraphClient:
 
     def get_issue(self, issue_id: str) -> dict[str, Any]:
         """Return one issue by id; raise NotFoundError if the tenant has no such issue."""
-        if not isinstance(issue_id, str) or not _ISSUE_ID.fullmatch(issue_id):
-            shown = _one_line(repr(issue_id), 40)
+        if not isinstance(issue_id, str) or not is_issue_id(issue_id):
+            shown = one_line(repr(issue_id), 40)
             raise NotFoundError(
                 f"{shown} is not a service health issue id: expected two to four letters "
                 "followed by digits, such as EX1256020"
             )
         not_found = f"issue {issue_id} does not exist in this tenant"
-        body = self._get_json(f"{self._base}/issues/{issue_id}", {}, _WaitBudget(), not_found)
+        budget = _WaitBudget(self._max_total_wait)
+        body = self._get_json(f"{self._base}/issues/{issue_id}", {}, budget, not_found)
         if not isinstance(body, dict):
             self._fail(f"Graph returned {type(body).__name__} instead of an object for {issue_id}")
         return body
@@ -147,7 +182,7 @@ class GraphClient:
 
     def _get_collection(self, first_url: str, headers: dict[str, str]) -> list[dict[str, Any]]:
         """Fetch a collection and all its pages; the wait budget covers all pages."""
-        budget = _WaitBudget()
+        budget = _WaitBudget(self._max_total_wait)
         items: list[dict[str, Any]] = []
         seen: set[str] = set()
         url: str | None = first_url
@@ -187,7 +222,7 @@ class GraphClient:
             # The bearer token goes with every page request: never send it elsewhere.
             shown = self._redact(urlsplit(absolute).hostname or "?")
             self._fail(
-                f"Graph's next-page link points to {_one_line(shown, 80)}, not {self._host}; "
+                f"Graph's next-page link points to {one_line(shown, 80)}, not {self._host}; "
                 "refusing to send the access token there"
             )
         if absolute in seen:
@@ -214,10 +249,10 @@ class GraphClient:
         except ValueError as exc:
             content_type = response.headers.get("Content-Type", "none")
             # Redact before truncating: a cut token would no longer match.
-            snippet = _one_line(self._redact(response.text), SNIPPET_LIMIT)
+            snippet = one_line(self._redact(response.text), SNIPPET_LIMIT)
             self._fail(
                 f"Graph returned a response that is not JSON for {_path(url)} "
-                f"(HTTP {response.status_code}, Content-Type {_one_line(content_type, 60)}, "
+                f"(HTTP {response.status_code}, Content-Type {one_line(content_type, 60)}, "
                 f"starts {snippet!r}); a proxy or captive portal may be in the way",
                 exc,
             )
@@ -234,99 +269,102 @@ class GraphClient:
         attempt = 0
         while True:
             attempt += 1
-            token = self._get_token()
-            self._last_token = token
-            headers = {
-                "Authorization": f"Bearer {token}",
-                "Accept": "application/json",
-                "User-Agent": f"m365watch/{__version__}",
-                **extra_headers,
-            }
-            self.request_count += 1
-            logger.debug("GET %s (attempt %d)", _path(url), attempt)
-            failure: str
-            advice = "run again later"
-            wait: float | None = None
-            cause: Exception | None = None
-            try:
-                response = self._session.get(
-                    url, headers=headers, timeout=(self._timeout, self._timeout)
-                )
-            except requests.exceptions.Timeout as exc:
-                failure = (
-                    f"Microsoft Graph did not answer within {self._timeout:g}s "
-                    f"({type(exc).__name__} from {self._host})"
-                )
-                advice = "check the network and proxy, or run again later"
-                cause = exc
-            except requests.exceptions.SSLError as exc:
-                # A certificate problem does not go away by retrying.
-                self._fail(
-                    f"TLS check failed for graph host {self._host}; if a proxy inspects "
-                    "TLS, point REQUESTS_CA_BUNDLE at its CA certificate",
-                    exc,
-                )
-            except (
-                requests.exceptions.ConnectionError,
-                requests.exceptions.ChunkedEncodingError,
-            ) as exc:
-                failure = f"cannot reach graph host {self._host} ({type(exc).__name__})"
-                advice = "check DNS, the proxy (HTTPS_PROXY) and the firewall, or run again later"
-                cause = exc
-            except requests.exceptions.RequestException as exc:
-                self._fail(f"request to graph host {self._host} failed ({type(exc).__name__})", exc)
-            else:
-                status = response.status_code
-                if status not in RETRY_STATUSES:
-                    return response
-                if missing_is_answer and _says_not_exist(response):
-                    # A "doesn't exist" UnknownError may come as a 5xx: retrying cannot help.
-                    return response
-                if status == 500:
-                    if retries_after_500 >= MAX_RETRIES_AFTER_500:
-                        return response
-                    retries_after_500 += 1
-                failure = _unavailable(status)
-                wait = self._retry_after(response)
-            if wait is None:
-                wait = min(2.0 ** (attempt - 1), BACKOFF_CAP_SECONDS)
+            outcome = self._attempt(
+                url,
+                extra_headers,
+                attempt,
+                missing_is_answer=missing_is_answer,
+                may_retry_500=retries_after_500 < MAX_RETRIES_AFTER_500,
+            )
+            if isinstance(outcome, _Answered):
+                return outcome.response
+            if isinstance(outcome, _Failed):
+                self._fail(outcome.message, outcome.cause)
+            if outcome.status == 500:
+                retries_after_500 += 1
+            wait = _backoff(attempt) if outcome.retry_after is None else outcome.retry_after
             if attempt >= self._max_attempts:
-                self._fail(f"{failure} after {attempt} attempts; {advice}", cause)
-            if budget.waited + wait > self._max_total_wait:
                 self._fail(
-                    f"{failure}; waiting {wait:g}s more would exceed the "
-                    f"{self._max_total_wait:g}s retry budget; {advice}",
-                    cause,
+                    f"{outcome.failure} after {attempt} attempts; {outcome.advice}", outcome.cause
+                )
+            if not budget.allows(wait):
+                self._fail(
+                    f"{outcome.failure}; waiting {wait:g}s more would exceed the "
+                    f"{budget.limit:g}s retry budget; {outcome.advice}",
+                    outcome.cause,
                 )
             logger.warning(
                 "%s for %s; retrying in %gs (attempt %d of %d)",
-                failure,
+                outcome.failure,
                 _path(url),
                 wait,
                 attempt + 1,
                 self._max_attempts,
             )
             self._sleep(wait)
-            budget.waited += wait
+            budget.spend(wait)
 
-    def _retry_after(self, response: requests.Response) -> float | None:
-        """Seconds from Retry-After (fractional or HTTP-date); None if absent or invalid."""
-        value = response.headers.get("Retry-After")
-        if value is None:
-            return None
-        match = _RETRY_AFTER_SECONDS.fullmatch(value)
-        if match:
-            seconds = float(match.group(1))
-            return seconds if math.isfinite(seconds) else None
+    def _attempt(
+        self,
+        url: str,
+        extra_headers: dict[str, str],
+        attempt: int,
+        *,
+        missing_is_answer: bool,
+        may_retry_500: bool,
+    ) -> _Outcome:
+        """One GET with a fresh token, judged: answered, worth another try, or failed."""
+        token = self._get_token()
+        self._last_token = token
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/json",
+            "User-Agent": f"m365watch/{__version__}",
+            **extra_headers,
+        }
+        self.request_count += 1
+        logger.debug("GET %s (attempt %d)", _path(url), attempt)
         try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            logger.debug("ignoring unparseable Retry-After %r", value[:40])
-            return None
-        if when.tzinfo is None:
-            # RFC 9110 dates are GMT; parsedate returns naive for "-0000".
-            when = when.replace(tzinfo=timezone.utc)
-        return max(0.0, when.timestamp() - self._clock())
+            response = self._session.get(
+                url, headers=headers, timeout=(self._timeout, self._timeout)
+            )
+        except requests.exceptions.Timeout as exc:
+            return _Retry(
+                failure=(
+                    f"Microsoft Graph did not answer within {self._timeout:g}s "
+                    f"({type(exc).__name__} from {self._host})"
+                ),
+                advice="check the network and proxy, or run again later",
+                cause=exc,
+            )
+        except requests.exceptions.SSLError as exc:
+            # A certificate problem does not go away by retrying.
+            return _Failed(
+                f"TLS check failed for graph host {self._host}; if a proxy inspects "
+                "TLS, point REQUESTS_CA_BUNDLE at its CA certificate",
+                exc,
+            )
+        except (
+            requests.exceptions.ConnectionError,
+            requests.exceptions.ChunkedEncodingError,
+        ) as exc:
+            return _Retry(
+                failure=f"cannot reach graph host {self._host} ({type(exc).__name__})",
+                advice="check DNS, the proxy (HTTPS_PROXY) and the firewall, or run again later",
+                cause=exc,
+            )
+        except requests.exceptions.RequestException as exc:
+            return _Failed(f"request to graph host {self._host} failed ({type(exc).__name__})", exc)
+        if not _worth_retrying(
+            response, missing_is_answer=missing_is_answer, may_retry_500=may_retry_500
+        ):
+            return _Answered(response)
+        return _Retry(
+            failure=_unavailable(response.status_code),
+            advice="run again later",
+            retry_after=_retry_after(response.headers.get("Retry-After"), self._clock),
+            status=response.status_code,
+        )
 
     def _raise_for_status(
         self, response: requests.Response, url: str, not_found: str | None
@@ -367,14 +405,11 @@ class GraphClient:
 
     def _scrub(self, message: str) -> str:
         """Make a message safe to show: no token, one line, bounded length."""
-        return _one_line(self._redact(message), 600)
+        return one_line(self._redact(message), 600)
 
     def _redact(self, text: str) -> str:
         """Remove the access token (and anything token-like) from text."""
-        if self._last_token:
-            text = text.replace(self._last_token, "***")
-        text = _BEARER.sub("Bearer ***", text)
-        return _JWT.sub("***", text)
+        return redact_tokens(redact_secrets(text, (self._last_token,)))
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -395,10 +430,41 @@ def _path(url: str) -> str:
     return urlsplit(url).path or "/"
 
 
-def _one_line(text: str, limit: int) -> str:
-    """Collapse whitespace so a message stays on one line, then truncate."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+def _worth_retrying(
+    response: requests.Response, *, missing_is_answer: bool, may_retry_500: bool
+) -> bool:
+    """Rule: which answers get another attempt (throttling and gateway trouble)."""
+    status = response.status_code
+    if status not in RETRY_STATUSES:
+        return False
+    if missing_is_answer and _says_not_exist(response):
+        # A "doesn't exist" UnknownError may come as a 5xx: retrying cannot help.
+        return False
+    return status != 500 or may_retry_500
+
+
+def _backoff(attempt: int) -> float:
+    """Rule: seconds to wait after attempt ``attempt`` when Graph named no time."""
+    return min(2.0 ** (attempt - 1), BACKOFF_CAP_SECONDS)
+
+
+def _retry_after(value: str | None, clock: Callable[[], float]) -> float | None:
+    """Rule: seconds from Retry-After (fractional or HTTP-date); None if absent or invalid."""
+    if value is None:
+        return None
+    match = _RETRY_AFTER_SECONDS.fullmatch(value)
+    if match:
+        seconds = float(match.group(1))
+        return seconds if math.isfinite(seconds) else None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        logger.debug("ignoring unparseable Retry-After %r", value[:40])
+        return None
+    if when.tzinfo is None:
+        # RFC 9110 dates are GMT; parsedate returns naive for "-0000".
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, when.timestamp() - clock())
 
 
 def _status_text(status: int) -> str:
@@ -427,8 +493,7 @@ def _graph_error_message(
     text = _innermost_message(body.get("error"))
     if text is None:
         return None
-    first_line = next((line for line in redact(text).splitlines() if line.strip()), "")
-    return _one_line(first_line, MESSAGE_LIMIT) or None
+    return one_line(first_line(redact(text)), MESSAGE_LIMIT) or None
 
 
 def _innermost_message(value: Any, depth: int = 0) -> str | None:

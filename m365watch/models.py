@@ -150,6 +150,16 @@ def format_timestamp(value: datetime | None) -> str | None:
     return text + "Z"
 
 
+# Two to four letters then digits (EX1256020, MO226784); ASCII only, so that other
+# scripts' digits cannot reach a URL.
+_ISSUE_ID = re.compile(r"[A-Za-z]{2,4}[0-9]+", re.ASCII)
+
+
+def is_issue_id(text: str) -> bool:
+    """True when ``text`` is shaped like a service health issue id (EX1256020), in any case."""
+    return _ISSUE_ID.fullmatch(text) is not None
+
+
 # Control characters but tab and newline (C0, DEL, C1): text from Graph reaches terminals,
 # where ESC sequences could rewrite the screen; no real post needs them.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import logging
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -29,6 +28,7 @@ from m365watch.models import (
     Post,
     ServiceHealth,
     format_timestamp,
+    is_issue_id,
     parse_issues,
     status_words,
 )
@@ -390,9 +390,6 @@ def issue_from_state(store: StateSource, issue_id: str, *, now: datetime) -> Iss
     )
 
 
-_ISSUE_ID = re.compile(r"[A-Za-z]{2,4}[0-9]+", re.ASCII)
-
-
 def normalise_issue_id(issue_id: str) -> str:
     """Issue ids are two to four letters and digits (EX1256020); any case and spaces accepted.
 
@@ -400,7 +397,7 @@ def normalise_issue_id(issue_id: str) -> str:
     never raw (it is printed to a terminal).
     """
     value = issue_id.strip()
-    if not _ISSUE_ID.fullmatch(value):
+    if not is_issue_id(value):
         shown = repr(value) if len(value) <= 40 else repr(value[:40]) + "…"
         raise ConfigError(
             f"{shown} is not a service health issue id: expected two to four letters "

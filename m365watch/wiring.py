@@ -18,7 +18,8 @@ from m365watch.settings import DEFAULT_LOCK_WAIT, Settings, TargetSettings
 if TYPE_CHECKING:
     import requests
 
-    from m365watch.auth import CertificateInfo, TokenProvider
+    from m365watch.auth import TokenProvider
+    from m365watch.certificate import CertificateInfo
     from m365watch.doctor import ClockReading, DoctorAdapters
     from m365watch.graph import GraphClient
     from m365watch.notify import Notifier
@@ -54,7 +55,8 @@ def build_tokens(
 
     Its caches live beside the state, or in ``cache_dir``.
     """
-    from m365watch.auth import Certificate, ClientSecret, TokenProvider
+    from m365watch.auth import ClientSecret, TokenProvider
+    from m365watch.certificate import Certificate
 
     tenant = settings.require_tenant()
     authority_host, graph_endpoint = tenant.endpoints
@@ -165,7 +167,7 @@ def build_doctor_adapters(clock: Callable[[], datetime] = utc_now) -> DoctorAdap
 
 
 def _read_certificate(path: Path, password: str | None) -> CertificateInfo:
-    from m365watch.auth import Certificate, load_certificate
+    from m365watch.certificate import Certificate, load_certificate
 
     return load_certificate(Certificate(path, password))[1]
 

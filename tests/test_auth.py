@@ -1,14 +1,15 @@
-"""Tests for m365watch.auth: real MSAL against identity endpoints mocked by `responses`."""
+"""Tests for m365watch.auth: real MSAL against identity endpoints mocked by `responses`.
+
+The helpers that build keys and certificates here serve tests/test_certificate.py too.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
 import logging
-import os
-import stat
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -19,18 +20,13 @@ import requests
 import responses
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from m365watch.auth import (
-    HTTP_CACHE_FILE,
-    TOKEN_CACHE_FILE,
-    Certificate,
-    ClientSecret,
-    TokenProvider,
-    load_certificate,
-)
+from m365watch.auth import ADVICE, ClientSecret, TokenProvider, advice_for
+from m365watch.certificate import Certificate
 from m365watch.errors import AuthError, ConfigError
+from m365watch.msal_cache import HTTP_CACHE_FILE, TOKEN_CACHE_FILE
 from m365watch.settings import CLOUDS
 
 TENANT = "contoso.onmicrosoft.com"
@@ -206,10 +202,6 @@ def jwt_header(assertion: str) -> dict[str, Any]:
     return decoded
 
 
-def mode(path: Path) -> int:
-    return stat.S_IMODE(path.stat().st_mode)
-
-
 # -- public value objects --------------------------------------------------------
 
 
@@ -225,39 +217,6 @@ def test_scope_and_no_io_before_first_token(tmp_path: Path, rsps: responses.Requ
     assert tp.scope == "https://dod-graph.microsoft.us/.default"
     assert len(rsps.calls) == 0
     assert not cache_dir.exists()
-
-
-@pytest.mark.parametrize(
-    ("field", "value"),
-    [
-        ("authority_host", "login.microsoftonline.com"),
-        ("authority_host", "http://login.microsoftonline.com"),
-        ("authority_host", "https://login.microsoftonline.com/contoso"),
-        ("graph_endpoint", "graph.microsoft.com"),
-        ("tenant_id", ""),
-        ("tenant_id", "contoso/extra"),
-        ("tenant_id", "common"),
-        ("client_id", " "),
-    ],
-    ids=lambda v: str(v),
-)
-def test_malformed_settings_raise_config_error(tmp_path: Path, field: str, value: str) -> None:
-    kwargs: dict[str, Any] = {
-        "tenant_id": TENANT,
-        "client_id": CLIENT_ID,
-        "credential": ClientSecret(SECRET),
-        "authority_host": GLOBAL_HOST,
-        "graph_endpoint": GLOBAL_GRAPH,
-        "cache_dir": tmp_path,
-        field: value,
-    }
-    with pytest.raises(ConfigError):
-        TokenProvider(**kwargs)
-
-
-def test_empty_secret_raises_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="secret is empty"):
-        provider(tmp_path, credential=ClientSecret(""))
 
 
 # -- 1. client secret ----------------------------------------------------------------
@@ -326,110 +285,6 @@ def test_certificate_auth_posts_signed_assertion(
     assert claims["iss"] == claims["sub"] == CLIENT_ID
 
 
-def test_load_certificate_returns_msal_credential_and_info(
-    tmp_path: Path, rsa_key: rsa.RSAPrivateKey
-) -> None:
-    cert = make_certificate(rsa_key, subject="m365watch prod")
-    other_key = ec.generate_private_key(ec.SECP256R1())
-    chain_extra = make_certificate(other_key, subject="some CA")
-    pem_path = write_pem(
-        tmp_path / "app.pem", cert_pem(chain_extra), key_pem(rsa_key, PASSWORD), cert_pem(cert)
-    )
-    credential, info = load_certificate(Certificate(pem_path, PASSWORD))
-
-    assert info.thumbprint.lower() == cert.fingerprint(hashes.SHA1()).hex()
-    assert info.not_after == NOT_AFTER
-    assert info.not_after.tzinfo is not None
-    assert info.not_after.utcoffset() == timedelta(0)
-    assert info.subject == "CN=m365watch prod"
-    assert credential["thumbprint"] == info.thumbprint
-    assert "ENCRYPTED" not in credential["private_key"]
-    assert credential["private_key"].startswith("-----BEGIN PRIVATE KEY-----")
-    # The app's own certificate comes first, whatever the order in the file.
-    first = x509.load_pem_x509_certificate(credential["public_certificate"].encode())
-    assert first == cert
-
-
-def test_password_for_unencrypted_key_is_harmless(
-    tmp_path: Path, rsa_key: rsa.RSAPrivateKey
-) -> None:
-    pem_path = write_pem(
-        tmp_path / "app.pem", key_pem(rsa_key), cert_pem(make_certificate(rsa_key))
-    )
-    credential, _ = load_certificate(Certificate(pem_path, "unneeded"))
-    assert credential["private_key"].startswith("-----BEGIN PRIVATE KEY-----")
-
-
-# -- 8. certificate errors -------------------------------------------------------------
-
-
-def _cert_only(tmp_path: Path, key: rsa.RSAPrivateKey) -> Certificate:
-    return Certificate(write_pem(tmp_path / "app.pem", cert_pem(make_certificate(key))))
-
-
-def _key_only(tmp_path: Path, key: rsa.RSAPrivateKey) -> Certificate:
-    return Certificate(write_pem(tmp_path / "app.pem", key_pem(key)))
-
-
-def _wrong_password(tmp_path: Path, key: rsa.RSAPrivateKey) -> Certificate:
-    path = write_pem(tmp_path / "app.pem", key_pem(key, PASSWORD), cert_pem(make_certificate(key)))
-    return Certificate(path, "not the " + PASSWORD)
-
-
-def _no_password(tmp_path: Path, key: rsa.RSAPrivateKey) -> Certificate:
-    path = write_pem(tmp_path / "app.pem", key_pem(key, PASSWORD), cert_pem(make_certificate(key)))
-    return Certificate(path)
-
-
-def _mismatched(tmp_path: Path, key: rsa.RSAPrivateKey) -> Certificate:
-    other = ec.generate_private_key(ec.SECP256R1())
-    return Certificate(
-        write_pem(tmp_path / "app.pem", key_pem(key), cert_pem(make_certificate(other)))
-    )
-
-
-def _ec_key(tmp_path: Path, key: rsa.RSAPrivateKey) -> Certificate:
-    other = ec.generate_private_key(ec.SECP256R1())
-    path = write_pem(tmp_path / "app.pem", key_pem(other), cert_pem(make_certificate(other)))
-    return Certificate(path)
-
-
-def _missing(tmp_path: Path, key: rsa.RSAPrivateKey) -> Certificate:
-    return Certificate(tmp_path / "nowhere.pem", PASSWORD)
-
-
-def _garbage(tmp_path: Path, key: rsa.RSAPrivateKey) -> Certificate:
-    return Certificate(write_pem(tmp_path / "app.pem", b"\x00\xffnot a pem file"))
-
-
-@pytest.mark.parametrize(
-    ("build", "expected"),
-    [
-        (_missing, "cannot read certificate file"),
-        (_garbage, "no PEM private key"),
-        (_cert_only, "no PEM private key"),
-        (_key_only, "no PEM certificate"),
-        (_wrong_password, "password is wrong"),
-        (_no_password, "encrypted; set the certificate password"),
-        (_mismatched, "matches its private key"),
-        (_ec_key, "not an RSA key"),
-    ],
-    ids=lambda v: getattr(v, "__name__", "").strip("_") or None,
-)
-def test_load_certificate_errors(
-    tmp_path: Path, rsa_key: rsa.RSAPrivateKey, build: Any, expected: str
-) -> None:
-    cert = build(tmp_path, rsa_key)
-    with pytest.raises(ConfigError) as info:
-        load_certificate(cert)
-    message = str(info.value)
-    assert expected in message
-    assert str(cert.pem_path) in message
-    assert "\n" not in message
-    assert PASSWORD not in message
-    assert "BEGIN" not in message
-
-
 def test_unusable_certificate_fails_get_token_with_config_error(
     tmp_path: Path, rsps: responses.RequestsMock
 ) -> None:
@@ -439,107 +294,24 @@ def test_unusable_certificate_fails_get_token_with_config_error(
     assert len(rsps.calls) == 0
 
 
-# -- 3. persisted caches ------------------------------------------------------------------
+class _FaultyCertificate:
+    """A certificate credential whose loading has a bug (raises KeyError)."""
+
+    password = None
+
+    def load(self) -> Any:
+        raise KeyError("a bug in our own code")
 
 
-def test_second_provider_makes_no_http_request(tmp_path: Path) -> None:
-    cache_dir = tmp_path / "state" / "cache"
-    with responses.RequestsMock() as rsps:
-        mock_identity(rsps)
-        assert provider(cache_dir).get_token() == TOKEN
-        assert len(rsps.calls) == 2
-
-    assert mode(cache_dir) == 0o700
-    token_file, http_file = cache_dir / TOKEN_CACHE_FILE, cache_dir / HTTP_CACHE_FILE
-    assert mode(token_file) == 0o600
-    assert mode(http_file) == 0o600
-    assert SECRET not in token_file.read_text() + http_file.read_text()
-    assert TOKEN not in http_file.read_text()  # tokens live only in the token cache
-    before = {p: p.stat().st_ino for p in (token_file, http_file)}
-    assert sorted(os.listdir(cache_dir)) == [HTTP_CACHE_FILE, TOKEN_CACHE_FILE]  # no temp left
-
-    # A new process: no mocks registered, so any request at all would fail the test.
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        assert provider(cache_dir).get_token() == TOKEN
-        assert len(rsps.calls) == 0
-    # Nothing changed, so neither file was rewritten (os.replace would give a new inode).
-    assert {p: p.stat().st_ino for p in (token_file, http_file)} == before
-
-
-def test_cached_discovery_saves_the_get_when_the_token_expired(tmp_path: Path) -> None:
-    with responses.RequestsMock() as rsps:
-        mock_identity(
-            rsps, token_body={"token_type": "Bearer", "expires_in": 0, "access_token": "old"}
-        )
-        assert provider(tmp_path).get_token() == "old"
-    with responses.RequestsMock() as rsps:
-        rsps.post(
-            token_url(GLOBAL_HOST),
-            json={"token_type": "Bearer", "expires_in": 3599, "access_token": TOKEN},
-        )
-        assert provider(tmp_path).get_token() == TOKEN
-        assert [c.request.method for c in rsps.calls] == ["POST"]
-
-
-def test_cache_files_replace_wider_permissions(
+def test_only_the_msal_calls_are_translated_into_auth_errors(
     tmp_path: Path, rsps: responses.RequestsMock
 ) -> None:
-    cache_file = tmp_path / TOKEN_CACHE_FILE
-    cache_file.write_text("{}")
-    cache_file.chmod(0o644)
+    # A KeyError from MSAL means "the server's answer had an odd shape"; from our own
+    # code it is a bug, and must not be dressed up as a sign-in failure.
     mock_identity(rsps)
-    provider(tmp_path).get_token()
-    assert mode(cache_file) == 0o600
-
-
-# -- 6. corrupt caches ---------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("token_text", "http_text"),
-    [
-        ("not json at all", "{{{"),
-        ("[]", "[]"),
-        ('{"AccessToken": 5}', '{"_index_": 3}'),
-        ('{"AccessToken": {"k": "v"}}', '{"GET x": {"status_code": "200"}}'),
-        ("", '{"_index_": [[["soon", 0, "k"]], {}]}'),
-    ],
-    ids=["garbage", "json-list", "wrong-types", "wrong-entries", "empty-and-bad-index"],
-)
-def test_corrupt_cache_files_are_ignored_and_replaced(
-    tmp_path: Path,
-    rsps: responses.RequestsMock,
-    caplog: pytest.LogCaptureFixture,
-    token_text: str,
-    http_text: str,
-) -> None:
-    (tmp_path / TOKEN_CACHE_FILE).write_text(token_text)
-    (tmp_path / HTTP_CACHE_FILE).write_text(http_text)
-    mock_identity(rsps)
-    with caplog.at_level(logging.DEBUG, logger="m365watch.auth"):
-        assert provider(tmp_path).get_token() == TOKEN
-    assert len(rsps.calls) == 2
-    assert "ignoring unreadable" in caplog.text
-    # Both files were rewritten with something the next run can use.
-    json.loads((tmp_path / TOKEN_CACHE_FILE).read_text())
-    json.loads((tmp_path / HTTP_CACHE_FILE).read_text())
-
-
-def test_binary_cache_file_is_ignored(tmp_path: Path, rsps: responses.RequestsMock) -> None:
-    (tmp_path / HTTP_CACHE_FILE).write_bytes(b"\x80\x04\x95pickle\xff")
-    mock_identity(rsps)
-    assert provider(tmp_path).get_token() == TOKEN
-
-
-def test_unwritable_cache_dir_does_not_fail_the_sign_in(
-    tmp_path: Path, rsps: responses.RequestsMock, caplog: pytest.LogCaptureFixture
-) -> None:
-    blocker = tmp_path / "file-not-dir"
-    blocker.write_text("")
-    mock_identity(rsps)
-    with caplog.at_level(logging.WARNING, logger="m365watch.auth"):
-        assert provider(blocker / "cache").get_token() == TOKEN
-    assert "cannot write the MSAL token cache" in caplog.text
+    with pytest.raises(KeyError, match="a bug in our own code"):
+        provider(tmp_path, credential=_FaultyCertificate()).get_token()  # type: ignore[arg-type]
+    assert len(rsps.calls) == 0
 
 
 # -- 4. AADSTS errors -------------------------------------------------------------------------
@@ -583,6 +355,35 @@ def test_aadsts_errors_become_one_line_auth_errors(
         f"/{TENANT}/v2.0/.well-known/openid-configuration",
         f"/{TENANT_GUID}/oauth2/v2.0/token",
     ]
+
+
+@pytest.mark.parametrize("code", sorted(ADVICE), ids=str)
+def test_every_advice_fills_in_and_stays_on_one_line(code: int) -> None:
+    fields = {
+        "tenant_id": TENANT,
+        "client_id": CLIENT_ID,
+        "graph_endpoint": GLOBAL_GRAPH,
+        "certificate": "the certificate",
+    }
+    advice = ADVICE[code].format(**fields)
+    assert "{" not in advice and "\n" not in advice
+    assert "; " in advice or code == 7000112  # what happened; what to do
+
+
+@pytest.mark.parametrize(
+    ("code", "description", "expected"),
+    [
+        (7000215, "The user has not consented.", ADVICE[7000215]),
+        (None, "Admin CONSENT is required.", ADVICE[65001]),
+        (1234, "Something else.", None),
+        (None, "", None),
+    ],
+    ids=["code-wins-over-wording", "consent-wording", "unknown-code", "nothing"],
+)
+def test_advice_for_reads_the_table(
+    code: int | None, description: str, expected: str | None
+) -> None:
+    assert advice_for(code, description) == expected
 
 
 def test_consent_wording_without_code_is_recognised(

@@ -352,6 +352,50 @@ BAD_CONFIGS: list[tuple[str, Callable[[dict[str, Any]], None], dict[str, str], l
         {},
         ["tenant.graph_endpoint must be an https:// URL"],
     ),
+    # The sign-in settings the token provider takes as given (it no longer checks them).
+    (
+        "authority-without-scheme",
+        set_in("tenant.authority", "login.microsoftonline.com"),
+        {},
+        ["tenant.authority must be an https:// URL"],
+    ),
+    (
+        "authority-with-path",
+        set_in("tenant.authority", "https://login.microsoftonline.com/contoso"),
+        {},
+        [
+            "authority host must look like https://host, "
+            "got 'https://login.microsoftonline.com/contoso'"
+        ],
+    ),
+    (
+        "authority-without-host",
+        set_in("tenant.authority", "https://:443"),
+        {},
+        ["authority host must look like https://host"],
+    ),
+    (
+        "authority-broken-ipv6-host",
+        set_in("tenant.authority", "https://[::1"),
+        {},
+        ["authority host must look like https://host"],
+    ),
+    (
+        "graph-endpoint-without-scheme",
+        set_in("tenant.graph_endpoint", "graph.microsoft.com"),
+        {},
+        ["tenant.graph_endpoint must be an https:// URL"],
+    ),
+    (
+        "graph-endpoint-with-path",
+        set_in("tenant.graph_endpoint", "https://graph.microsoft.com/v1.0"),
+        {},
+        ["Graph endpoint must look like https://host"],
+    ),
+    ("tenant-id-empty", set_in("tenant.tenant_id", ""), {}, ["tenant.tenant_id"]),
+    ("tenant-id-with-slash", set_in("tenant.tenant_id", "contoso/extra"), {}, ["tenant.tenant_id"]),
+    ("tenant-id-common", set_in("tenant.tenant_id", "common"), {}, ["tenant.tenant_id"]),
+    ("client-id-blank", set_in("tenant.client_id", " "), {}, ["tenant.client_id"]),
     (
         "certificate-password-not-a-string",
         both(

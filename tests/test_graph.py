@@ -20,7 +20,7 @@ import requests
 import responses
 from responses import matchers
 
-from m365watch import __version__
+from m365watch import __version__, graph
 from m365watch.errors import GraphError, NotFoundError
 from m365watch.graph import GraphClient
 
@@ -355,6 +355,33 @@ def test_retryable_answers_are_retried(
     assert ids(client.list_issues()) == ["EX1"]
     assert sleep.waits == pytest.approx(expected_waits)
     assert client.request_count == len(answers)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ("2.128", 2.128),
+        (" 3 ", 3.0),
+        ("9" * 400, None),
+        ("1e3", None),
+        ("Tue, 14 Nov 2023 22:13:50 GMT", 30.0),
+        ("Tue, 14 Nov 2023 22:13:50 -0000", 30.0),
+        ("Mon, 13 Nov 2023 00:00:00 GMT", 0.0),
+    ],
+    ids=[
+        "absent",
+        "fractional",
+        "padded",
+        "overflows",
+        "exponent",
+        "http-date",
+        "naive-date",
+        "past",
+    ],
+)
+def test_retry_after_rule(value: str | None, expected: float | None) -> None:
+    assert graph._retry_after(value, lambda: NOW) == expected
 
 
 def test_exponential_backoff_is_capped(

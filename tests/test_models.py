@@ -28,6 +28,7 @@ from m365watch.models import (
     canonical_classification,
     canonical_status,
     format_timestamp,
+    is_issue_id,
     parse_issues,
     parse_timestamp,
 )
@@ -667,3 +668,34 @@ def test_control_characters_from_graph_never_reach_a_terminal() -> None:
     assert issue.title == "Mail ]0;owneddown31m"
     assert issue.service == "Exchange Online"
     assert issue.posts[0].content == "line 1\n\tline 2[2J"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("EX1256020", True),
+        ("mo226784", True),
+        ("ABCD1", True),
+        ("E1", False),
+        ("ABCDE1", False),
+        ("EX", False),
+        (" EX1 ", False),
+        ("EX1/../x", False),
+        ("EX\u0661", False),  # an Arabic-Indic digit must not reach a URL
+        ("", False),
+    ],
+    ids=[
+        "upper",
+        "lower",
+        "four-letters",
+        "one-letter",
+        "five-letters",
+        "no-digits",
+        "spaces",
+        "path",
+        "non-ascii-digit",
+        "empty",
+    ],
+)
+def test_is_issue_id(text: str, expected: bool) -> None:
+    assert is_issue_id(text) is expected

@@ -1,0 +1,194 @@
+"""MSAL's two caches, persisted: the token cache and the HTTP (discovery) cache.
+
+Both live as JSON files, 0600, in one folder (beside the state by default), so a
+run within a token's life makes no request at all to the identity platform.
+JSON rather than pickle: a tampered or corrupt file then cannot run code. A file
+that cannot be read is ignored and one that cannot be written is logged; either
+costs one sign-in, never the run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msal
+from msal.exceptions import MsalServiceError
+
+from m365watch import files
+
+logger = logging.getLogger(__name__)
+
+TOKEN_CACHE_FILE = "msal_token_cache.json"
+HTTP_CACHE_FILE = "msal_http_cache.json"
+
+# The bookkeeping key of MSAL's _ExpiringMapping inside http_cache (msal/individual_cache.py).
+_HTTP_CACHE_INDEX = "_index_"
+# What MSAL raises when a persisted cache holds well-formed nonsense.
+CACHE_CORRUPTION_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError)
+
+
+class MsalCaches:
+    """MSAL's token cache and HTTP cache, backed by two files in ``folder``.
+
+    Hand `token_cache` and `http_cache` to MSAL; call `load` once before MSAL's
+    first use and `save` after each use. Nothing touches the disk until then.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        """Empty caches for ``folder``; no I/O."""
+        self.folder = folder
+        self.token_cache = msal.SerializableTokenCache()
+        self.http_cache: dict[str, Any] = {}
+        self._http_saved = ""
+
+    def load(self) -> bool:
+        """Fill both caches from their files; True when either file contributed anything.
+
+        A missing, unreadable or malformed file is ignored: it costs one sign-in.
+        """
+        loaded = False
+        token_text = _read_cache_file(self.folder / TOKEN_CACHE_FILE)
+        if token_text is not None:
+            try:
+                state = json.loads(token_text)
+                _check_token_cache_shape(state)
+                self.token_cache.deserialize(token_text)
+                loaded = bool(state)
+            except (ValueError, TypeError) as exc:
+                logger.debug("ignoring unreadable MSAL token cache: %s", type(exc).__name__)
+        http_text = _read_cache_file(self.folder / HTTP_CACHE_FILE)
+        if http_text is not None:
+            try:
+                self.http_cache.update(_http_cache_from_json(json.loads(http_text)))
+                loaded = loaded or bool(self.http_cache)
+            except (ValueError, TypeError) as exc:
+                logger.debug("ignoring unreadable MSAL HTTP cache: %s", type(exc).__name__)
+        self._http_saved = _dump_json(_http_cache_to_json(self.http_cache))
+        return loaded
+
+    def save(self) -> None:
+        """Write each cache that changed since `load` or the last save; never raises OSError."""
+        # A cache that cannot be written costs one sign-in next run; it must not fail this one.
+        if self.token_cache.has_state_changed:
+            try:
+                files.write_private_file(
+                    self.folder / TOKEN_CACHE_FILE, self.token_cache.serialize().encode("utf-8")
+                )
+            except OSError as exc:
+                self.token_cache.has_state_changed = True  # serialize() cleared it; retry later
+                logger.warning("cannot write the MSAL token cache in %s: %s", self.folder, exc)
+        http_text = _dump_json(_http_cache_to_json(self.http_cache))
+        if http_text != self._http_saved:
+            try:
+                files.write_private_file(self.folder / HTTP_CACHE_FILE, http_text.encode("utf-8"))
+                self._http_saved = http_text
+            except OSError as exc:
+                logger.warning("cannot write the MSAL HTTP cache in %s: %s", self.folder, exc)
+
+    def discard(self) -> None:
+        """Forget both caches (MSAL choked on them); the next `save` replaces both files."""
+        self.token_cache.deserialize(None)
+        self.token_cache.has_state_changed = True
+        self.http_cache.clear()
+
+
+class _CachedResponse:
+    """A discovery or throttling answer restored from the HTTP cache file.
+
+    It has the shape of MSAL's NormalizedResponse, which is what MSAL stores.
+    """
+
+    def __init__(self, status_code: int, text: str, headers: dict[str, str]) -> None:
+        self.status_code = status_code
+        self.text = text
+        self.headers = headers
+
+    def raise_for_status(self) -> None:
+        if self.status_code >= 400:
+            raise MsalServiceError(
+                f"HTTP Error: {self.status_code}", error=None, error_description=None
+            )
+
+
+def _http_cache_to_json(cache: Mapping[str, Any]) -> dict[str, Any]:
+    # JSON rather than pickle: a tampered or corrupt file then cannot run code.
+    out: dict[str, Any] = {}
+    for key, value in cache.items():
+        if key == _HTTP_CACHE_INDEX:
+            out[key] = value
+        elif all(hasattr(value, name) for name in ("status_code", "text", "headers")):
+            out[key] = {
+                "status_code": int(value.status_code),
+                "text": str(value.text),
+                # Cookies are session state, not discovery data; keep them off disk.
+                "headers": {
+                    str(k): str(v) for k, v in dict(value.headers).items() if k != "set-cookie"
+                },
+            }
+        else:
+            logger.debug("not persisting an MSAL HTTP cache entry of type %s", type(value))
+    return out
+
+
+def _http_cache_from_json(data: Any) -> dict[str, Any]:
+    """Rebuild MSAL's http_cache from its JSON form; ValueError when the shape is wrong."""
+    if not isinstance(data, dict):
+        raise ValueError("not an object")
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == _HTTP_CACHE_INDEX:
+            sequence, timestamps = value
+            if not isinstance(sequence, list) or not isinstance(timestamps, dict):
+                raise ValueError("bad index")
+            for expires_at, created_at, entry_key in sequence:
+                if not (
+                    isinstance(expires_at, int)
+                    and isinstance(created_at, int)
+                    and isinstance(entry_key, str)
+                ):
+                    raise ValueError("bad index entry")
+            for stamp in timestamps.values():
+                if not (
+                    isinstance(stamp, list)
+                    and len(stamp) == 2
+                    and all(isinstance(n, int) for n in stamp)
+                ):
+                    raise ValueError("bad index timestamp")
+            out[key] = (sequence, timestamps)
+        elif (
+            isinstance(value, dict)
+            and isinstance(value.get("status_code"), int)
+            and isinstance(value.get("text"), str)
+            and isinstance(value.get("headers"), dict)
+        ):
+            out[key] = _CachedResponse(value["status_code"], value["text"], value["headers"])
+        else:
+            raise ValueError("bad entry")
+    return out
+
+
+def _check_token_cache_shape(data: Any) -> None:
+    # MSAL trusts whatever deserialize() gets; a wrong shape would crash it later.
+    if not isinstance(data, dict) or not all(
+        isinstance(section, dict) and all(isinstance(e, dict) for e in section.values())
+        for section in data.values()
+    ):
+        raise ValueError("not an MSAL token cache")
+
+
+def _dump_json(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, indent=1)
+
+
+def _read_cache_file(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        logger.debug("ignoring unreadable cache file %s: %s", path, type(exc).__name__)
+        return None

@@ -1,0 +1,179 @@
+"""Tests for m365watch.msal_cache: MSAL's caches on disk, mostly through a real TokenProvider."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import responses
+
+from m365watch.msal_cache import HTTP_CACHE_FILE, TOKEN_CACHE_FILE, MsalCaches
+from tests.test_auth import GLOBAL_HOST, SECRET, TOKEN, mock_identity, provider, token_url
+
+
+@pytest.fixture
+def rsps() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+# -- persisted caches ------------------------------------------------------------------
+
+
+def test_second_provider_makes_no_http_request(tmp_path: Path) -> None:
+    cache_dir = tmp_path / "state" / "cache"
+    with responses.RequestsMock() as rsps:
+        mock_identity(rsps)
+        assert provider(cache_dir).get_token() == TOKEN
+        assert len(rsps.calls) == 2
+
+    assert mode(cache_dir) == 0o700
+    token_file, http_file = cache_dir / TOKEN_CACHE_FILE, cache_dir / HTTP_CACHE_FILE
+    assert mode(token_file) == 0o600
+    assert mode(http_file) == 0o600
+    assert SECRET not in token_file.read_text() + http_file.read_text()
+    assert TOKEN not in http_file.read_text()  # tokens live only in the token cache
+    before = {p: p.stat().st_ino for p in (token_file, http_file)}
+    assert sorted(os.listdir(cache_dir)) == [HTTP_CACHE_FILE, TOKEN_CACHE_FILE]  # no temp left
+
+    # A new process: no mocks registered, so any request at all would fail the test.
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        assert provider(cache_dir).get_token() == TOKEN
+        assert len(rsps.calls) == 0
+    # Nothing changed, so neither file was rewritten (os.replace would give a new inode).
+    assert {p: p.stat().st_ino for p in (token_file, http_file)} == before
+
+
+def test_cached_discovery_saves_the_get_when_the_token_expired(tmp_path: Path) -> None:
+    with responses.RequestsMock() as rsps:
+        mock_identity(
+            rsps, token_body={"token_type": "Bearer", "expires_in": 0, "access_token": "old"}
+        )
+        assert provider(tmp_path).get_token() == "old"
+    with responses.RequestsMock() as rsps:
+        rsps.post(
+            token_url(GLOBAL_HOST),
+            json={"token_type": "Bearer", "expires_in": 3599, "access_token": TOKEN},
+        )
+        assert provider(tmp_path).get_token() == TOKEN
+        assert [c.request.method for c in rsps.calls] == ["POST"]
+
+
+def test_cache_files_replace_wider_permissions(
+    tmp_path: Path, rsps: responses.RequestsMock
+) -> None:
+    cache_file = tmp_path / TOKEN_CACHE_FILE
+    cache_file.write_text("{}")
+    cache_file.chmod(0o644)
+    mock_identity(rsps)
+    provider(tmp_path).get_token()
+    assert mode(cache_file) == 0o600
+
+
+# -- corrupt caches ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("token_text", "http_text"),
+    [
+        ("not json at all", "{{{"),
+        ("[]", "[]"),
+        ('{"AccessToken": 5}', '{"_index_": 3}'),
+        ('{"AccessToken": {"k": "v"}}', '{"GET x": {"status_code": "200"}}'),
+        ("", '{"_index_": [[["soon", 0, "k"]], {}]}'),
+    ],
+    ids=["garbage", "json-list", "wrong-types", "wrong-entries", "empty-and-bad-index"],
+)
+def test_corrupt_cache_files_are_ignored_and_replaced(
+    tmp_path: Path,
+    rsps: responses.RequestsMock,
+    caplog: pytest.LogCaptureFixture,
+    token_text: str,
+    http_text: str,
+) -> None:
+    (tmp_path / TOKEN_CACHE_FILE).write_text(token_text)
+    (tmp_path / HTTP_CACHE_FILE).write_text(http_text)
+    mock_identity(rsps)
+    with caplog.at_level(logging.DEBUG, logger="m365watch.msal_cache"):
+        assert provider(tmp_path).get_token() == TOKEN
+    assert len(rsps.calls) == 2
+    assert "ignoring unreadable" in caplog.text
+    # Both files were rewritten with something the next run can use.
+    json.loads((tmp_path / TOKEN_CACHE_FILE).read_text())
+    json.loads((tmp_path / HTTP_CACHE_FILE).read_text())
+
+
+def test_binary_cache_file_is_ignored(tmp_path: Path, rsps: responses.RequestsMock) -> None:
+    (tmp_path / HTTP_CACHE_FILE).write_bytes(b"\x80\x04\x95pickle\xff")
+    mock_identity(rsps)
+    assert provider(tmp_path).get_token() == TOKEN
+
+
+def test_unwritable_cache_dir_does_not_fail_the_sign_in(
+    tmp_path: Path, rsps: responses.RequestsMock, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "file-not-dir"
+    blocker.write_text("")
+    mock_identity(rsps)
+    with caplog.at_level(logging.WARNING, logger="m365watch.msal_cache"):
+        assert provider(blocker / "cache").get_token() == TOKEN
+    assert "cannot write the MSAL token cache" in caplog.text
+
+
+# -- the caches on their own ---------------------------------------------------------------
+
+
+def test_nothing_to_load_and_nothing_changed_writes_nothing(tmp_path: Path) -> None:
+    caches = MsalCaches(tmp_path / "cache")
+    assert caches.load() is False
+    caches.save()
+    assert not (tmp_path / "cache").exists()
+
+
+def test_http_cache_round_trip_keeps_answers_but_not_cookies(tmp_path: Path) -> None:
+    # What MSAL keeps in its http_cache: an object with these three attributes.
+    answer = SimpleNamespace(
+        status_code=200,
+        text='{"issuer": "x"}',
+        headers={"content-type": "application/json", "set-cookie": "session=1"},
+    )
+    caches = MsalCaches(tmp_path)
+    caches.load()
+    caches.http_cache["GET https://login/x"] = answer
+    caches.http_cache["_index_"] = ([[2000000000, 1000000000, "GET https://login/x"]], {})
+    caches.save()
+    assert "session=1" not in (tmp_path / HTTP_CACHE_FILE).read_text()
+
+    again = MsalCaches(tmp_path)
+    assert again.load() is True
+    restored = again.http_cache["GET https://login/x"]
+    assert (restored.status_code, restored.text, restored.headers) == (
+        200,
+        '{"issuer": "x"}',
+        {"content-type": "application/json"},
+    )
+    assert again.http_cache["_index_"] == ([[2000000000, 1000000000, "GET https://login/x"]], {})
+
+
+def test_discard_empties_both_caches_and_replaces_the_files(tmp_path: Path) -> None:
+    (tmp_path / TOKEN_CACHE_FILE).write_text(json.dumps({"AccessToken": {"k": {"secret": "x"}}}))
+    (tmp_path / HTTP_CACHE_FILE).write_text(
+        json.dumps({"GET x": {"status_code": 200, "text": "{}", "headers": {}}})
+    )
+    caches = MsalCaches(tmp_path)
+    assert caches.load() is True
+    caches.discard()
+    assert caches.http_cache == {}
+    caches.save()
+    assert json.loads((tmp_path / HTTP_CACHE_FILE).read_text()) == {}
+    assert not any(json.loads((tmp_path / TOKEN_CACHE_FILE).read_text()).values())
