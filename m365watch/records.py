@@ -255,14 +255,7 @@ def entry_from_json(feeds: Mapping[str, Feed[Any, Any]], row: Mapping[str, Any])
     generation = row.get("generation", 0)
     if not _natural(generation):
         raise RecordError("its generation is not a whole number")
-    return Entry(
-        feed=feed.name,
-        item_id=_item_id(change),
-        change=change,
-        owed=tuple(owed),
-        queued_at=parse_timestamp(row.get("queuedAt")),
-        generation=generation,
-    )
+    return _entry(feed, change, owed, row, generation)
 
 
 def legacy_entry_from_json(feed: Feed[Any, Any], row: Mapping[str, Any]) -> Entry[Any]:
@@ -281,13 +274,19 @@ def legacy_entry_from_json(feed: Feed[Any, Any], row: Mapping[str, Any]) -> Entr
         if not _natural(count) or not isinstance(error, str):
             raise RecordError(f"attempts or lastError of {name!r} has the wrong type")
         owed.append(Owed(Unit.from_json(name), count, error))
+    return _entry(feed, change, owed, row, 0)
+
+
+def _entry(
+    feed: Feed[Any, Any], change: Any, owed: list[Owed], row: Mapping[str, Any], generation: int
+) -> Entry[Any]:
     return Entry(
         feed=feed.name,
         item_id=_item_id(change),
         change=change,
         owed=tuple(owed),
         queued_at=parse_timestamp(row.get("queuedAt")),
-        generation=0,
+        generation=generation,
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -621,3 +623,37 @@ def test_status_cached_answers_from_a_release_0_1_state(tmp_path: Path) -> None:
     assert (tmp_path / "state" / "state.json").read_bytes() == (
         RELEASE_0_1 / "state.json"
     ).read_bytes()
+
+
+def test_a_no_change_poll_imports_no_apprise_and_writes_nothing(tmp_path: Path) -> None:
+    # A fresh interpreter: the baseline, then a poll that finds nothing and owes nothing.
+    script = f"""
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from m365watch.poll import issues_from, run_poll
+from m365watch.settings import PollSettings
+from m365watch.store import StateStore
+
+class Feed:
+    def list_issues(self):
+        return [{{"id": "EX1", "status": "investigating", "title": "Mail"}}]
+
+def no_sender():
+    raise AssertionError("a quiet poll built a sender")
+
+store = StateStore(Path({str(tmp_path / "state.json")!r}))
+args = dict(store=store, make_sender=no_sender, poll=PollSettings(), targets_fingerprint="fp",
+            targets=[], now=datetime(2026, 11, 20, tzinfo=timezone.utc))
+assert run_poll(sources=[issues_from(Feed())], **args).baseline
+before = store.path.read_bytes(), store.path.stat().st_ino
+result = run_poll(sources=[issues_from(Feed())], **args)
+assert not result.state_written and (store.path.read_bytes(), store.path.stat().st_ino) == before
+assert not store.outbox_path.exists()
+print("apprise" in sys.modules, "tinydb" in sys.modules)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]
