@@ -15,11 +15,11 @@ from typing import Any
 
 from m365watch.models import (
     PIR_STATUS,
-    STATUS_SEVERITY,
     Issue,
     Post,
     canonical_status,
     post_keys,
+    severity_of,
 )
 
 
@@ -79,7 +79,7 @@ class IssueChange:
         """True when the status got worse (for people affected) than it was."""
         if ChangeKind.STATUS not in self.kinds or self.previous_status is None:
             return False
-        before = STATUS_SEVERITY.get(self.previous_status, 3)
+        before = severity_of(self.previous_status)
         return self.issue.severity > before
 
     def matches(self, events: Iterable[str]) -> bool:

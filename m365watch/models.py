@@ -112,6 +112,20 @@ def canonical_classification(raw: str | None) -> str:
     return value if value in CLASSIFICATIONS else UNKNOWN
 
 
+# A status Microsoft did not document counts as a problem (as "investigating") until someone looks.
+UNKNOWN_SEVERITY = 3
+
+
+def severity_of(status: str | None) -> int:
+    """How bad a status is for the people affected (0 fine … 5 interruption)."""
+    return STATUS_SEVERITY.get(status or UNKNOWN, UNKNOWN_SEVERITY)
+
+
+def as_sent(value: str, raw: str | None) -> str:
+    """A canonical enum value, or for one this version does not know, what Graph sent."""
+    return value if value != UNKNOWN else (raw or UNKNOWN)
+
+
 def status_words(status: str, raw: str | None = None) -> str:
     """A status in words for people ("Service degradation"); unknown ones shown as sent."""
     if status in STATUS_WORDS:
@@ -277,11 +291,9 @@ class Issue:
             "service": self.service,
             "feature": self.feature,
             "featureGroup": self.feature_group,
-            "classification": self.classification
-            if self.classification != UNKNOWN
-            else (self.classification_raw or UNKNOWN),
+            "classification": as_sent(self.classification, self.classification_raw),
             "origin": self.origin,
-            "status": self.status if self.status != UNKNOWN else (self.status_raw or UNKNOWN),
+            "status": as_sent(self.status, self.status_raw),
             "isResolved": self.is_resolved,
             "startDateTime": format_timestamp(self.start),
             "endDateTime": format_timestamp(self.end),
@@ -305,7 +317,7 @@ class Issue:
     @property
     def severity(self) -> int:
         """How bad the current status is (0 = fine, 5 = service interruption)."""
-        return STATUS_SEVERITY.get(self.status, 3)
+        return severity_of(self.status)
 
     @property
     def latest_post(self) -> Post | None:
@@ -373,5 +385,8 @@ class ServiceHealth:
 
     def to_graph(self) -> dict[str, Any]:
         """Graph's property names."""
-        status = self.status if self.status != UNKNOWN else (self.status_raw or UNKNOWN)
-        return {"id": self.id, "service": self.service, "status": status}
+        return {
+            "id": self.id,
+            "service": self.service,
+            "status": as_sent(self.status, self.status_raw),
+        }

@@ -21,15 +21,15 @@ from m365watch.feeds.issues import ISSUES
 from m365watch.messages import post_text
 from m365watch.models import (
     CLASSIFICATIONS,
-    STATUS_SEVERITY,
-    UNKNOWN,
     Issue,
     ParseError,
     Post,
     ServiceHealth,
+    as_sent,
     format_timestamp,
     is_issue_id,
     parse_issues,
+    severity_of,
     status_words,
 )
 from m365watch.sections import format_time
@@ -43,8 +43,6 @@ SOURCE_GRAPH = "graph"
 SOURCE_CACHE = "cache"
 # Sent to Graph as an optimisation only: the result is filtered again here.
 OPEN_ISSUES_FILTER = "isResolved eq false"
-# A status Microsoft did not document counts as a problem until someone looks.
-UNKNOWN_SEVERITY = 3
 
 
 class HealthSource(Protocol):
@@ -99,7 +97,7 @@ class ServiceStatus:
     @property
     def severity(self) -> int:
         """How bad the health is (0 = fine, 5 = service interruption)."""
-        return STATUS_SEVERITY.get(self.status, UNKNOWN_SEVERITY)
+        return severity_of(self.status)
 
     @property
     def healthy(self) -> bool:
@@ -108,7 +106,7 @@ class ServiceStatus:
 
     def to_json(self) -> dict[str, Any]:
         """``id``, ``service``, ``status`` (Graph's camelCase, or the raw unknown value)."""
-        status = self.status if self.status != UNKNOWN else (self.status_raw or UNKNOWN)
+        status = as_sent(self.status, self.status_raw)
         return {"id": self.id, "service": self.service, "status": status}
 
 

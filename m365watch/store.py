@@ -58,12 +58,6 @@ def ensure_private_dir(path: Path) -> None:
         raise StateError(f"cannot create state folder {path}: {exc.strerror}") from None
 
 
-def write_private_file(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically, mode 0600, in a 0700 folder."""
-    ensure_private_dir(path.parent)
-    files.write_private_file(path, data)
-
-
 class AtomicJSONStorage(Storage):
     """A TinyDB storage that never leaves a half-written file behind."""
 
@@ -93,7 +87,7 @@ class AtomicJSONStorage(Storage):
         # the pending queue's order is what decides which change is the later one.
         payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
         try:
-            write_private_file(self.path, payload.encode("utf-8"))
+            files.write_private_file(self.path, payload.encode("utf-8"))
         except OSError as exc:
             raise StateError(f"cannot write {self.label} {self.path}: {exc.strerror}") from None
 
@@ -354,6 +348,6 @@ class WatcherStore:
         """Replace the health file atomically (0600)."""
         payload = json.dumps(data, ensure_ascii=False, sort_keys=True, indent=1)
         try:
-            write_private_file(self.path, payload.encode("utf-8"))
+            files.write_private_file(self.path, payload.encode("utf-8"))
         except OSError as exc:
             raise StateError(f"cannot write health file {self.path}: {exc.strerror}") from None

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from m365watch import files
 from m365watch.settings import DEFAULT_LOCK_WAIT, Settings, TargetSettings
 
 if TYPE_CHECKING:
@@ -160,7 +161,7 @@ def build_doctor_adapters(clock: Callable[[], datetime] = utc_now) -> DoctorAdap
         read_certificate=_read_certificate,
         connect=lambda settings: _doctor_probe(settings, clock),
         url_accepted=_apprise_accepts,
-        write_private_file=_write_private_file,
+        write_private_file=files.write_private_file,
         load_state=_load_state,
         now=clock,
     )
@@ -181,12 +182,6 @@ def _apprise_accepts(url: str) -> bool:
     except ConfigError:
         return False
     return True
-
-
-def _write_private_file(path: Path, data: bytes) -> None:
-    from m365watch.store import write_private_file
-
-    write_private_file(path, data)
 
 
 def _load_state(path: Path) -> object:

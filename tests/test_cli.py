@@ -332,7 +332,7 @@ def test_sample_payloads_load() -> None:
     assert load_json("cli-microsoft365-healthissue-list.json")["value"][0]["id"] == "CR275975"
 
 
-# --- test-notify (issue 3) ---
+# --- test-notify ---
 
 
 def notify_config(tmp_path: Path) -> Path:

@@ -171,7 +171,7 @@ def test_notifiers_guard_apprise_log_with_one_scrubbing_filter() -> None:
         logger.setLevel(level)
 
 
-# --- What each channel receives, for three moments of the demo incident (issue 3) ---
+# --- What each channel receives, for three moments of the demo incident ---
 
 EX_URL = "https://admin.microsoft.com/Adminportal/Home#/servicehealth/:/alerts/EX1256020"
 TITLE = "Users can't access their mailboxes using Outlook mobile or the new Outlook for Mac"

@@ -321,7 +321,7 @@ def test_changed_targets_are_checked_before_anything_is_written(tmp_path: Path) 
     assert not poller.store.path.exists()
 
 
-# --- Digests (issue 3) ---
+# --- Digests ---
 
 
 @responses.activate
@@ -407,7 +407,7 @@ def test_dry_run_checks_the_urls_even_when_the_targets_did_not_change(tmp_path: 
         broken.run(step(0), now=T0 + timedelta(hours=2), dry_run=True)
 
 
-# --- Test messages (issue 3) ---
+# --- Test messages ---
 
 
 @responses.activate
