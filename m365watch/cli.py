@@ -28,9 +28,7 @@ from m365watch.errors import (
     EXIT_RUNTIME,
     EXIT_USAGE,
     ConfigError,
-    LockedError,
     M365WatchError,
-    StateError,
     first_line,
 )
 from m365watch.settings import DEFAULT_LOCK_WAIT
@@ -505,61 +503,27 @@ def poll_with_health(
 ) -> tuple[PollResult, WatcherReport]:
     """One poll as ``poll`` and ``watch`` run it, counting polls that cannot reach Graph.
 
-    A sign-in or Graph error is recorded in the health file (and, after
-    ``[health] alert_after`` in a row, sent to "watcher" targets) before it is
-    raised on; a poll that reaches Graph sends "working again" where it is owed.
-    What the watcher sent is printed here. A dry run records nothing.
+    What the watcher sent is printed as soon as it is sent. A dry run records nothing.
     """
-    from m365watch.watcher import MonitoredSource, WatcherReport, record_failure, record_success
+    from m365watch.watcher import watched_poll
 
-    monitored = MonitoredSource(source if source is not None else wiring.build_graph(settings))
-    health = wiring.build_watcher_store(settings, lock_wait=lock_wait)
-    try:
-        result = poll_once(
+    return watched_poll(
+        lambda monitored: poll_once(
             settings,
             dry_run=dry_run,
             notify_existing=notify_existing,
             lock_wait=lock_wait,
             source=monitored,
-        )
-    except M365WatchError as error:
-        if monitored.failure is error and not dry_run:
-            reason = first_line(error)
-            report = _record_health(
-                lambda: record_failure(
-                    health,
-                    reason=reason,
-                    alert_after=settings.alert_after,
-                    targets=settings.targets,
-                    make_sender=lambda: wiring.build_sender(settings),
-                    now=datetime.now(timezone.utc),
-                )
-            )
-            print_watcher_report(report, quiet=quiet)
-        raise
-    if dry_run:
-        return result, WatcherReport()
-    report = _record_health(
-        lambda: record_success(
-            health,
-            targets=settings.targets,
-            make_sender=lambda: wiring.build_sender(settings),
-            now=datetime.now(timezone.utc),
-        )
+        ),
+        source if source is not None else wiring.build_graph(settings),
+        wiring.build_watcher_store(settings, lock_wait=lock_wait),
+        alert_after=settings.alert_after,
+        targets=settings.targets,
+        make_sender=lambda: wiring.build_sender(settings),
+        now=wiring.utc_now,
+        on_report=lambda report: print_watcher_report(report, quiet=quiet),
+        record=not dry_run,
     )
-    print_watcher_report(report, quiet=quiet)
-    return result, report
-
-
-def _record_health(record: Callable[[], WatcherReport]) -> WatcherReport:
-    """Run a health update; one that cannot be made is a warning, never the poll's failure."""
-    from m365watch.watcher import WatcherReport
-
-    try:
-        return record()
-    except (LockedError, StateError) as error:
-        log.warning("%s", first_line(error))
-        return WatcherReport()
 
 
 def print_watcher_report(report: WatcherReport, *, quiet: bool = False) -> None:

@@ -14,18 +14,21 @@ never in the state: a poll that fails at Graph leaves the state untouched.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from m365watch.deliver import Delivery, Sender, deliver
-from m365watch.errors import M365WatchError
+from m365watch.errors import LockedError, M365WatchError, StateError, first_line
 from m365watch.messages import Message, render_watcher_down, render_watcher_up
 from m365watch.models import format_timestamp, parse_timestamp
 from m365watch.poll import IssueSource
 from m365watch.records import Unit
 from m365watch.settings import TargetSettings
+
+log = logging.getLogger(__name__)
 
 WATCHER_EVENT = "watcher"
 
@@ -207,3 +210,63 @@ def _send(
 
 def _text_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+ResultT = TypeVar("ResultT")
+
+
+def watched_poll(
+    poll: Callable[[IssueSource], ResultT],
+    source: IssueSource,
+    store: WatcherStorage,
+    *,
+    alert_after: int,
+    targets: Sequence[TargetSettings],
+    make_sender: Callable[[], Sender],
+    now: Callable[[], datetime],
+    on_report: Callable[[WatcherReport], None],
+    record: bool = True,
+) -> tuple[ResultT, WatcherReport]:
+    """Run ``poll`` on ``source`` and count its outcome for the self-monitoring.
+
+    A sign-in or Graph error (from ``source`` itself: a held lock or a damaged state
+    is not Graph being unreachable) is recorded, and after ``alert_after`` in a row
+    sent to "watcher" targets, before it is raised on; a poll that reaches Graph
+    sends "working again" where it is owed. ``on_report`` hears what the watcher
+    sent, as soon as it was sent. ``record=False`` (a dry run) records nothing.
+    """
+    monitored = MonitoredSource(source)
+    try:
+        result = poll(monitored)
+    except M365WatchError as error:
+        if monitored.failure is error and record:
+            reason = first_line(error)
+            on_report(
+                _tolerant(
+                    lambda: record_failure(
+                        store,
+                        reason=reason,
+                        alert_after=alert_after,
+                        targets=targets,
+                        make_sender=make_sender,
+                        now=now(),
+                    )
+                )
+            )
+        raise
+    if not record:
+        return result, WatcherReport()
+    report = _tolerant(
+        lambda: record_success(store, targets=targets, make_sender=make_sender, now=now())
+    )
+    on_report(report)
+    return result, report
+
+
+def _tolerant(update: Callable[[], WatcherReport]) -> WatcherReport:
+    """Run a health update; one that cannot be made is a warning, never the poll's failure."""
+    try:
+        return update()
+    except (LockedError, StateError) as error:
+        log.warning("%s", first_line(error))
+        return WatcherReport()

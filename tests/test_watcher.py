@@ -13,10 +13,18 @@ import pytest
 import responses
 
 from m365watch.deliver import SendResult
+from m365watch.errors import GraphError, M365WatchError, StateError
 from m365watch.messages import WATCHER_DOWN_TITLE, WATCHER_UP_TITLE, Message
 from m365watch.settings import TargetSettings
 from m365watch.store import WatcherStore, watcher_path_for
-from m365watch.watcher import MonitoredSource, WatcherRecord, record_failure, record_success
+from m365watch.watcher import (
+    MonitoredSource,
+    WatcherRecord,
+    WatcherReport,
+    record_failure,
+    record_success,
+    watched_poll,
+)
 from tests.installation import FEED_AFTER, FEED_BEFORE
 from tests.test_auth import mock_identity
 from tests.test_faults import GRAPH_ISSUES, invoke, mock_hooks, received, write_config
@@ -329,3 +337,56 @@ def test_cli_dry_run_and_locked_or_damaged_state_are_not_counted(tmp_path: Path)
         assert invoke(config, "poll").exit_code == 1
         assert received(rsps) == []
     assert not (tmp_path / "state" / "state.health.json").exists()
+
+
+class Unreachable:
+    def list_issues(self) -> list[dict[str, Any]]:
+        raise GraphError(REASON)
+
+
+class Reachable:
+    def list_issues(self) -> list[dict[str, Any]]:
+        return []
+
+
+@pytest.mark.parametrize(
+    ("source", "poll_error", "failures", "record"),
+    [
+        (Unreachable(), None, 1, True),
+        (Reachable(), StateError("state file is damaged"), 0, True),
+        (Unreachable(), None, 0, False),
+    ],
+    ids=["graph-failure-counted", "own-failure-not-counted", "dry-run-records-nothing"],
+)
+def test_watched_poll_counts_only_the_sources_failures(
+    tmp_path: Path,
+    source: Any,
+    poll_error: M365WatchError | None,
+    failures: int,
+    record: bool,
+) -> None:
+    store = WatcherStore(tmp_path / "state.health.json")
+    heard: list[WatcherReport] = []
+
+    def poll(monitored: Any) -> str:
+        monitored.list_issues()
+        if poll_error is not None:
+            raise poll_error
+        return "polled"
+
+    with pytest.raises(M365WatchError) as caught:
+        watched_poll(
+            poll,
+            source,
+            store,
+            alert_after=1,
+            targets=WATCHERS,
+            make_sender=FakeSender,
+            now=lambda: T0,
+            on_report=heard.append,
+            record=record,
+        )
+    assert str(caught.value) == str(poll_error or REASON)
+    assert WatcherRecord.from_json(store.load()).failures == failures
+    # Told as soon as it was sent (before the error is raised on): both watcher targets.
+    assert [[d.target for d in r.deliveries] for r in heard] == ([["w1", "w2"]] if failures else [])
