@@ -12,19 +12,15 @@ from typing import Any
 import platformdirs
 import pytest
 
-from m365watch import config
 from m365watch import settings as settings_module
 from m365watch.config import (
-    PollSettings,
-    Settings,
-    TargetSettings,
-    TenantSettings,
     default_config_path,
     default_state_path,
     load_settings,
     parse_settings,
 )
 from m365watch.errors import ConfigError
+from m365watch.settings import PollSettings, Settings, TargetSettings, TenantSettings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -767,7 +763,7 @@ def test_permission_warning(tmp_path: Path, text: str, mode: int, kinds: list[st
 
 
 def test_cloud_names_match_the_endpoint_table() -> None:
-    assert tuple(settings_module.CLOUDS) == config.CLOUD_NAMES
+    assert tuple(settings_module.CLOUDS) == settings_module.CLOUD_NAMES
 
 
 def test_settings_are_frozen(tmp_path: Path) -> None:

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import timeline_steps
 
 from m365watch.diff import EVENTS, ChangeKind, IssueChange, diff_issue, diff_issues
 from m365watch.models import Issue, parse_issues
+from tests.conftest import timeline_steps
 
 NEW, STATUS, POST = ChangeKind.NEW, ChangeKind.STATUS, ChangeKind.POST
 CLASSIFICATION, RESOLVED = ChangeKind.CLASSIFICATION, ChangeKind.RESOLVED

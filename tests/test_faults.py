@@ -19,6 +19,7 @@ import responses
 
 import m365watch.wiring
 from tests import test_cli
+from tests.helpers import body_of
 from tests.installation import EXPECTED, FEED_AFTER, FEED_BEFORE, SENTINEL
 from tests.test_auth import mock_identity
 
@@ -64,7 +65,9 @@ def received(rsps: responses.RequestsMock) -> list[tuple[str, str]]:
     out = []
     for call in rsps.calls:
         if call.request.url and call.request.url.startswith(HOOKS):
-            out.append((call.request.url.rsplit("/", 1)[1], json.loads(call.request.body)["title"]))
+            out.append(
+                (call.request.url.rsplit("/", 1)[1], json.loads(body_of(call.request))["title"])
+            )
     return out
 
 

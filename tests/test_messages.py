@@ -8,7 +8,6 @@ import re
 from typing import Any
 
 import pytest
-from conftest import timeline_steps
 
 from m365watch.diff import ChangeKind, IssueChange, diff_issues
 from m365watch.messages import post_text, render_change
@@ -22,6 +21,7 @@ from m365watch.sections import (
     message_title,
     notify_type,
 )
+from tests.conftest import timeline_steps
 
 NEW, STATUS, POST = ChangeKind.NEW, ChangeKind.STATUS, ChangeKind.POST
 CLASSIFICATION, RESOLVED = ChangeKind.CLASSIFICATION, ChangeKind.RESOLVED

@@ -18,7 +18,6 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from conftest import DATA, load_json
 
 from m365watch.models import (
     Issue,
@@ -32,6 +31,7 @@ from m365watch.models import (
     parse_issues,
     parse_timestamp,
 )
+from tests.conftest import DATA, load_json
 
 UTC = timezone.utc
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import pytest
 import responses
@@ -24,6 +25,7 @@ from tests.conftest import (
     timeline_change,
     timeline_steps,
 )
+from tests.helpers import body_of, text_of
 
 MESSAGE = Message(
     title="[Incident] EX1256020 · Exchange Online: Service degradation",
@@ -42,7 +44,7 @@ def test_slack_gets_markdown_and_success_needs_ok_body() -> None:
     responses.add(responses.POST, SLACK_WEBHOOK, body="ok", status=200)
     result = Notifier({"slack": [SLACK_URL]}, throttle=False).send("slack", MESSAGE)
     assert result.ok, result.reason
-    payload = json.loads(responses.calls[0].request.body)
+    payload = json.loads(body_of(responses.calls[0].request))
     text = json.dumps(payload)
     assert "EX1256020" in text
     assert "Investigating → Service degradation" in payload["attachments"][0]["text"]
@@ -57,7 +59,7 @@ def test_teams_workflows_gets_an_adaptive_card() -> None:
     assert result.ok, result.reason
     request = responses.calls[0].request
     assert "sig=Sig0123456789abcdefSecret" in (request.url or "")
-    payload = json.loads(request.body)
+    payload = json.loads(body_of(request))
     card = payload["attachments"][0]["content"]
     assert card["type"] == "AdaptiveCard"
     assert "EX1256020" in json.dumps(card)
@@ -183,7 +185,7 @@ SCENARIOS = {
     "status-and-post": (1, 2),
     "resolved": (5, 6),
 }
-EXPECTED = {
+EXPECTED: dict[str, dict[str, Any]] = {
     "new-incident": {
         "headline": "[Incident] EX1256020 · Exchange Online: Service interruption",
         "style": "attention",
@@ -250,7 +252,7 @@ def test_teams_receives_an_adaptive_card(scenario: str) -> None:
     message = scenario_message(scenario)
     result = Notifier({"teams": [TEAMS_URL]}, throttle=False).send("teams", message)
     assert result.ok, result.reason
-    body = teams.calls[0].request.body
+    body = body_of(teams.calls[0].request)
     payload = json.loads(body)
     # Exactly the card m365watch built, through Apprise's plugin.
     assert payload == message.payload("teams")
@@ -279,7 +281,7 @@ def test_slack_receives_mrkdwn_with_a_colour_bar(scenario: str) -> None:
     message = scenario_message(scenario)
     result = Notifier({"slack": [SLACK_URL]}, throttle=False).send("slack", message)
     assert result.ok, result.reason
-    payload = json.loads(slack.calls[0].request.body)
+    payload = json.loads(body_of(slack.calls[0].request))
     assert payload == {"attachments": [message.payload("slack")]}
     case = EXPECTED[scenario]
     attachment = payload["attachments"][0]
@@ -407,8 +409,8 @@ def test_email_text_part_writes_out_the_links_of_a_post(smtp_server: Any) -> Non
 
 
 def test_every_demo_message_has_an_email_text_part_equal_to_its_text() -> None:
+    from apprise import conversion
     from apprise.common import NotifyFormat
-    from apprise.conversion import convert_between
 
     from m365watch.diff import diff_issues
     from m365watch.messages import render_digest
@@ -423,6 +425,10 @@ def test_every_demo_message_has_an_email_text_part_equal_to_its_text() -> None:
         if len(changes) > 1:
             messages.append(render_digest(changes))
     assert len(messages) == 12
+    # apprise.conversion is unannotated: give convert_between the type it is used at.
+    convert_between = cast(
+        Callable[[NotifyFormat, NotifyFormat, str], str], conversion.convert_between
+    )
     for message in messages:
         assert convert_between(NotifyFormat.HTML, NotifyFormat.TEXT, message.html) == message.text
 
@@ -458,8 +464,8 @@ def test_a_post_with_mass_mentions_arrives_defused(smtp_server: Any) -> None:
     assert notifier.send("all", message).ok
     [received] = handler.messages()
     delivered = {
-        "slack": json_strings(json.loads(slack.calls[0].request.body)),
-        "teams": json_strings(json.loads(teams.calls[0].request.body)),
+        "slack": json_strings(json.loads(body_of(slack.calls[0].request))),
+        "teams": json_strings(json.loads(body_of(teams.calls[0].request))),
         "email": [
             received.get_body(preferencelist=("plain",)).get_content(),
             received.get_body(preferencelist=("html",)).get_content(),
@@ -472,12 +478,12 @@ def test_a_post_with_mass_mentions_arrives_defused(smtp_server: Any) -> None:
         assert not re.search(r"<at>", joined, re.IGNORECASE), channel
         assert not re.search(r"(?<!\w)@(everyone|here)", joined), channel
         assert "Everyone" in joined and "everyone" in joined  # still readable
-    slack_blocks = json.loads(slack.calls[0].request.body)["attachments"][0]["blocks"]
+    slack_blocks = json.loads(body_of(slack.calls[0].request))["attachments"][0]["blocks"]
     assert slack_blocks[-2]["text"]["text"].endswith(
         "Attention &lt;\u200b!channel&gt; and &lt;\u200b!here&gt;: &lt;\u200bat&gt;Everyone"
         "&lt;\u200b/at&gt; @\u200beveryone &lt;b&gt;see&lt;/b&gt; [this](<https://evil.example>)"
     )
-    teams_card = json.loads(teams.calls[0].request.body)["attachments"][0]["content"]
+    teams_card = json.loads(body_of(teams.calls[0].request))["attachments"][0]["content"]
     assert "entities" not in teams_card.get("msteams", {})  # no mention for Teams to resolve
 
 
@@ -492,7 +498,7 @@ def test_a_users_own_workflows_template_is_kept(tmp_path: Any) -> None:
     url = f"{TEAMS_URL}?template={template}"
     message = scenario_message("resolved")
     assert Notifier({"teams": [url]}, throttle=False).send("teams", message).ok
-    sent = json.loads(teams.calls[0].request.body)["attachments"][0]["content"]
+    sent = json.loads(body_of(teams.calls[0].request))["attachments"][0]["content"]
     assert sent["title"] == message.title
     assert sent["text"].startswith(f"**{TITLE}**")  # the Markdown flavour
 
@@ -505,5 +511,5 @@ def test_template_braces_in_a_post_reach_teams_unchanged() -> None:
     )
     message = render_change(IssueChange(issue, frozenset({ChangeKind.NEW})))
     assert Notifier({"teams": [TEAMS_URL]}, throttle=False).send("teams", message).ok
-    assert json.loads(teams.calls[0].request.body) == message.payload("teams")
-    assert "Literal {{app_body}} and {{app_title}}" in teams.calls[0].request.body
+    assert json.loads(body_of(teams.calls[0].request)) == message.payload("teams")
+    assert "Literal {{app_body}} and {{app_title}}" in text_of(teams.calls[0].request)

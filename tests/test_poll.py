@@ -27,7 +27,7 @@ from m365watch.records import State
 from m365watch.settings import PollSettings, TargetSettings
 from m365watch.store import StateStore
 from tests.conftest import SLACK_URL, SLACK_WEBHOOK, TEAMS_ENDPOINT, TEAMS_URL, timeline_steps
-from tests.helpers import attempts, last_errors, owed
+from tests.helpers import attempts, body_of, last_errors, owed, text_of
 
 T0 = datetime(2026, 11, 20, 13, 30, tzinfo=timezone.utc)
 STEPS = timeline_steps()
@@ -101,7 +101,7 @@ def sent_titles(url: str) -> list[str]:
     titles = []
     for call in responses.calls:
         if call.request.url and call.request.url.startswith(url):
-            titles.append(json.dumps(json.loads(call.request.body)))
+            titles.append(json.dumps(json.loads(body_of(call.request))))
     return titles
 
 
@@ -205,7 +205,7 @@ def test_failed_target_is_retried_alone_then_delivered_once(tmp_path: Path) -> N
     assert [(d.target, d.issue_id, d.ok) for d in third.deliveries] == [
         ("teams", "EX1256020", True)
     ]
-    body = json.dumps(json.loads(responses.calls[-1].request.body))
+    body = json.dumps(json.loads(body_of(responses.calls[-1].request)))
     assert "New advisory" in body and "Investigating \\u2192 Service degradation" in body
     assert poller.store.load().outbox == ()
 
@@ -339,7 +339,7 @@ def test_digest_sends_one_message_per_target_with_every_change(tmp_path: Path) -
     ]
     for hook in (slack_hook, teams_hook):
         assert hook.call_count == 1
-        body = hook.calls[0].request.body
+        body = text_of(hook.calls[0].request)
         assert all(issue_id in body for issue_id in ("EX1256020", "MO1256311", "TM1255871"))
     assert poller.store.load().outbox == ()
 
@@ -430,7 +430,7 @@ def test_test_messages_report_each_target() -> None:
     ]
     assert results[1].reason.startswith("workflows: ")
     assert "Apprise does not accept its URL number 1 (slack://…)" in results[2].reason
-    sent = json.loads(responses.calls[0].request.body)
+    sent = json.loads(body_of(responses.calls[0].request))
     assert sent["attachments"][0]["fallback"] == "[Test] m365watch test notification for slack"
 
 
@@ -475,7 +475,7 @@ def test_a_long_queue_merges_in_the_order_the_changes_happened(tmp_path: Path) -
     result = poller.run(feed, now=T0 + timedelta(minutes=35))
     ex_titles = [d.title for d in result.deliveries if d.issue_id == "EX1"]
     assert ex_titles == ["[Incident] EX1 · Exchange Online: Service restored"]
-    cards = [json.dumps(json.loads(c.request.body)) for c in responses.calls[-11:]]
+    cards = [json.dumps(json.loads(body_of(c.request))) for c in responses.calls[-11:]]
     ex_card = next(c for c in cards if "EX1 \\u00b7" in c)
     assert "Investigating \\u2192 Service restored" in ex_card
 
@@ -599,7 +599,7 @@ def test_a_release_0_1_state_delivers_what_it_owed_exactly_once(tmp_path: Path) 
     assert [(d.target, d.issue_id, d.ok) for d in first.deliveries] == [
         ("ops#2", "EX1256020", True)
     ]
-    card = json.dumps(json.loads(teams_ok.calls[0].request.body))
+    card = json.dumps(json.loads(body_of(teams_ok.calls[0].request)))
     assert "New advisory" in card and "Investigating \\u2192 Service degradation" in card
     assert (slack_ok.call_count, first.pending, first.changes) == (0, 0, ())
     # Migrated in place: the queue moved to the outbox, the state file to the new layout.

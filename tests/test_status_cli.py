@@ -329,7 +329,7 @@ class _Terminal:
 def test_colour_only_on_a_terminal(
     monkeypatch: pytest.MonkeyPatch, tty: bool, no_color: str | None, expected: bool
 ) -> None:
-    monkeypatch.setattr(cli.sys, "stdout", _Terminal(tty))
+    monkeypatch.setattr(sys, "stdout", _Terminal(tty))
     monkeypatch.setenv("COLUMNS", "132")
     if no_color is None:
         monkeypatch.delenv("NO_COLOR", raising=False)
