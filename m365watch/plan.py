@@ -210,16 +210,17 @@ def _still_owed(
     dropped: list[Dropped] = []
     for entry in outbox:
         owed: list[Owed] = []
+        gone: list[str] = []
         for o in entry.owed:
             if o.unit in configured:
                 owed.append(o)
             elif o.unit.url is None and o.unit.target in units:
                 owed += [Owed(u) for u in units[o.unit.target]]
             else:
-                dropped.append(Dropped(entry.item_id, o.unit.label))
+                gone.append(o.unit.label)
+        dropped += [Dropped(entry.item_id, label) for label in sorted(gone)]
         if owed:
             kept.append(entry if tuple(owed) == entry.owed else replace(entry, owed=tuple(owed)))
-    dropped.sort(key=lambda d: (d.item_id, d.target))
     return tuple(kept), tuple(dropped)
 
 

@@ -16,8 +16,8 @@ nothing of them was sent (sending starts after both writes), and the same
 changes will be found again, so they are dropped at load.
 
 Schema 1 (release 0.1) kept the queue in the state file as ``pending`` with
-units spelled ``name#2``; it loads as is and is written in the new layout by
-the next poll that writes.
+units spelled ``name#2``; it loads as is, and the next poll (not a dry run)
+writes it in the new layout: the outbox first, then the state file.
 """
 
 from __future__ import annotations
