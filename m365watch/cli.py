@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, NoReturn, ParamSpec
 
@@ -34,7 +34,7 @@ from m365watch.errors import (
 from m365watch.settings import DEFAULT_LOCK_WAIT
 
 if TYPE_CHECKING:
-    from m365watch.poll import PollResult
+    from m365watch.poll import IssueSource, PollResult
     from m365watch.query import IssueDetail, StatusReport
     from m365watch.settings import Settings, TargetSettings
     from m365watch.watcher import WatcherReport
@@ -249,7 +249,7 @@ def poll_once(
     dry_run: bool = False,
     notify_existing: bool = False,
     lock_wait: float = DEFAULT_LOCK_WAIT,
-    source: Any = None,
+    source: IssueSource | None = None,
 ) -> PollResult:
     """Wire the real adapters (``source`` defaults to Graph) and run one poll."""
     from m365watch.poll import issues_from, run_poll
@@ -261,7 +261,7 @@ def poll_once(
         poll=settings.poll,
         targets=settings.targets,
         targets_fingerprint=settings.targets_fingerprint,
-        now=datetime.now(timezone.utc),
+        now=wiring.utc_now(),
         dry_run=dry_run,
         notify_existing=notify_existing,
     )
@@ -496,7 +496,7 @@ def poll_with_health(
     settings: Settings,
     *,
     quiet: bool = False,
-    source: Any = None,
+    source: IssueSource | None = None,
     dry_run: bool = False,
     notify_existing: bool = False,
     lock_wait: float = DEFAULT_LOCK_WAIT,
