@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from m365watch.certificate import Certificate, load_certificate
 from m365watch.errors import ConfigError
-from tests.test_auth import NOT_AFTER, PASSWORD, cert_pem, key_pem, make_certificate, write_pem
+from tests.identity import NOT_AFTER, PASSWORD, cert_pem, key_pem, make_certificate, write_pem
 
 
 @pytest.fixture(scope="module")

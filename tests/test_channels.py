@@ -15,7 +15,7 @@ from m365watch.diff import ChangeKind, IssueChange, diff_issue
 from m365watch.messages import render_change, render_digest, render_test
 from m365watch.models import Issue, parse_issues
 from m365watch.sections import FAILURE, INFO, SUCCESS, WARNING, digest_order, notify_type
-from tests.conftest import json_strings, timeline_change, timeline_steps
+from tests.helpers import json_strings, timeline_change, timeline_steps
 
 STEPS = timeline_steps()
 ZWSP = "\u200b"

@@ -6,7 +6,6 @@ import json
 import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -16,49 +15,20 @@ from click.testing import CliRunner
 
 from m365watch import __version__
 from m365watch.cli import main
-from tests.conftest import (
+from tests.command_line import invoke, write_config
+from tests.helpers import (
     SLACK_URL,
     SLACK_WEBHOOK,
     TEAMS_ENDPOINT,
     TEAMS_URL,
     load_json,
     timeline_steps,
+    url_of,
 )
-from tests.helpers import url_of
-from tests.test_auth import CLIENT_ID, SECRET, TENANT, mock_identity
+from tests.identity import SECRET, mock_identity
 
 GRAPH_ISSUES = "https://graph.microsoft.com/v1.0/admin/serviceAnnouncement/issues"
 STEPS = timeline_steps()
-
-
-def write_config(tmp_path: Path, extra: str = "", notify: str = "") -> Path:
-    notify = notify or f'[[notify]]\nname = "ops-slack"\nurl = "{SLACK_URL}"\n'
-    path = tmp_path / "config.toml"
-    path.write_text(
-        textwrap.dedent(
-            f"""\
-            [tenant]
-            tenant_id = "{TENANT}"
-            client_id = "{CLIENT_ID}"
-            client_secret = "${{M365WATCH_CLIENT_SECRET}}"
-
-            [state]
-            path = "{tmp_path / "state" / "state.json"}"
-            {extra}
-            """
-        )
-        + notify
-    )
-    path.chmod(0o600)
-    return path
-
-
-def invoke(config: Path | None, *args: str, env: dict[str, str] | None = None) -> Any:
-    runner = CliRunner()
-    argv = (["-c", str(config)] if config else []) + list(args)
-    return runner.invoke(
-        main, argv, env={"M365WATCH_CLIENT_SECRET": SECRET, **(env or {})}, catch_exceptions=False
-    )
 
 
 def graph_returns(rsps: responses.RequestsMock, issues: list[dict[str, Any]]) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from m365watch.config import parse_settings
 from m365watch.errors import ConfigError
-from tests.conftest import SLACK_URL, TEAMS_URL
+from tests.helpers import SLACK_URL, TEAMS_URL
 
 
 def settings(*blocks: dict[str, Any], **poll: Any) -> Any:

@@ -14,7 +14,7 @@ import pytest
 
 from m365watch.diff import EVENTS, ChangeKind, IssueChange, diff_issue, diff_issues
 from m365watch.models import Issue, parse_issues
-from tests.conftest import timeline_steps
+from tests.helpers import timeline_steps
 
 NEW, STATUS, POST = ChangeKind.NEW, ChangeKind.STATUS, ChangeKind.POST
 CLASSIFICATION, RESOLVED = ChangeKind.CLASSIFICATION, ChangeKind.RESOLVED
@@ -471,7 +471,7 @@ def test_from_dict_keeps_raw_previous_status_and_skips_unknown_kinds() -> None:
 KEY_SCRIPT = """
 import sys
 sys.path.insert(0, sys.argv[1])
-from conftest import timeline_steps
+from helpers import timeline_steps
 from m365watch.diff import diff_issues
 from m365watch.models import parse_issues
 previous = {}

@@ -19,8 +19,7 @@ from m365watch.config import load_settings
 from m365watch.doctor import DoctorAdapters, Status, certificate_check, clock_check, run_checks
 from m365watch.settings import Settings
 from m365watch.wiring import build_tokens
-from tests.installation import SENTINEL
-from tests.test_auth import (
+from tests.identity import (
     CLIENT_ID,
     GLOBAL_HOST,
     TENANT,
@@ -33,7 +32,8 @@ from tests.test_auth import (
     openid_configuration,
     token_url,
 )
-from tests.test_faults import invoke, write_config
+from tests.installation import SENTINEL
+from tests.json_hooks import invoke, write_config
 
 HEALTH = "https://graph.microsoft.com/v1.0/admin/serviceAnnouncement/healthOverviews"
 LOGIN = "https://login.microsoftonline.com"

@@ -18,57 +18,9 @@ import requests
 import responses
 
 import m365watch.wiring
-from tests import test_cli
-from tests.helpers import body_of
-from tests.installation import EXPECTED, FEED_AFTER, FEED_BEFORE, SENTINEL
-from tests.test_auth import mock_identity
-
-GRAPH_ISSUES = "https://graph.microsoft.com/v1.0/admin/serviceAnnouncement/issues"
-HOOKS = "http://hooks.example"
-
-
-# Targets "all", "incidents" and "watch" (watcher messages only), as json:// webhooks.
-JSON_TARGETS = """
-[[notify]]
-name = "all"
-url = "json://hooks.example/all"
-
-[[notify]]
-name = "incidents"
-url = "json://hooks.example/incidents"
-classifications = ["incident"]
-
-[[notify]]
-name = "watch"
-url = "json://hooks.example/watch"
-events = ["watcher"]
-"""
-
-
-def write_config(tmp_path: Path, extra: str = "") -> Path:
-    """test_cli's config (secret from the environment), with the JSON_TARGETS."""
-    return test_cli.write_config(tmp_path, extra, notify=JSON_TARGETS)
-
-
-def invoke(config: Path, *args: str) -> Any:
-    """test_cli's in-process run, with the sentinel as the client secret."""
-    return test_cli.invoke(config, *args, env={"M365WATCH_CLIENT_SECRET": SENTINEL})
-
-
-def mock_hooks(rsps: responses.RequestsMock, *, failing: tuple[str, ...] = ()) -> None:
-    for name in ("all", "incidents", "watch"):
-        rsps.post(f"{HOOKS}/{name}", status=500 if name in failing else 200, body="{}")
-
-
-def received(rsps: responses.RequestsMock) -> list[tuple[str, str]]:
-    """(target, title) of every webhook request, in order."""
-    out = []
-    for call in rsps.calls:
-        if call.request.url and call.request.url.startswith(HOOKS):
-            out.append(
-                (call.request.url.rsplit("/", 1)[1], json.loads(body_of(call.request))["title"])
-            )
-    return out
+from tests.identity import mock_identity
+from tests.installation import EXPECTED, FEED_AFTER, FEED_BEFORE
+from tests.json_hooks import GRAPH_ISSUES, invoke, mock_hooks, received, write_config
 
 
 def issue_ids(calls: list[tuple[str, str]]) -> list[tuple[str, str]]:

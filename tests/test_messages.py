@@ -21,7 +21,7 @@ from m365watch.sections import (
     message_title,
     notify_type,
 )
-from tests.conftest import timeline_steps
+from tests.helpers import timeline_steps
 
 NEW, STATUS, POST = ChangeKind.NEW, ChangeKind.STATUS, ChangeKind.POST
 CLASSIFICATION, RESOLVED = ChangeKind.CLASSIFICATION, ChangeKind.RESOLVED

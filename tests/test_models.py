@@ -31,7 +31,7 @@ from m365watch.models import (
     parse_issues,
     parse_timestamp,
 )
-from tests.conftest import DATA, load_json
+from tests.helpers import DATA, load_json
 
 UTC = timezone.utc
 

@@ -14,7 +14,7 @@ import pytest
 import responses
 
 from m365watch.msal_cache import HTTP_CACHE_FILE, TOKEN_CACHE_FILE, MsalCaches
-from tests.test_auth import GLOBAL_HOST, SECRET, TOKEN, mock_identity, provider, token_url
+from tests.identity import GLOBAL_HOST, SECRET, TOKEN, mock_identity, provider, token_url
 
 
 @pytest.fixture

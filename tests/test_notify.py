@@ -16,16 +16,17 @@ from m365watch.errors import ConfigError
 from m365watch.messages import Message, render_change
 from m365watch.models import Issue
 from m365watch.notify import Notifier, scrub
-from tests.conftest import (
+from tests.helpers import (
     SLACK_URL,
     SLACK_WEBHOOK,
     TEAMS_ENDPOINT,
     TEAMS_URL,
+    body_of,
     json_strings,
+    text_of,
     timeline_change,
     timeline_steps,
 )
-from tests.helpers import body_of, text_of
 
 MESSAGE = Message(
     title="[Incident] EX1256020 · Exchange Online: Service degradation",
@@ -95,7 +96,7 @@ def test_slack_failure_is_reported_without_secrets(status: int, body: str) -> No
 
 
 def test_dead_smtp_server_fails_that_target_only(smtp_server: Any) -> None:
-    from tests.conftest import free_port
+    from tests.helpers import free_port
 
     handler, port = smtp_server
     good = f"mailto://127.0.0.1:{port}?from=a@example.com&to=ops@example.com"

@@ -26,8 +26,18 @@ from m365watch.query import StatusQuery, status_from_state
 from m365watch.records import State
 from m365watch.settings import PollSettings, TargetSettings
 from m365watch.store import StateStore
-from tests.conftest import SLACK_URL, SLACK_WEBHOOK, TEAMS_ENDPOINT, TEAMS_URL, timeline_steps
-from tests.helpers import attempts, body_of, last_errors, owed, text_of
+from tests.helpers import (
+    SLACK_URL,
+    SLACK_WEBHOOK,
+    TEAMS_ENDPOINT,
+    TEAMS_URL,
+    attempts,
+    body_of,
+    last_errors,
+    owed,
+    text_of,
+    timeline_steps,
+)
 
 T0 = datetime(2026, 11, 20, 13, 30, tzinfo=timezone.utc)
 STEPS = timeline_steps()

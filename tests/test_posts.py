@@ -15,7 +15,7 @@ import pytest
 from m365watch.messages import post_text
 from m365watch.models import Post
 from m365watch.posts import Block, Link, defuse, shorten_blocks, text_blocks
-from tests.conftest import DATA
+from tests.helpers import DATA
 
 TAG = re.compile(r"</?[a-zA-Z][^>]*>")
 ZWSP = "\u200b"

@@ -22,7 +22,7 @@ from responses import matchers
 from m365watch import cli, wiring
 from m365watch.query import StatusQuery, build_status
 from m365watch.tables import render_status
-from tests.test_query import (
+from tests.health_samples import (
     CR275975,
     FM298724,
     ISSUES,

@@ -23,10 +23,10 @@ from m365watch.watch import (
     parse_interval,
     run_watch,
 )
+from tests.identity import mock_identity
 from tests.installation import EXPECTED, FEED_AFTER, FEED_BEFORE, Installation, reset
+from tests.json_hooks import GRAPH_ISSUES, invoke, mock_hooks, received, write_config
 from tests.loopback import FakeMicrosoft
-from tests.test_auth import mock_identity
-from tests.test_faults import GRAPH_ISSUES, invoke, mock_hooks, received, write_config
 
 
 class FakeClock:

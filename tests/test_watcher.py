@@ -25,9 +25,9 @@ from m365watch.watcher import (
     record_success,
     watched_poll,
 )
+from tests.identity import mock_identity
 from tests.installation import FEED_AFTER, FEED_BEFORE
-from tests.test_auth import mock_identity
-from tests.test_faults import GRAPH_ISSUES, invoke, mock_hooks, received, write_config
+from tests.json_hooks import GRAPH_ISSUES, invoke, mock_hooks, received, write_config
 
 T0 = datetime(2026, 11, 20, 21, 0, tzinfo=timezone.utc)
 REASON = "Microsoft Graph is unavailable (503 Service Unavailable) after 4 attempts"
