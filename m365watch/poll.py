@@ -166,10 +166,12 @@ def run_poll(
             # stop the poll halfway, after other targets got what they will get again.
             sender = _checked(make_sender)
 
-        state_written = _commit_plan(store, state, next_state, plan.snapshots_changed)
+        sends = [o for o in owed if o.changes]
+        state_written = _commit_plan(
+            store, state, next_state, plan.snapshots_changed, sending=bool(sends)
+        )
         outbox = _Outbox(store, list(next_state.outbox), now)
         outbox.settle_silent([o for o in owed if not o.changes])
-        sends = [o for o in owed if o.changes]
         deliveries: list[Delivery] = []
         if sends:
             assert sender is not None  # made above, as some message is owed
@@ -194,14 +196,18 @@ def _checked(make_sender: Callable[[], Sender]) -> Sender:
     return sender
 
 
-def _commit_plan(store: StateStorage, before: State, after: State, snapshots_changed: bool) -> bool:
+def _commit_plan(
+    store: StateStorage, before: State, after: State, snapshots_changed: bool, *, sending: bool
+) -> bool:
     """Write the outbox, then the state file, as far as they changed; True if the state was.
 
-    A state file of an older schema is rewritten in the new layout, its queue
-    moved to the outbox first.
+    Before anything is sent the outbox is written even when unchanged: a folder that
+    cannot be written (a full disk) then stops the poll before a message goes out that
+    could not be recorded, and would be sent again by every later poll. A state file
+    of an older schema is rewritten in the new layout, its queue moved to the outbox first.
     """
     migrate = before.exists and before.schema < STATE_SCHEMA
-    if after.outbox != before.outbox or migrate:
+    if after.outbox != before.outbox or migrate or sending:
         store.save_outbox(after.outbox)
     if snapshots_changed or after.meta != before.meta or migrate or not before.exists:
         store.save(after)

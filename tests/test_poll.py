@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import errno
 import json
 import shutil
 import subprocess
@@ -17,7 +18,7 @@ import responses
 from click.testing import CliRunner
 
 from m365watch.cli import main
-from m365watch.errors import ConfigError, GraphError
+from m365watch.errors import ConfigError, GraphError, StateError
 from m365watch.models import format_timestamp
 from m365watch.notify import Notifier
 from m365watch.plan import Dropped
@@ -667,3 +668,51 @@ print("apprise" in sys.modules, "tinydb" in sys.modules)
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "True"]
+
+
+# --- a state folder that cannot be written ---
+
+
+@responses.activate
+def test_a_full_disk_sends_nothing_that_could_not_be_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import m365watch.files
+
+    slack_ok = responses.add(responses.POST, SLACK_WEBHOOK, body="ok")
+    teams = responses.add(responses.POST, TEAMS_ENDPOINT, status=500)
+    poller = Poller(tmp_path, [slack(), TargetSettings(name="teams", urls=(TEAMS_URL,))])
+    poller.run(step(0))
+    writer = m365watch.files.write_private_file
+
+    def full(path: Path, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    # A new change while the disk is full: nothing is sent, nothing is written.
+    monkeypatch.setattr(m365watch.files, "write_private_file", full)
+    before = poller.store.path.read_bytes()
+    for hour in (1, 2):
+        with pytest.raises(StateError, match=r"cannot write outbox .*No space left on device"):
+            poller.run(step(1), now=T0 + timedelta(hours=hour))
+    assert (slack_ok.call_count, teams.call_count) == (0, 0)
+    assert poller.store.path.read_bytes() == before
+
+    # Space again: sent once; Teams is down and keeps it owed.
+    monkeypatch.setattr(m365watch.files, "write_private_file", writer)
+    poller.run(step(1), now=T0 + timedelta(hours=3))
+    assert (slack_ok.call_count, teams.call_count) == (1, 1)
+
+    # Teams is back but the disk is full again: what Teams is owed is not sent.
+    teams_up = responses.replace(responses.POST, TEAMS_ENDPOINT, status=202)
+    monkeypatch.setattr(m365watch.files, "write_private_file", full)
+    for hour in (4, 5):
+        with pytest.raises(StateError, match="No space left on device"):
+            poller.run(step(1), now=T0 + timedelta(hours=hour))
+    assert (slack_ok.call_count, teams.call_count, teams_up.call_count) == (1, 1, 0)
+
+    monkeypatch.setattr(m365watch.files, "write_private_file", writer)
+    assert [
+        (d.target, d.ok) for d in poller.run(step(1), now=T0 + timedelta(hours=6)).deliveries
+    ] == [("teams", True)]
+    assert poller.run(step(1), now=T0 + timedelta(hours=7)).deliveries == ()
+    assert (slack_ok.call_count, teams.call_count, teams_up.call_count) == (1, 1, 1)
