@@ -122,18 +122,41 @@ class IssueChange:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> IssueChange:
-        """Inverse of :meth:`to_dict`."""
-        issue = Issue.from_graph({**data["issue"], "posts": data.get("newPosts") or []})
+        """Inverse of :meth:`to_dict`; ValueError naming the field that is not as written.
+
+        A kind this version does not know is skipped beside known ones (a newer
+        release may have written it); with no known kind left, or a field of the wrong
+        type, the change is refused rather than dropped or changed without a word.
+        """
+        raw_issue, posts_raw = data.get("issue"), data.get("newPosts") or []
+        if not isinstance(raw_issue, Mapping):
+            raise ValueError("issue is not an object")
+        if not isinstance(posts_raw, list) or not all(isinstance(p, Mapping) for p in posts_raw):
+            raise ValueError("newPosts is not a list of posts")
+        kinds = data.get("kinds")
+        if not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds):
+            raise ValueError("kinds is not a list of change kinds")
+        known = [k for k in kinds if k in _KIND_VALUES]
+        if not known:
+            raise ValueError(f"kinds {kinds!r:.60} names no change kind this version knows")
+        previous_raw = data.get("previousStatus")
+        previous_class = data.get("previousClassification")
+        for name, value in (
+            ("previousStatus", previous_raw),
+            ("previousClassification", previous_class),
+        ):
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{name} is not text")
+        issue = Issue.from_graph({**raw_issue, "posts": posts_raw})
         posts = issue.posts
         issue = replace(issue, posts=())
-        previous_raw = data.get("previousStatus")
         previous = canonical_status(previous_raw) if previous_raw is not None else None
         return cls(
             issue=issue,
-            kinds=frozenset(ChangeKind(k) for k in data.get("kinds", []) if k in _KIND_VALUES),
+            kinds=frozenset(ChangeKind(k) for k in known),
             previous_status=previous,
             previous_status_raw=previous_raw,
-            previous_classification=data.get("previousClassification"),
+            previous_classification=previous_class,
             new_posts=posts,
         )
 

@@ -262,8 +262,10 @@ def legacy_entry_from_json(feed: Feed[Any, Any], row: Mapping[str, Any]) -> Entr
     """A schema-1 ``pending`` record: ``targets`` lists unit labels, as do its attempts."""
     change = _change(feed, row.get("change"))
     targets = _list(row.get("targets"), "targets")
-    attempts = row.get("attempts") or {}
-    errors = row.get("lastError") or {}
+    attempts = row.get("attempts")
+    errors = row.get("lastError")
+    attempts = {} if attempts is None else attempts
+    errors = {} if errors is None else errors
     if not isinstance(attempts, Mapping) or not isinstance(errors, Mapping):
         raise RecordError("its attempts or lastError is not an object")
     owed = []

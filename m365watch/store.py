@@ -78,6 +78,8 @@ class AtomicJSONStorage(Storage):
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise StateError(_corrupt(self.path, f"it is not valid JSON ({exc})")) from None
+        except RecursionError:
+            raise StateError(_corrupt(self.path, "it is nested too deeply")) from None
         if not isinstance(data, dict):
             raise StateError(_corrupt(self.path, "it does not hold a JSON object"))
         return data
@@ -337,7 +339,7 @@ class WatcherStore:
             return {}
         try:
             data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             data = None
         if not isinstance(data, dict):
             log.warning("health file %s is damaged; counting failed polls from zero", self.path)

@@ -264,8 +264,17 @@ def test_a_malformed_issue_record_is_an_error_not_a_new_issue(
         {"targets": ["ops"]},
         {"change": {}, "targets": [1]},
         v1_pending("EX1", ["ops"], attempts={"ops": "2"}),
+        v1_pending("EX1", ["ops"], lastError={"ops": 5}),
+        {**v1_pending("EX1", ["ops"]), "attempts": []},
     ],
-    ids=["targets-not-a-list", "no-change", "target-not-text", "attempts-not-a-number"],
+    ids=[
+        "targets-not-a-list",
+        "no-change",
+        "target-not-text",
+        "attempts-not-a-number",
+        "last-error-not-text",
+        "attempts-not-an-object",
+    ],
 )
 def test_a_malformed_pending_delivery_is_an_error(
     tmp_path: Path, record: dict[str, object]
@@ -286,8 +295,30 @@ def test_a_malformed_pending_delivery_is_an_error(
         lambda row: row["owed"][0].update(attempts="2"),
         lambda row: row["owed"][0].update(target=None),
         lambda row: row.update(change=[]),
+        lambda row: row["change"].update(previousStatus=7),
+        lambda row: row["change"].update(previousClassification=["incident"]),
+        lambda row: row["change"].update(kinds=["bogus"]),
+        lambda row: row["change"].update(kinds="new"),
+        lambda row: row["change"].update(newPosts="text"),
+        lambda row: row["change"].update(issue=None),
+        lambda row: row.update(generation=-1),
+        lambda row: row["owed"][0].update(url=0),
     ],
-    ids=["owed-not-a-list", "unknown-feed", "attempts-not-a-number", "no-target", "no-change"],
+    ids=[
+        "owed-not-a-list",
+        "unknown-feed",
+        "attempts-not-a-number",
+        "no-target",
+        "no-change",
+        "previous-status-a-number",
+        "previous-classification-a-list",
+        "kinds-unknown",
+        "kinds-not-a-list",
+        "new-posts-not-a-list",
+        "issue-null",
+        "generation-negative",
+        "url-zero",
+    ],
 )
 def test_a_malformed_outbox_entry_is_an_error(tmp_path: Path, mangle: Any) -> None:
     store = StateStore(tmp_path / "state.json")
@@ -296,9 +327,13 @@ def test_a_malformed_outbox_entry_is_an_error(tmp_path: Path, mangle: Any) -> No
     mangle(document["entries"]["1"])
     store.outbox_path.write_text(json.dumps(document))
     content = store.outbox_path.read_bytes()
-    with pytest.raises(StateError, match="delivery 1 is malformed"):
+    with pytest.raises(StateError, match="delivery 1 is malformed") as caught:
         store.load()
     assert store.outbox_path.read_bytes() == content
+    # One line naming the file and what to do.
+    message = str(caught.value)
+    assert str(store.outbox_path) in message and "move it aside" in message
+    assert "\n" not in message
 
 
 def test_an_endless_state_file_is_refused_not_read_into_memory(
