@@ -8,6 +8,7 @@ makes ``doctor`` exit non-zero.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -29,6 +30,11 @@ CLOCK_FAIL = timedelta(minutes=5)
 CLOCK_WARN = timedelta(minutes=1)
 # A clock before this was never set (1970, or a dead RTC battery).
 EARLIEST_SANE = datetime(2025, 1, 1, tzinfo=timezone.utc)
+# The state folder's probe: a few KB, written like the state (an empty file passes on a full disk).
+PROBE_BYTES = 16 * 1024
+# Below this, the next poll's atomic rewrite (a second copy of the state beside the first) and
+# the logs, caches and other programs sharing the filesystem are close to running out.
+LOW_FREE_SPACE = 50 * 1024 * 1024
 
 
 class Status(str, Enum):
@@ -101,6 +107,8 @@ class DoctorAdapters:
     write_private_file: Callable[[Path, bytes], None]
     load_state: Callable[[Path], object]
     now: Callable[[], datetime]
+    # Free bytes on the filesystem holding a folder (shutil.disk_usage(path).free).
+    free_space: Callable[[Path], int]
 
 
 def run_checks(config_path: Path, adapters: DoctorAdapters) -> Iterator[Check]:
@@ -140,6 +148,7 @@ def run_checks(config_path: Path, adapters: DoctorAdapters) -> Iterator[Check]:
         settings.state_path,
         write_private_file=adapters.write_private_file,
         load_state=adapters.load_state,
+        free_space=adapters.free_space,
     )
     if reading is None:
         yield clock_check(adapters.now(), None, None)
@@ -251,15 +260,24 @@ def state_folder_check(
     *,
     write_private_file: Callable[[Path, bytes], None],
     load_state: Callable[[Path], object],
+    free_space: Callable[[Path], int],
 ) -> Check:
-    """The state folder can be written (a probe file), is private, and the state loads."""
+    """The state folder takes a real write of a few KB, has room, is private; the state loads."""
     folder = state_path.parent
     probe = folder / f".m365watch-doctor-{os.getpid()}.tmp"
     try:
-        write_private_file(probe, b"")
+        write_private_file(probe, b"\0" * PROBE_BYTES)
         probe.unlink()
     except (OSError, StateError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
+        if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+            free = _free_text(free_space, folder)
+            return Check(
+                "state folder",
+                Status.FAIL,
+                f"cannot write in {folder} ({reason}{'; ' + free if free else ''}): free space "
+                "on that filesystem (or raise the quota), or set [state] path elsewhere",
+            )
         return Check(
             "state folder",
             Status.FAIL,
@@ -270,12 +288,25 @@ def state_folder_check(
         load_state(state_path)
     except StateError as error:
         return Check("state folder", Status.FAIL, first_line(error))
+    try:
+        free_bytes: int | None = free_space(folder)
+    except OSError:
+        free_bytes = None
+    room = "free space unknown" if free_bytes is None else f"{format_size(free_bytes)} free"
+    if free_bytes is not None and free_bytes < LOW_FREE_SPACE:
+        return Check(
+            "state folder",
+            Status.WARN,
+            f"{folder} is writable but only {room} is left (less than "
+            f"{format_size(LOW_FREE_SPACE)}): free space on that filesystem before the state "
+            "can no longer be saved",
+        )
     mode = folder.stat().st_mode & 0o777
     if mode & 0o077:
         return Check(
             "state folder",
             Status.WARN,
-            f"{folder} is writable but other users can enter it (mode {mode:03o}): "
+            f"{folder} is writable ({room}) but other users can enter it (mode {mode:03o}): "
             f"run chmod 700 {folder}",
         )
     exposed = sorted(p.name for p in folder.iterdir() if p.is_file() and p.stat().st_mode & 0o077)
@@ -286,7 +317,30 @@ def state_folder_check(
             f"other users may read {', '.join(exposed)} in {folder}: run chmod 600 on them",
         )
     found = "the state file loads" if state_path.exists() else "no state yet"
-    return Check("state folder", Status.PASS, f"{folder} is writable and private; {found}")
+    return Check("state folder", Status.PASS, f"{folder} is writable ({room}) and private; {found}")
+
+
+def _free_text(free_space: Callable[[Path], int], folder: Path) -> str:
+    """``0 B free`` for the nearest existing folder, or nothing when even that cannot be read."""
+    for candidate in (folder, *folder.parents):
+        if candidate.is_dir():
+            try:
+                return f"{format_size(free_space(candidate))} free"
+            except OSError:
+                return ""
+    return ""
+
+
+def format_size(size: int) -> str:
+    """Bytes for people, in binary units as ``df -h`` counts them: ``512 B``, ``48.0 MiB``."""
+    if size < 1024:
+        return f"{size} B"
+    value = float(size)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if value < 1024 or unit == "TiB":
+            break
+    return f"{value:.1f} {unit}"
 
 
 def notification_checks(
