@@ -72,6 +72,9 @@ class CertificateFacts(Protocol):
     @property
     def not_after(self) -> datetime: ...
 
+    @property
+    def not_before(self) -> datetime: ...
+
 
 @dataclass(frozen=True)
 class ClockReading:
@@ -131,11 +134,11 @@ def run_checks(config_path: Path, adapters: DoctorAdapters) -> Iterator[Check]:
     for warning in settings.warnings:
         yield Check("configuration", Status.WARN, warning)
 
-    credential = credential_check(settings, adapters.read_certificate, now)
-    yield credential
+    credential = credential_checks(settings, adapters.read_certificate, now)
+    yield from credential
 
     reading = None
-    if credential.failed:
+    if any(check.failed for check in credential):
         yield skipped("sign-in", "needs a working credential")
         yield skipped("Graph permission", "needs a sign-in")
     else:
@@ -179,23 +182,50 @@ def _sign_in_checks(settings: Settings, probe: SignInProbe) -> Iterator[Check]:
     )
 
 
-def credential_check(
+def credential_checks(
     settings: Settings,
     read_certificate: Callable[[Path, str | None], CertificateFacts],
     now: datetime,
-) -> Check:
-    """A client secret is set, or the certificate loads and is not about to expire."""
+) -> list[Check]:
+    """A client secret is set, or the certificate loads, is valid now and not about to expire.
+
+    A certificate file others have access to adds a warning: it holds the private key.
+    """
     try:
         tenant = settings.require_tenant()
     except ConfigError as error:
-        return Check("credential", Status.FAIL, first_line(error))
+        return [Check("credential", Status.FAIL, first_line(error))]
     if tenant.certificate_path is None:
-        return Check("credential", Status.PASS, "client secret is set (its value is not shown)")
+        return [Check("credential", Status.PASS, "client secret is set (its value is not shown)")]
     try:
         info = read_certificate(tenant.certificate_path, tenant.certificate_password)
     except ConfigError as error:
-        return Check("certificate", Status.FAIL, first_line(error))
-    return certificate_check(info.subject, info.thumbprint, info.not_after, now)
+        return [Check("certificate", Status.FAIL, first_line(error))]
+    checks = [
+        certificate_check(
+            info.subject, info.thumbprint, info.not_after, now, not_before=info.not_before
+        )
+    ]
+    exposed = private_key_check(tenant.certificate_path)
+    if exposed is not None:
+        checks.append(exposed)
+    return checks
+
+
+def private_key_check(path: Path) -> Check | None:
+    """A warning when users other than the owner may read the file holding the private key."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return None  # the certificate was just read from it: nothing more to say
+    if not mode & 0o077:
+        return None
+    return Check(
+        "private key",
+        Status.WARN,
+        f"{path} holds the app's private key and users other than its owner have access to it "
+        f"(mode {mode:03o}): run chmod 600 {path}",
+    )
 
 
 def attempt(name: str, action: Callable[[], str]) -> Check:
@@ -211,14 +241,30 @@ def skipped(name: str, why: str) -> Check:
     return Check(name, Status.SKIP, f"not checked: {why}")
 
 
-def certificate_check(subject: str, thumbprint: str, not_after: datetime, now: datetime) -> Check:
-    """Expired: fail; within 30 days: warn; the expiry date is always shown."""
+def certificate_check(
+    subject: str,
+    thumbprint: str,
+    not_after: datetime,
+    now: datetime,
+    *,
+    not_before: datetime | None = None,
+) -> Check:
+    """Not valid yet or expired: fail; within 30 days: warn; the expiry date is always shown."""
     left = not_after - now
     facts = f"{subject}, thumbprint {thumbprint}"
     renew = (
         "create a new certificate, upload it under Certificates & secrets in the app "
         "registration and point certificate_path at it"
     )
+    if not_before is not None and not_before > now:
+        return Check(
+            "certificate",
+            Status.FAIL,
+            f"{facts}, not valid until {format_time(not_before)} (in {_days(not_before - now)}): "
+            "Entra ID refuses it before then; wait, or create a certificate valid from today, "
+            "upload it under Certificates & secrets in the app registration and point "
+            "certificate_path at it",
+        )
     if left <= timedelta(0):
         return Check(
             "certificate", Status.FAIL, f"{facts}, expired on {format_time(not_after)}: {renew}"

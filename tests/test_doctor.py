@@ -289,10 +289,18 @@ def key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-def certificate_config(tmp_path: Path, key: Any, not_after: datetime) -> Path:
-    cert = make_certificate(key, "m365watch", not_after)
+def certificate_config(
+    tmp_path: Path,
+    key: Any,
+    not_after: datetime,
+    *,
+    not_before: datetime = datetime(2024, 1, 1, tzinfo=timezone.utc),
+    mode: int = 0o600,
+) -> Path:
+    cert = make_certificate(key, "m365watch", not_after, not_before)
     pem = tmp_path / "app.pem"
     pem.write_bytes(key_pem(key) + cert_pem(cert))
+    pem.chmod(mode)
     config = write_config(tmp_path)
     config.write_text(
         config.read_text().replace(
@@ -338,6 +346,50 @@ def test_expired_certificate_fails_and_skips_sign_in(
         "- Graph permission: not checked: needs a sign-in",
     ]
     assert not any(c.request.url == token_url(LOGIN) for c in rsps.calls)
+
+
+def test_certificate_not_valid_yet_fails_with_its_start_date(
+    tmp_path: Path, rsps: responses.RequestsMock, key: Any
+) -> None:
+    not_before = datetime.now(timezone.utc) + timedelta(days=10, hours=2)
+    config = certificate_config(
+        tmp_path, key, not_before + timedelta(days=365), not_before=not_before
+    )
+    mock_identity(rsps)
+    result = invoke(config, "doctor")
+    assert result.exit_code == 1, result.output
+    out = lines(result.output)
+    assert re.fullmatch(
+        r"✗ certificate: CN=m365watch, thumbprint [0-9A-F]{40}, not valid until "
+        + re.escape(not_before.strftime("%Y-%m-%d %H:%M UTC"))
+        + r" \(in 10 days\): Entra ID refuses it before then; wait, or create a certificate "
+        r"valid from today, upload it under Certificates & secrets in the app registration and "
+        r"point certificate_path at it",
+        out[1],
+    ), out[1]
+    assert out[2] == "- sign-in: not checked: needs a working credential"
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o644], ids=["group", "others", "world"])
+def test_private_key_readable_by_others_warns_with_the_chmod(
+    tmp_path: Path, rsps: responses.RequestsMock, key: Any, mode: int
+) -> None:
+    config = certificate_config(
+        tmp_path, key, datetime.now(timezone.utc) + timedelta(days=400), mode=mode
+    )
+    mock_identity(rsps)
+    graph_answers(rsps)
+    result = invoke(config, "doctor")
+    assert result.exit_code == 0, result.output
+    out = lines(result.output)
+    assert out[1].startswith("✓ certificate: CN=m365watch, thumbprint ")
+    pem = tmp_path / "app.pem"
+    assert out[2] == (
+        f"! private key: {pem} holds the app's private key and users other than its owner "
+        f"have access to it (mode {mode:03o}): run chmod 600 {pem}"
+    )
+    assert "✓ sign-in: token for app" in result.output
+    assert out[-1] == "All checks passed (1 warning)."
 
 
 def test_missing_certificate_file(tmp_path: Path, rsps: responses.RequestsMock, key: Any) -> None:
@@ -420,6 +472,26 @@ def test_state_folder_warns_when_free_space_is_low(
         load_state=no_state,
         free_space=lambda folder: free,
     )
+    assert check.status is status
+    assert text in check.detail
+
+
+@pytest.mark.parametrize(
+    ("not_before", "status", "text"),
+    [
+        (
+            NOW + timedelta(days=10),
+            Status.FAIL,
+            "not valid until 2026-11-30 12:00 UTC (in 10 days)",
+        ),
+        (NOW + timedelta(minutes=5), Status.FAIL, "(in less than a day)"),
+        (NOW, Status.PASS, "valid until 2027-12-25 12:00 UTC"),
+    ],
+    ids=["in-10-days", "in-minutes", "from-now"],
+)
+def test_certificate_not_valid_yet(not_before: datetime, status: Status, text: str) -> None:
+    not_after = NOW + timedelta(days=400)
+    check = certificate_check("CN=m365watch", "AB" * 20, not_after, NOW, not_before=not_before)
     assert check.status is status
     assert text in check.detail
 
