@@ -112,6 +112,24 @@ def canonical_classification(raw: str | None) -> str:
     return value if value in CLASSIFICATIONS else UNKNOWN
 
 
+# Microsoft 365 services by display name and, where a capture showed it, Graph's service id.
+# ``status --cached`` accepts these for ``--service`` even when the state holds no issue of
+# theirs (a healthy service); live, the tenant's own healthOverviews are the list.
+KNOWN_SERVICES: tuple[tuple[str, str | None], ...] = (
+    ("Dynamics 365 Apps", None),
+    ("Exchange Online", "Exchange"),
+    ("Identity Service", "OrgLiveID"),
+    ("Microsoft 365 suite", "OSDPPlatform"),
+    ("Microsoft Defender for Cloud Apps", "cloudappsecurity"),
+    ("Microsoft Forms", None),
+    ("Microsoft Teams", "MicrosoftTeams"),
+    ("OneDrive for Business", None),
+    ("Power BI", None),
+    ("SharePoint Online", None),
+    ("Skype for Business", None),
+)
+
+
 # A status Microsoft did not document counts as a problem (as "investigating") until someone looks.
 UNKNOWN_SEVERITY = 3
 

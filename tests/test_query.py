@@ -9,7 +9,14 @@ from typing import Any
 
 import pytest
 
-from m365watch.errors import EXIT_NOT_FOUND, EXIT_RUNTIME, NotFoundError, StateError
+from m365watch.errors import (
+    EXIT_NOT_FOUND,
+    EXIT_RUNTIME,
+    EXIT_USAGE,
+    ConfigError,
+    NotFoundError,
+    StateError,
+)
 from m365watch.models import Issue, ServiceHealth
 from m365watch.query import (
     OPEN_ISSUES_FILTER,
@@ -22,6 +29,7 @@ from m365watch.query import (
     cache_note,
     issue_from_graph,
     issue_from_state,
+    select_services,
     status_from_graph,
     status_from_state,
 )
@@ -224,7 +232,6 @@ def test_filters(query: StatusQuery, services: list[str], issues: list[str]) -> 
     report = live(query)
     assert [s.service for s in report.services] == services
     assert [i.id for i in report.issues] == issues
-    assert report.warnings == ()
 
 
 def test_classification_filter_leaves_service_counts_alone() -> None:
@@ -233,13 +240,85 @@ def test_classification_filter_leaves_service_counts_alone() -> None:
     assert (exchange.open_incidents, exchange.open_advisories) == (1, 1)
 
 
-def test_unknown_service_name_warns_with_a_suggestion() -> None:
-    report = live(StatusQuery(services=("Exchange Onlien", "Nothing Like It")))
-    assert report.services == ()
-    assert report.issues == ()
-    assert report.warnings == (
-        "no service is named 'Exchange Onlien' (did you mean 'Exchange Online'?)",
-        "no service is named 'Nothing Like It'",
+@pytest.mark.parametrize(
+    ("names", "services", "issues"),
+    [
+        (("teams",), ["Microsoft Teams"], ["TM300100"]),
+        (
+            ("TEAMS", "exch"),
+            ["Exchange Online", "Microsoft Teams"],
+            ["TM300100", "EX1256020", "EX1256100"],
+        ),
+        (("OSDP",), ["Microsoft 365 suite"], ["MO226784"]),
+    ],
+    ids=["part-of-a-name", "any-case-and-two", "part-of-an-id"],
+)
+def test_a_part_of_one_service_name_selects_it(
+    names: tuple[str, ...], services: list[str], issues: list[str]
+) -> None:
+    report = live(StatusQuery(services=names))
+    assert [s.service for s in report.services] == services
+    assert [i.id for i in report.issues] == issues
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        (
+            "Exchange Onlien",
+            "--service 'Exchange Onlien' matches no service; the closest: 'Exchange Online'",
+        ),
+        ("temas", "--service 'temas' matches no service; the closest: 'Microsoft Teams'"),
+        (
+            "Nothing Like It",
+            "--service 'Nothing Like It' matches no service; the services are: "
+            "'Dynamics 365 Apps', 'Exchange Online', 'Microsoft 365 suite', 'Microsoft Forms', "
+            "'Microsoft Teams'",
+        ),
+        (
+            "microsoft",
+            "--service 'microsoft' matches several services: 'Microsoft 365 suite', "
+            "'Microsoft Forms', 'Microsoft Teams'; give the one you mean in full",
+        ),
+    ],
+    ids=["typo", "typo-of-a-word", "nothing-close", "ambiguous"],
+)
+def test_a_service_name_that_selects_no_one_service_is_a_usage_error(
+    name: str, message: str
+) -> None:
+    # An empty answer would read as "all healthy".
+    with pytest.raises(ConfigError) as info:
+        live(StatusQuery(services=("Exchange Online", name)))
+    assert str(info.value) == message
+    assert info.value.exit_code == EXIT_USAGE
+
+
+def test_an_exact_name_or_id_wins_over_the_longer_names_it_is_part_of() -> None:
+    catalogue: list[tuple[str, str | None]] = [
+        ("Exchange Online", "Exchange"),
+        ("Exchange Online Protection", "EOP"),
+        ("Microsoft Teams", "MicrosoftTeams"),
+    ]
+    assert select_services(["exchange online"], catalogue) == {"exchange online"}
+    assert select_services(["EXCHANGE"], catalogue) == {"exchange online"}
+    assert select_services(["protection"], catalogue) == {"exchange online protection"}
+    assert select_services([" ", ""], catalogue) is None
+
+
+def test_cached_service_names_come_from_the_state_and_a_builtin_list(tmp_path: Path) -> None:
+    store = write_state(tmp_path / "state.json", ISSUES)
+    # SharePoint has no issue in the state: healthy, not unknown.
+    report = status_from_state(store, StatusQuery(services=("sharepoint",)), now=NOW)
+    assert (report.services, report.issues) == ((), ())
+    report = status_from_state(store, StatusQuery(services=("teams",)), now=NOW)
+    assert [i.id for i in report.issues] == ["TM300100"]
+    # Dynamics 365 Apps is known from the state's issues (and the list); ids work too.
+    report = status_from_state(store, StatusQuery(services=("MicrosoftTeams",)), now=NOW)
+    assert [i.id for i in report.issues] == ["TM300100"]
+    with pytest.raises(ConfigError) as info:
+        status_from_state(store, StatusQuery(services=("sharepont",)), now=NOW)
+    assert str(info.value) == (
+        "--service 'sharepont' matches no service; the closest: 'SharePoint Online'"
     )
 
 
@@ -315,7 +394,6 @@ def test_cached_status_filters_like_live(tmp_path: Path) -> None:
     report = status_from_state(store, query, now=NOW)
     assert [i.id for i in report.issues] == ["FM298724"]
     assert report.services == ()  # nothing open on Forms
-    assert report.warnings == ()
 
 
 def test_build_status_is_pure() -> None:

@@ -276,14 +276,28 @@ def test_status_json_contract(config: Path, rsps: responses.RequestsMock) -> Non
     }
 
 
-def test_unknown_service_name_is_a_warning(config: Path, rsps: responses.RequestsMock) -> None:
-    mock_status(rsps, OVERVIEWS, ISSUES)
-    result = run(config, "status", "--service", "Exchange Onlien")
-    assert result.exit_code == 0
-    assert result.stdout == "All selected services healthy.\n"
+@pytest.mark.parametrize("cached", [False, True], ids=["live", "cached"])
+def test_unknown_service_name_is_a_usage_error(
+    config: Path, rsps: responses.RequestsMock, cached: bool
+) -> None:
+    if cached:
+        write_state(state_file(config), ISSUES)
+    else:
+        mock_status(rsps, OVERVIEWS, ISSUES)
+    args = ["--cached"] if cached else []
+    result = run(config, "status", *args, "--service", "Exchange Onlien")
+    assert (result.exit_code, result.stdout) == (2, "")
     assert result.stderr == (
-        "Warning: no service is named 'Exchange Onlien' (did you mean 'Exchange Online'?)\n"
+        "Error: --service 'Exchange Onlien' matches no service; the closest: 'Exchange Online'\n"
     )
+
+
+def test_the_readme_example_finds_teams(config: Path, rsps: responses.RequestsMock) -> None:
+    mock_status(rsps, OVERVIEWS, ISSUES)
+    result = run(config, "status", "--json", "--service", "Exchange Online", "--service", "teams")
+    assert (result.exit_code, result.stderr) == (0, "")
+    data = json.loads(result.stdout)
+    assert [s["service"] for s in data["services"]] == ["Exchange Online", "Microsoft Teams"]
 
 
 def test_classification_with_nothing_open(config: Path, rsps: responses.RequestsMock) -> None:
