@@ -86,6 +86,7 @@ STATUS_SEVERITY: dict[str, int] = {
 
 CLASSIFICATIONS: tuple[str, ...] = ("incident", "advisory")
 PIR_STATUS = "postIncidentReviewPublished"
+OPERATIONAL = "serviceOperational"
 
 ADMIN_CENTER_ISSUE_URL = "https://admin.microsoft.com/Adminportal/Home#/servicehealth/:/alerts/{id}"
 

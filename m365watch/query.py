@@ -22,6 +22,7 @@ from m365watch.messages import post_text
 from m365watch.models import (
     CLASSIFICATIONS,
     KNOWN_SERVICES,
+    OPERATIONAL,
     Issue,
     ParseError,
     Post,
@@ -89,11 +90,34 @@ class ServiceStatus:
     status_raw: str | None = None
     open_incidents: int = 0
     open_advisories: int = 0
+    # The severity of its worst open issue (0 when none is open).
+    open_severity: int = 0
 
     @property
     def status_text(self) -> str:
         """The health in words ("Service degradation"); unknown values as Graph sent them."""
         return status_words(self.status, self.status_raw)
+
+    @property
+    def health_text(self) -> str:
+        """The health in words, saying why an operational service is listed at all.
+
+        Microsoft reports "serviceOperational" for a service while an advisory (or
+        an incident it rates as minor) is open; listed under "Services with problems"
+        with that word alone, the row would read as a mistake.
+        """
+        if self.status != OPERATIONAL or not (self.open_incidents or self.open_advisories):
+            return self.status_text
+        if self.open_incidents:
+            kind = "incident open" if self.open_incidents == 1 else "incidents open"
+        else:
+            kind = "advisory open" if self.open_advisories == 1 else "advisories open"
+        return f"Operational, {kind}"
+
+    @property
+    def rank(self) -> int:
+        """How bad it is, for ordering: its health or its worst open issue, the worse."""
+        return max(self.severity, self.open_severity)
 
     @property
     def severity(self) -> int:
@@ -106,9 +130,16 @@ class ServiceStatus:
         return self.severity == 0 and not (self.open_incidents or self.open_advisories)
 
     def to_json(self) -> dict[str, Any]:
-        """``id``, ``service``, ``status`` (Graph's camelCase, or the raw unknown value)."""
+        """``id``, ``service``, ``status`` (Graph's camelCase, or the raw unknown value), and
+        the open issues counted: ``openIncidents``, ``openAdvisories``."""
         status = as_sent(self.status, self.status_raw)
-        return {"id": self.id, "service": self.service, "status": status}
+        return {
+            "id": self.id,
+            "service": self.service,
+            "status": status,
+            "openIncidents": self.open_incidents,
+            "openAdvisories": self.open_advisories,
+        }
 
 
 @dataclass(frozen=True)
@@ -124,11 +155,11 @@ class StatusReport:
 
     @property
     def unhealthy_services(self) -> tuple[ServiceStatus, ...]:
-        """Services with a bad status or open issues, worst first."""
+        """Services with a bad status or open issues, worst first (health or worst open issue)."""
         return tuple(
             sorted(
                 (s for s in self.services if not s.healthy),
-                key=lambda s: (-s.severity, s.service.casefold()),
+                key=lambda s: (-s.rank, -s.severity, s.service.casefold()),
             )
         )
 
@@ -307,6 +338,7 @@ def _service_status(overview: ServiceHealth, open_issues: Sequence[Issue]) -> Se
         status_raw=overview.status_raw,
         open_incidents=incidents,
         open_advisories=len(open_issues) - incidents,
+        open_severity=max((i.severity for i in open_issues), default=0),
     )
 
 

@@ -121,10 +121,13 @@ def test_all_healthy() -> None:
     # ServicaOperational (Microsoft's typo) and ServiceRestored both count as healthy.
     assert report.unhealthy_services == ()
     assert report.issues == ()
+    none_open = {"openIncidents": 0, "openAdvisories": 0}
     assert [s.to_json() for s in report.services] == [
-        {"id": "Exchange", "service": "Exchange Online", "status": "serviceOperational"},
-        {"id": "OrgLiveID", "service": "Identity Service", "status": "serviceRestored"},
-        {"id": "OSDPPlatform", "service": "Microsoft 365 suite", "status": "serviceOperational"},
+        {"id": "Exchange", "service": "Exchange Online", "status": "serviceOperational"}
+        | none_open,
+        {"id": "OrgLiveID", "service": "Identity Service", "status": "serviceRestored"} | none_open,
+        {"id": "OSDPPlatform", "service": "Microsoft 365 suite", "status": "serviceOperational"}
+        | none_open,
     ]
 
 
@@ -139,6 +142,27 @@ def test_several_degraded_services_worst_first_with_counts() -> None:
         ("Exchange Online", "Service degradation", 1, 1),
         ("Microsoft 365 suite", "brandNewStatus", 0, 1),
     ]
+
+
+def test_an_operational_service_with_open_issues_says_why_it_is_listed() -> None:
+    operational = {"Exchange", "OSDPPlatform"}
+    overviews = [
+        {**o, "status": "serviceOperational"} if o["id"] in operational else o for o in OVERVIEWS
+    ]
+    report = status_from_graph(FakeGraph(overviews, ISSUES), StatusQuery(), now=NOW)
+    rows = [(s.service, s.health_text, s.status) for s in report.unhealthy_services]
+    # Exchange's open incident is a degradation: it comes before an advisory, whatever the health.
+    assert rows == [
+        ("Microsoft Teams", "Service interruption", "serviceInterruption"),
+        ("Exchange Online", "Operational, incident open", "serviceOperational"),
+        ("Microsoft 365 suite", "Operational, advisory open", "serviceOperational"),
+    ]
+    two = status_from_graph(
+        FakeGraph(overviews, [*ISSUES, open_issue("MO1", "Microsoft 365 suite", "x", "advisory")]),
+        StatusQuery(services=("osdp",)),
+        now=NOW,
+    )
+    assert [s.health_text for s in two.services] == ["Operational, advisories open"]
 
 
 def test_pascal_case_and_unknown_statuses_in_json() -> None:
@@ -346,7 +370,14 @@ def test_status_json_contract() -> None:
         SOURCE_GRAPH,
         None,
     )
-    assert list(data["services"][0]) == ["id", "service", "status"]
+    # openIncidents and openAdvisories came after the first three: keys are only ever added.
+    assert list(data["services"][0]) == [
+        "id",
+        "service",
+        "status",
+        "openIncidents",
+        "openAdvisories",
+    ]
     assert list(data["issues"][0]) == ISSUE_KEYS
     first = data["issues"][0]
     assert first["url"] == (
@@ -381,9 +412,12 @@ def test_cached_status_reads_the_state_file(tmp_path: Path) -> None:
     assert [i.id for i in report.issues] == ["TM300100", "EX1256020", "EX1256100", "MO226784"]
     # No healthOverviews in the state: each service has its worst open issue's status.
     assert [s.to_json() for s in report.unhealthy_services] == [
-        {"id": None, "service": "Microsoft Teams", "status": "serviceInterruption"},
-        {"id": None, "service": "Exchange Online", "status": "serviceDegradation"},
-        {"id": None, "service": "Microsoft 365 suite", "status": "brandNewStatus"},
+        {"id": None, "service": "Microsoft Teams", "status": "serviceInterruption"}
+        | {"openIncidents": 1, "openAdvisories": 0},
+        {"id": None, "service": "Exchange Online", "status": "serviceDegradation"}
+        | {"openIncidents": 1, "openAdvisories": 1},
+        {"id": None, "service": "Microsoft 365 suite", "status": "brandNewStatus"}
+        | {"openIncidents": 0, "openAdvisories": 1},
     ]
     assert report.to_json()["cachedAt"] == "2026-11-20T20:48:00Z"
 

@@ -184,6 +184,32 @@ def test_status_in_a_wide_terminal_gives_titles_a_column(
     )
 
 
+def test_an_operational_service_listed_for_its_open_advisory_says_so(
+    config: Path, rsps: responses.RequestsMock
+) -> None:
+    overviews = [
+        {**o, "status": "serviceOperational"} if o["id"] == "OSDPPlatform" else o for o in OVERVIEWS
+    ]
+    mock_status(rsps, overviews, ISSUES)
+    result = run(config, "status", "--classification", "advisory")
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout.startswith(
+        textwrap.dedent(
+            """\
+            Services with problems
+            Service               Health                       Incidents   Advisories
+            ─────────────────────────────────────────────────────────────────────────
+            Microsoft Teams       Service interruption                 1            0
+            Exchange Online       Service degradation                  1            1
+            Microsoft 365 suite   Operational, advisory open           0            1
+
+            Open advisories (2)
+            """
+        )
+    )
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+
+
 def test_very_long_titles_are_shortened_to_80_columns(
     config: Path, rsps: responses.RequestsMock
 ) -> None:
@@ -247,6 +273,8 @@ def test_status_json_contract(config: Path, rsps: responses.RequestsMock) -> Non
         "id": "DynamicsCRM",
         "service": "Dynamics 365 Apps",
         "status": "serviceOperational",
+        "openIncidents": 0,
+        "openAdvisories": 0,
     }
     # PascalCase in, camelCase out; unknown values kept as sent.
     assert {s["service"]: s["status"] for s in data["services"]}["Microsoft Teams"] == (
