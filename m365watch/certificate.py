@@ -46,6 +46,7 @@ class CertificateInfo:
     thumbprint: str  # SHA-1 of the DER certificate, upper-case hex as the Entra portal shows it
     not_after: datetime  # tz-aware UTC
     subject: str
+    not_before: datetime  # tz-aware UTC; Entra ID refuses the certificate before it
 
 
 def load_certificate(cert: Certificate) -> tuple[dict[str, str], CertificateInfo]:
@@ -116,6 +117,7 @@ def load_certificate(cert: Certificate) -> tuple[dict[str, str], CertificateInfo
         thumbprint=thumbprint,
         not_after=leaf.not_valid_after_utc,
         subject=leaf.subject.rfc4514_string(),
+        not_before=leaf.not_valid_before_utc,
     )
     return credential, info
 

@@ -74,7 +74,11 @@ EXIT_CODES: dict[str, tuple[tuple[int, str], ...]] = {
         (EXIT_USAGE, _USAGE),
         (EXIT_DELIVERY, "a --notify target did not accept a message"),
     ),
-    "status": ((0, _SUCCESS), (EXIT_RUNTIME, _RUNTIME), (EXIT_USAGE, _USAGE)),
+    "status": (
+        (0, _SUCCESS),
+        (EXIT_RUNTIME, _RUNTIME),
+        (EXIT_USAGE, "usage or configuration error, or a --service that names no one service"),
+    ),
     "show": (
         (0, _SUCCESS),
         (EXIT_RUNTIME, _RUNTIME),
@@ -386,7 +390,10 @@ _CACHED_HELP = (
     "services",
     multiple=True,
     metavar="NAME",
-    help="Only this service: its name or id, in any case (repeatable).",
+    help=(
+        "Only this service: its name or id, in any case, or a part of its name that fits "
+        "one service, such as teams (repeatable)."
+    ),
 )
 @click.option("--all", "include_resolved", is_flag=True, help="Include resolved issues.")
 @click.option(
@@ -420,8 +427,6 @@ def status(
         report = status_from_state(wiring.build_state_store(settings), query, now=now)
     else:
         report = status_from_graph(wiring.build_graph(settings), query, now=now)
-    for warning in report.warnings:
-        click.echo(f"Warning: {warning}", err=True)
     return _print_answer(ctx, report, as_json=as_json, cached=cached, now=now)
 
 

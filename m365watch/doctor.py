@@ -8,6 +8,7 @@ makes ``doctor`` exit non-zero.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -29,6 +30,11 @@ CLOCK_FAIL = timedelta(minutes=5)
 CLOCK_WARN = timedelta(minutes=1)
 # A clock before this was never set (1970, or a dead RTC battery).
 EARLIEST_SANE = datetime(2025, 1, 1, tzinfo=timezone.utc)
+# The state folder's probe: a few KB, written like the state (an empty file passes on a full disk).
+PROBE_BYTES = 16 * 1024
+# Below this, the next poll's atomic rewrite (a second copy of the state beside the first) and
+# the logs, caches and other programs sharing the filesystem are close to running out.
+LOW_FREE_SPACE = 50 * 1024 * 1024
 
 
 class Status(str, Enum):
@@ -66,6 +72,9 @@ class CertificateFacts(Protocol):
     @property
     def not_after(self) -> datetime: ...
 
+    @property
+    def not_before(self) -> datetime: ...
+
 
 @dataclass(frozen=True)
 class ClockReading:
@@ -101,6 +110,8 @@ class DoctorAdapters:
     write_private_file: Callable[[Path, bytes], None]
     load_state: Callable[[Path], object]
     now: Callable[[], datetime]
+    # Free bytes on the filesystem holding a folder (shutil.disk_usage(path).free).
+    free_space: Callable[[Path], int]
 
 
 def run_checks(config_path: Path, adapters: DoctorAdapters) -> Iterator[Check]:
@@ -123,11 +134,11 @@ def run_checks(config_path: Path, adapters: DoctorAdapters) -> Iterator[Check]:
     for warning in settings.warnings:
         yield Check("configuration", Status.WARN, warning)
 
-    credential = credential_check(settings, adapters.read_certificate, now)
-    yield credential
+    credential = credential_checks(settings, adapters.read_certificate, now)
+    yield from credential
 
     reading = None
-    if credential.failed:
+    if any(check.failed for check in credential):
         yield skipped("sign-in", "needs a working credential")
         yield skipped("Graph permission", "needs a sign-in")
     else:
@@ -140,6 +151,7 @@ def run_checks(config_path: Path, adapters: DoctorAdapters) -> Iterator[Check]:
         settings.state_path,
         write_private_file=adapters.write_private_file,
         load_state=adapters.load_state,
+        free_space=adapters.free_space,
     )
     if reading is None:
         yield clock_check(adapters.now(), None, None)
@@ -170,23 +182,50 @@ def _sign_in_checks(settings: Settings, probe: SignInProbe) -> Iterator[Check]:
     )
 
 
-def credential_check(
+def credential_checks(
     settings: Settings,
     read_certificate: Callable[[Path, str | None], CertificateFacts],
     now: datetime,
-) -> Check:
-    """A client secret is set, or the certificate loads and is not about to expire."""
+) -> list[Check]:
+    """A client secret is set, or the certificate loads, is valid now and not about to expire.
+
+    A certificate file others have access to adds a warning: it holds the private key.
+    """
     try:
         tenant = settings.require_tenant()
     except ConfigError as error:
-        return Check("credential", Status.FAIL, first_line(error))
+        return [Check("credential", Status.FAIL, first_line(error))]
     if tenant.certificate_path is None:
-        return Check("credential", Status.PASS, "client secret is set (its value is not shown)")
+        return [Check("credential", Status.PASS, "client secret is set (its value is not shown)")]
     try:
         info = read_certificate(tenant.certificate_path, tenant.certificate_password)
     except ConfigError as error:
-        return Check("certificate", Status.FAIL, first_line(error))
-    return certificate_check(info.subject, info.thumbprint, info.not_after, now)
+        return [Check("certificate", Status.FAIL, first_line(error))]
+    checks = [
+        certificate_check(
+            info.subject, info.thumbprint, info.not_after, now, not_before=info.not_before
+        )
+    ]
+    exposed = private_key_check(tenant.certificate_path)
+    if exposed is not None:
+        checks.append(exposed)
+    return checks
+
+
+def private_key_check(path: Path) -> Check | None:
+    """A warning when users other than the owner may read the file holding the private key."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return None  # the certificate was just read from it: nothing more to say
+    if not mode & 0o077:
+        return None
+    return Check(
+        "private key",
+        Status.WARN,
+        f"{path} holds the app's private key and users other than its owner have access to it "
+        f"(mode {mode:03o}): run chmod 600 {path}",
+    )
 
 
 def attempt(name: str, action: Callable[[], str]) -> Check:
@@ -202,14 +241,30 @@ def skipped(name: str, why: str) -> Check:
     return Check(name, Status.SKIP, f"not checked: {why}")
 
 
-def certificate_check(subject: str, thumbprint: str, not_after: datetime, now: datetime) -> Check:
-    """Expired: fail; within 30 days: warn; the expiry date is always shown."""
+def certificate_check(
+    subject: str,
+    thumbprint: str,
+    not_after: datetime,
+    now: datetime,
+    *,
+    not_before: datetime | None = None,
+) -> Check:
+    """Not valid yet or expired: fail; within 30 days: warn; the expiry date is always shown."""
     left = not_after - now
     facts = f"{subject}, thumbprint {thumbprint}"
     renew = (
         "create a new certificate, upload it under Certificates & secrets in the app "
         "registration and point certificate_path at it"
     )
+    if not_before is not None and not_before > now:
+        return Check(
+            "certificate",
+            Status.FAIL,
+            f"{facts}, not valid until {format_time(not_before)} (in {_days(not_before - now)}): "
+            "Entra ID refuses it before then; wait, or create a certificate valid from today, "
+            "upload it under Certificates & secrets in the app registration and point "
+            "certificate_path at it",
+        )
     if left <= timedelta(0):
         return Check(
             "certificate", Status.FAIL, f"{facts}, expired on {format_time(not_after)}: {renew}"
@@ -251,15 +306,24 @@ def state_folder_check(
     *,
     write_private_file: Callable[[Path, bytes], None],
     load_state: Callable[[Path], object],
+    free_space: Callable[[Path], int],
 ) -> Check:
-    """The state folder can be written (a probe file), is private, and the state loads."""
+    """The state folder takes a real write of a few KB, has room, is private; the state loads."""
     folder = state_path.parent
     probe = folder / f".m365watch-doctor-{os.getpid()}.tmp"
     try:
-        write_private_file(probe, b"")
+        write_private_file(probe, b"\0" * PROBE_BYTES)
         probe.unlink()
     except (OSError, StateError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
+        if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+            free = _free_text(free_space, folder)
+            return Check(
+                "state folder",
+                Status.FAIL,
+                f"cannot write in {folder} ({reason}{'; ' + free if free else ''}): free space "
+                "on that filesystem (or raise the quota), or set [state] path elsewhere",
+            )
         return Check(
             "state folder",
             Status.FAIL,
@@ -270,12 +334,25 @@ def state_folder_check(
         load_state(state_path)
     except StateError as error:
         return Check("state folder", Status.FAIL, first_line(error))
+    try:
+        free_bytes: int | None = free_space(folder)
+    except OSError:
+        free_bytes = None
+    room = "free space unknown" if free_bytes is None else f"{format_size(free_bytes)} free"
+    if free_bytes is not None and free_bytes < LOW_FREE_SPACE:
+        return Check(
+            "state folder",
+            Status.WARN,
+            f"{folder} is writable but only {room} is left (less than "
+            f"{format_size(LOW_FREE_SPACE)}): free space on that filesystem before the state "
+            "can no longer be saved",
+        )
     mode = folder.stat().st_mode & 0o777
     if mode & 0o077:
         return Check(
             "state folder",
             Status.WARN,
-            f"{folder} is writable but other users can enter it (mode {mode:03o}): "
+            f"{folder} is writable ({room}) but other users can enter it (mode {mode:03o}): "
             f"run chmod 700 {folder}",
         )
     exposed = sorted(p.name for p in folder.iterdir() if p.is_file() and p.stat().st_mode & 0o077)
@@ -286,7 +363,30 @@ def state_folder_check(
             f"other users may read {', '.join(exposed)} in {folder}: run chmod 600 on them",
         )
     found = "the state file loads" if state_path.exists() else "no state yet"
-    return Check("state folder", Status.PASS, f"{folder} is writable and private; {found}")
+    return Check("state folder", Status.PASS, f"{folder} is writable ({room}) and private; {found}")
+
+
+def _free_text(free_space: Callable[[Path], int], folder: Path) -> str:
+    """``0 B free`` for the nearest existing folder, or nothing when even that cannot be read."""
+    for candidate in (folder, *folder.parents):
+        if candidate.is_dir():
+            try:
+                return f"{format_size(free_space(candidate))} free"
+            except OSError:
+                return ""
+    return ""
+
+
+def format_size(size: int) -> str:
+    """Bytes for people, in binary units as ``df -h`` counts them: ``512 B``, ``48.0 MiB``."""
+    if size < 1024:
+        return f"{size} B"
+    value = float(size)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if value < 1024 or unit == "TiB":
+            break
+    return f"{value:.1f} {unit}"
 
 
 def notification_checks(

@@ -86,6 +86,7 @@ STATUS_SEVERITY: dict[str, int] = {
 
 CLASSIFICATIONS: tuple[str, ...] = ("incident", "advisory")
 PIR_STATUS = "postIncidentReviewPublished"
+OPERATIONAL = "serviceOperational"
 
 ADMIN_CENTER_ISSUE_URL = "https://admin.microsoft.com/Adminportal/Home#/servicehealth/:/alerts/{id}"
 
@@ -110,6 +111,24 @@ def canonical_classification(raw: str | None) -> str:
     """``incident`` or ``advisory`` whatever the casing; ``unknown`` otherwise."""
     value = (raw or "").strip().lower()
     return value if value in CLASSIFICATIONS else UNKNOWN
+
+
+# Microsoft 365 services by display name and, where a capture showed it, Graph's service id.
+# ``status --cached`` accepts these for ``--service`` even when the state holds no issue of
+# theirs (a healthy service); live, the tenant's own healthOverviews are the list.
+KNOWN_SERVICES: tuple[tuple[str, str | None], ...] = (
+    ("Dynamics 365 Apps", None),
+    ("Exchange Online", "Exchange"),
+    ("Identity Service", "OrgLiveID"),
+    ("Microsoft 365 suite", "OSDPPlatform"),
+    ("Microsoft Defender for Cloud Apps", "cloudappsecurity"),
+    ("Microsoft Forms", None),
+    ("Microsoft Teams", "MicrosoftTeams"),
+    ("OneDrive for Business", None),
+    ("Power BI", None),
+    ("SharePoint Online", None),
+    ("Skype for Business", None),
+)
 
 
 # A status Microsoft did not document counts as a problem (as "investigating") until someone looks.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -21,6 +21,8 @@ from m365watch.feeds.issues import ISSUES
 from m365watch.messages import post_text
 from m365watch.models import (
     CLASSIFICATIONS,
+    KNOWN_SERVICES,
+    OPERATIONAL,
     Issue,
     ParseError,
     Post,
@@ -88,11 +90,34 @@ class ServiceStatus:
     status_raw: str | None = None
     open_incidents: int = 0
     open_advisories: int = 0
+    # The severity of its worst open issue (0 when none is open).
+    open_severity: int = 0
 
     @property
     def status_text(self) -> str:
         """The health in words ("Service degradation"); unknown values as Graph sent them."""
         return status_words(self.status, self.status_raw)
+
+    @property
+    def health_text(self) -> str:
+        """The health in words, saying why an operational service is listed at all.
+
+        Microsoft reports "serviceOperational" for a service while an advisory (or
+        an incident it rates as minor) is open; listed under "Services with problems"
+        with that word alone, the row would read as a mistake.
+        """
+        if self.status != OPERATIONAL or not (self.open_incidents or self.open_advisories):
+            return self.status_text
+        if self.open_incidents:
+            kind = "incident open" if self.open_incidents == 1 else "incidents open"
+        else:
+            kind = "advisory open" if self.open_advisories == 1 else "advisories open"
+        return f"Operational, {kind}"
+
+    @property
+    def rank(self) -> int:
+        """How bad it is, for ordering: its health or its worst open issue, the worse."""
+        return max(self.severity, self.open_severity)
 
     @property
     def severity(self) -> int:
@@ -105,9 +130,16 @@ class ServiceStatus:
         return self.severity == 0 and not (self.open_incidents or self.open_advisories)
 
     def to_json(self) -> dict[str, Any]:
-        """``id``, ``service``, ``status`` (Graph's camelCase, or the raw unknown value)."""
+        """``id``, ``service``, ``status`` (Graph's camelCase, or the raw unknown value), and
+        the open issues counted: ``openIncidents``, ``openAdvisories``."""
         status = as_sent(self.status, self.status_raw)
-        return {"id": self.id, "service": self.service, "status": status}
+        return {
+            "id": self.id,
+            "service": self.service,
+            "status": status,
+            "openIncidents": self.open_incidents,
+            "openAdvisories": self.open_advisories,
+        }
 
 
 @dataclass(frozen=True)
@@ -120,15 +152,14 @@ class StatusReport:
     issues: tuple[Issue, ...]
     query: StatusQuery = StatusQuery()
     cached_at: datetime | None = None
-    warnings: tuple[str, ...] = ()
 
     @property
     def unhealthy_services(self) -> tuple[ServiceStatus, ...]:
-        """Services with a bad status or open issues, worst first."""
+        """Services with a bad status or open issues, worst first (health or worst open issue)."""
         return tuple(
             sorted(
                 (s for s in self.services if not s.healthy),
-                key=lambda s: (-s.severity, s.service.casefold()),
+                key=lambda s: (-s.rank, -s.severity, s.service.casefold()),
             )
         )
 
@@ -240,16 +271,27 @@ def build_status(
     """Filter and summarise; ``overviews`` is None when only issues are known (cache).
 
     ``--service`` matches a service's display name or Graph's service id, in any
-    case; ``--classification`` and ``--all`` narrow the issues, not the services.
+    case, or a part of one that fits one service only (see :func:`select_services`);
+    ``--classification`` and ``--all`` narrow the issues, not the services.
     """
-    selector = _ServiceSelector(query.services, overviews or ())
-    selected = [i for i in issues if selector.matches(i.service)]
+    catalogue = (
+        [(o.service, o.id or None) for o in overviews]
+        if overviews is not None
+        else list(KNOWN_SERVICES)
+    )
+    catalogue += [(i.service, None) for i in issues]
+    wanted = select_services(query.services, catalogue)
+
+    def selected_service(service: str) -> bool:
+        return wanted is None or service.casefold() in wanted
+
+    selected = [i for i in issues if selected_service(i.service)]
     open_issues = [i for i in selected if not i.is_resolved]
 
     services: list[ServiceStatus] = []
     listed: set[str] = set()
     for overview in overviews or ():
-        if not selector.matches(overview.service, overview.id):
+        if not selected_service(overview.service):
             continue
         mine = [i for i in open_issues if i.service.casefold() == overview.service.casefold()]
         services.append(_service_status(overview, mine))
@@ -277,7 +319,6 @@ def build_status(
         and (query.classification is None or i.classification == query.classification)
     ]
     shown.sort(key=_issue_order)
-    warnings = selector.unmatched_warnings(issues) if overviews is not None else ()
     return StatusReport(
         generated=now,
         source=source,
@@ -285,7 +326,6 @@ def build_status(
         issues=tuple(shown),
         query=query,
         cached_at=cached_at,
-        warnings=warnings,
     )
 
 
@@ -298,6 +338,7 @@ def _service_status(overview: ServiceHealth, open_issues: Sequence[Issue]) -> Se
         status_raw=overview.status_raw,
         open_incidents=incidents,
         open_advisories=len(open_issues) - incidents,
+        open_severity=max((i.severity for i in open_issues), default=0),
     )
 
 
@@ -310,46 +351,61 @@ def _timestamp(value: datetime | None) -> float:
     return value.timestamp() if value is not None else 0.0
 
 
-@dataclass
-class _ServiceSelector:
-    """Matches ``--service`` names against display names and service ids, in any case."""
+def select_services(
+    names: Iterable[str], catalogue: Sequence[tuple[str, str | None]]
+) -> set[str] | None:
+    """The display names (case-folded) that ``--service`` names pick from ``catalogue``.
 
-    wanted: Iterable[str]
-    overviews: Sequence[ServiceHealth]
-    names: set[str] = field(init=False)
-    requested: dict[str, str] = field(init=False)
+    ``catalogue`` holds (display name, service id or None). Each name matches, in any
+    case, a display name or an id exactly, or else a part of one that fits a single
+    service (``teams`` finds "Microsoft Teams"). A name that fits several services or
+    none is a ConfigError (exit 2) naming the candidates or the closest names: an
+    empty answer would read as "all healthy". No names: None (every service).
+    """
+    wanted = [name.strip() for name in names if name.strip()]
+    if not wanted:
+        return None
+    services: dict[str, str] = {}  # folded display name -> display name
+    keys: dict[str, set[str]] = {}  # folded display name or id -> folded display names
+    for service, service_id in catalogue:
+        folded = service.casefold()
+        services.setdefault(folded, service)
+        keys.setdefault(folded, set()).add(folded)
+        if service_id:
+            keys.setdefault(service_id.casefold(), set()).add(folded)
+    chosen: set[str] = set()
+    for name in wanted:
+        folded = name.casefold()
+        found = keys.get(folded) or {
+            service for key, matches in keys.items() if folded in key for service in matches
+        }
+        if len(found) > 1 and folded not in keys:
+            listed = ", ".join(repr(services[f]) for f in sorted(found))
+            raise ConfigError(
+                f"--service {name!r} matches several services: {listed}; "
+                "give the one you mean in full"
+            )
+        if not found:
+            closest = _closest(folded, services)
+            raise ConfigError(f"--service {name!r} matches no service; {closest}")
+        chosen |= found
+    return chosen
 
-    def __post_init__(self) -> None:
-        self.requested = {w.strip().casefold(): w.strip() for w in self.wanted if w.strip()}
-        self.names = set(self.requested)
-        for overview in self.overviews:
-            if overview.id and overview.id.casefold() in self.requested:
-                self.names.add(overview.service.casefold())
 
-    def matches(self, service: str, service_id: str | None = None) -> bool:
-        if not self.requested:
-            return True
-        return service.casefold() in self.names or (
-            bool(service_id) and str(service_id).casefold() in self.names
-        )
-
-    def unmatched_warnings(self, issues: Sequence[Issue]) -> tuple[str, ...]:
-        """One warning per ``--service`` name that matches no known service."""
-        known: dict[str, str] = {}
-        for overview in self.overviews:
-            known[overview.service.casefold()] = overview.service
-            if overview.id:
-                known[overview.id.casefold()] = overview.service
-        for issue in issues:
-            known.setdefault(issue.service.casefold(), issue.service)
-        warnings = []
-        for folded, name in self.requested.items():
-            if folded in known:
-                continue
-            close = difflib.get_close_matches(folded, list(known), n=1, cutoff=0.6)
-            hint = f" (did you mean {known[close[0]]!r}?)" if close else ""
-            warnings.append(f"no service is named {name!r}{hint}")
-        return tuple(warnings)
+def _closest(folded: str, services: dict[str, str]) -> str:
+    """The names most like ``folded`` (whole names and their words), or every name."""
+    candidates: dict[str, str] = {}
+    for key, service in services.items():
+        candidates.setdefault(key, service)
+        for word in key.split():
+            if len(word) >= 3:
+                candidates.setdefault(word, service)
+    close = difflib.get_close_matches(folded, list(candidates), n=6, cutoff=0.6)
+    names = list(dict.fromkeys(candidates[c] for c in close))[:3]
+    if names:
+        return "the closest: " + ", ".join(repr(n) for n in names)
+    every = sorted(services.values(), key=str.casefold)
+    return "the services are: " + ", ".join(repr(n) for n in every)
 
 
 # -- show ---------------------------------------------------------------------------------

@@ -146,7 +146,11 @@ def _services_table(services: Iterable[ServiceStatus]) -> Table:
     for service in services:
         table.add_row(
             Text(service.service),
-            Text(service.status_text, style=severity_style(service.severity)),
+            # Listed with a good health only for its open issues: attention, not "fine" green.
+            Text(
+                service.health_text,
+                style=severity_style(service.severity) if service.severity else "yellow",
+            ),
             Text(str(service.open_incidents)),
             Text(str(service.open_advisories)),
         )

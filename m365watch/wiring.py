@@ -8,6 +8,7 @@ inside the function that builds it, so ``--help`` and cached queries stay fast.
 from __future__ import annotations
 
 import contextlib
+import shutil
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -164,6 +165,7 @@ def build_doctor_adapters(clock: Callable[[], datetime] = utc_now) -> DoctorAdap
         write_private_file=files.write_private_file,
         load_state=_load_state,
         now=clock,
+        free_space=lambda folder: shutil.disk_usage(folder).free,
     )
 
 

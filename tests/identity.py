@@ -30,7 +30,10 @@ NOT_AFTER = datetime(2031, 5, 17, 12, 30, 45, tzinfo=timezone.utc)
 
 
 def make_certificate(
-    key: Any, subject: str = "m365watch test", not_after: datetime = NOT_AFTER
+    key: Any,
+    subject: str = "m365watch test",
+    not_after: datetime = NOT_AFTER,
+    not_before: datetime = datetime(2024, 1, 1, tzinfo=timezone.utc),
 ) -> x509.Certificate:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
     return (
@@ -39,7 +42,7 @@ def make_certificate(
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(datetime(2024, 1, 1, tzinfo=timezone.utc))
+        .not_valid_before(not_before)
         .not_valid_after(not_after)
         .sign(key, hashes.SHA256())
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ def test_load_certificate_returns_msal_credential_and_info(
     assert info.not_after == NOT_AFTER
     assert info.not_after.tzinfo is not None
     assert info.not_after.utcoffset() == timedelta(0)
+    assert info.not_before == datetime(2024, 1, 1, tzinfo=timezone.utc)
     assert info.subject == "CN=m365watch prod"
     assert credential["thumbprint"] == info.thumbprint
     assert "ENCRYPTED" not in credential["private_key"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import email.utils
+import errno
+import os
 import re
 import textwrap
 from collections.abc import Iterator
@@ -16,7 +18,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from m365watch import files
 from m365watch.config import load_settings
-from m365watch.doctor import DoctorAdapters, Status, certificate_check, clock_check, run_checks
+from m365watch.doctor import (
+    DoctorAdapters,
+    Status,
+    certificate_check,
+    clock_check,
+    run_checks,
+    state_folder_check,
+)
 from m365watch.settings import Settings
 from m365watch.wiring import build_tokens
 from tests.identity import (
@@ -76,7 +85,7 @@ def test_everything_passes(tmp_path: Path, rsps: responses.RequestsMock) -> None
     result = invoke(config, "doctor")
     assert result.exit_code == 0, result.output
     out = lines(result.output)
-    assert out[:-2] == [
+    assert out[:-3] == [
         f"✓ configuration: {config} is valid (3 notification targets)",
         "✓ credential: client secret is set (its value is not shown)",
         f"✓ sign-in: token for app {CLIENT_ID} from login.microsoftonline.com",
@@ -84,8 +93,12 @@ def test_everything_passes(tmp_path: Path, rsps: responses.RequestsMock) -> None
         "✓ notify 'all': json://… accepted by Apprise",
         "✓ notify 'incidents': json://… accepted by Apprise",
         "✓ notify 'watch': json://… accepted by Apprise",
-        f"✓ state folder: {tmp_path / 'state'} is writable and private; no state yet",
     ]
+    assert re.fullmatch(
+        re.escape(f"✓ state folder: {tmp_path / 'state'} is writable (")
+        + r"[0-9.]+ (B|KiB|MiB|GiB|TiB) free\) and private; no state yet",
+        out[-3],
+    ), out[-3]
     assert re.fullmatch(r"✓ clock: within [01] s of graph\.microsoft\.com", out[-2])
     assert out[-1] == "All checks passed."
     assert graph_calls(rsps) == 1
@@ -247,10 +260,12 @@ def test_state_folder_problems(tmp_path: Path, rsps: responses.RequestsMock) -> 
     state.parent.chmod(0o755)
     result = invoke(config, "doctor")
     assert result.exit_code == 0, result.output
-    assert (
-        f"! state folder: {state.parent} is writable but other users can enter it (mode 755): "
-        f"run chmod 700 {state.parent}"
-    ) in result.output
+    assert re.search(
+        re.escape(f"! state folder: {state.parent} is writable (")
+        + r"[0-9.]+ \w+ free"
+        + re.escape(f") but other users can enter it (mode 755): run chmod 700 {state.parent}"),
+        result.output,
+    ), result.output
     assert lines(result.output)[-1] == "All checks passed (1 warning)."
 
 
@@ -274,10 +289,18 @@ def key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-def certificate_config(tmp_path: Path, key: Any, not_after: datetime) -> Path:
-    cert = make_certificate(key, "m365watch", not_after)
+def certificate_config(
+    tmp_path: Path,
+    key: Any,
+    not_after: datetime,
+    *,
+    not_before: datetime = datetime(2024, 1, 1, tzinfo=timezone.utc),
+    mode: int = 0o600,
+) -> Path:
+    cert = make_certificate(key, "m365watch", not_after, not_before)
     pem = tmp_path / "app.pem"
     pem.write_bytes(key_pem(key) + cert_pem(cert))
+    pem.chmod(mode)
     config = write_config(tmp_path)
     config.write_text(
         config.read_text().replace(
@@ -325,6 +348,50 @@ def test_expired_certificate_fails_and_skips_sign_in(
     assert not any(c.request.url == token_url(LOGIN) for c in rsps.calls)
 
 
+def test_certificate_not_valid_yet_fails_with_its_start_date(
+    tmp_path: Path, rsps: responses.RequestsMock, key: Any
+) -> None:
+    not_before = datetime.now(timezone.utc) + timedelta(days=10, hours=2)
+    config = certificate_config(
+        tmp_path, key, not_before + timedelta(days=365), not_before=not_before
+    )
+    mock_identity(rsps)
+    result = invoke(config, "doctor")
+    assert result.exit_code == 1, result.output
+    out = lines(result.output)
+    assert re.fullmatch(
+        r"✗ certificate: CN=m365watch, thumbprint [0-9A-F]{40}, not valid until "
+        + re.escape(not_before.strftime("%Y-%m-%d %H:%M UTC"))
+        + r" \(in 10 days\): Entra ID refuses it before then; wait, or create a certificate "
+        r"valid from today, upload it under Certificates & secrets in the app registration and "
+        r"point certificate_path at it",
+        out[1],
+    ), out[1]
+    assert out[2] == "- sign-in: not checked: needs a working credential"
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o644], ids=["group", "others", "world"])
+def test_private_key_readable_by_others_warns_with_the_chmod(
+    tmp_path: Path, rsps: responses.RequestsMock, key: Any, mode: int
+) -> None:
+    config = certificate_config(
+        tmp_path, key, datetime.now(timezone.utc) + timedelta(days=400), mode=mode
+    )
+    mock_identity(rsps)
+    graph_answers(rsps)
+    result = invoke(config, "doctor")
+    assert result.exit_code == 0, result.output
+    out = lines(result.output)
+    assert out[1].startswith("✓ certificate: CN=m365watch, thumbprint ")
+    pem = tmp_path / "app.pem"
+    assert out[2] == (
+        f"! private key: {pem} holds the app's private key and users other than its owner "
+        f"have access to it (mode {mode:03o}): run chmod 600 {pem}"
+    )
+    assert "✓ sign-in: token for app" in result.output
+    assert out[-1] == "All checks passed (1 warning)."
+
+
 def test_missing_certificate_file(tmp_path: Path, rsps: responses.RequestsMock, key: Any) -> None:
     config = certificate_config(tmp_path, key, datetime(2030, 1, 1, tzinfo=timezone.utc))
     (tmp_path / "app.pem").unlink()
@@ -339,6 +406,94 @@ def test_missing_certificate_file(tmp_path: Path, rsps: responses.RequestsMock, 
 # -- the judgements themselves ----------------------------------------------------------------
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+GIB = 1024**3
+
+
+def no_state(path: Path) -> None:
+    return None
+
+
+def test_state_folder_probe_is_a_real_write_of_a_few_kilobytes(tmp_path: Path) -> None:
+    written: list[int] = []
+
+    def writer(path: Path, data: bytes) -> None:
+        written.append(len(data))
+        files.write_private_file(path, data)
+
+    state = tmp_path / "state" / "state.json"
+    check = state_folder_check(
+        state, write_private_file=writer, load_state=no_state, free_space=lambda f: 3 * GIB
+    )
+    assert check.status is Status.PASS, check
+    assert check.detail == f"{state.parent} is writable (3.0 GiB free) and private; no state yet"
+    # An empty probe file needs no data block: it is created even on a full disk.
+    assert written and written[0] >= 4096
+    assert list(state.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT], ids=["disk-full", "quota-exceeded"])
+def test_state_folder_on_a_full_disk_fails_and_says_so(tmp_path: Path, code: int) -> None:
+    def full_disk(path: Path, data: bytes) -> None:
+        if data:
+            raise OSError(code, os.strerror(code))
+        files.write_private_file(path, data)  # an empty file still fits (no data block)
+
+    state = tmp_path / "state" / "state.json"
+    check = state_folder_check(
+        state, write_private_file=full_disk, load_state=no_state, free_space=lambda f: 0
+    )
+    assert check.status is Status.FAIL
+    assert check.detail == (
+        f"cannot write in {state.parent} ({os.strerror(code)}; 0 B free): free space on that "
+        "filesystem (or raise the quota), or set [state] path elsewhere"
+    )
+
+
+@pytest.mark.parametrize(
+    ("free", "status", "text"),
+    [
+        (
+            49 * 1024**2,
+            Status.WARN,
+            "is writable but only 49.0 MiB free is left (less than 50.0 MiB)",
+        ),
+        (50 * 1024**2, Status.PASS, "is writable (50.0 MiB free) and private"),
+        (1536, Status.WARN, "only 1.5 KiB free is left"),
+    ],
+    ids=["under-50-MiB", "50-MiB", "almost-nothing"],
+)
+def test_state_folder_warns_when_free_space_is_low(
+    tmp_path: Path, free: int, status: Status, text: str
+) -> None:
+    state = tmp_path / "state" / "state.json"
+    check = state_folder_check(
+        state,
+        write_private_file=files.write_private_file,
+        load_state=no_state,
+        free_space=lambda folder: free,
+    )
+    assert check.status is status
+    assert text in check.detail
+
+
+@pytest.mark.parametrize(
+    ("not_before", "status", "text"),
+    [
+        (
+            NOW + timedelta(days=10),
+            Status.FAIL,
+            "not valid until 2026-11-30 12:00 UTC (in 10 days)",
+        ),
+        (NOW + timedelta(minutes=5), Status.FAIL, "(in less than a day)"),
+        (NOW, Status.PASS, "valid until 2027-12-25 12:00 UTC"),
+    ],
+    ids=["in-10-days", "in-minutes", "from-now"],
+)
+def test_certificate_not_valid_yet(not_before: datetime, status: Status, text: str) -> None:
+    not_after = NOW + timedelta(days=400)
+    check = certificate_check("CN=m365watch", "AB" * 20, not_after, NOW, not_before=not_before)
+    assert check.status is status
+    assert text in check.detail
 
 
 @pytest.mark.parametrize(
@@ -376,7 +531,6 @@ def test_clock(local: datetime, server: datetime | None, status: Status, text: s
 
 
 def test_a_terminal_without_check_marks_gets_words(tmp_path: Path) -> None:
-    import os
     import subprocess
     import sys
 
@@ -411,6 +565,7 @@ def test_the_checks_run_on_any_adapters_a_missing_tenant_skips_sign_in(tmp_path:
         write_private_file=files.write_private_file,
         load_state=lambda path: None,
         now=lambda: NOW,
+        free_space=lambda folder: 10 * GIB,
     )
     checks = [(check.status, check.name) for check in run_checks(config, adapters)]
     assert checks == [

@@ -9,7 +9,14 @@ from typing import Any
 
 import pytest
 
-from m365watch.errors import EXIT_NOT_FOUND, EXIT_RUNTIME, NotFoundError, StateError
+from m365watch.errors import (
+    EXIT_NOT_FOUND,
+    EXIT_RUNTIME,
+    EXIT_USAGE,
+    ConfigError,
+    NotFoundError,
+    StateError,
+)
 from m365watch.models import Issue, ServiceHealth
 from m365watch.query import (
     OPEN_ISSUES_FILTER,
@@ -22,6 +29,7 @@ from m365watch.query import (
     cache_note,
     issue_from_graph,
     issue_from_state,
+    select_services,
     status_from_graph,
     status_from_state,
 )
@@ -113,10 +121,13 @@ def test_all_healthy() -> None:
     # ServicaOperational (Microsoft's typo) and ServiceRestored both count as healthy.
     assert report.unhealthy_services == ()
     assert report.issues == ()
+    none_open = {"openIncidents": 0, "openAdvisories": 0}
     assert [s.to_json() for s in report.services] == [
-        {"id": "Exchange", "service": "Exchange Online", "status": "serviceOperational"},
-        {"id": "OrgLiveID", "service": "Identity Service", "status": "serviceRestored"},
-        {"id": "OSDPPlatform", "service": "Microsoft 365 suite", "status": "serviceOperational"},
+        {"id": "Exchange", "service": "Exchange Online", "status": "serviceOperational"}
+        | none_open,
+        {"id": "OrgLiveID", "service": "Identity Service", "status": "serviceRestored"} | none_open,
+        {"id": "OSDPPlatform", "service": "Microsoft 365 suite", "status": "serviceOperational"}
+        | none_open,
     ]
 
 
@@ -131,6 +142,27 @@ def test_several_degraded_services_worst_first_with_counts() -> None:
         ("Exchange Online", "Service degradation", 1, 1),
         ("Microsoft 365 suite", "brandNewStatus", 0, 1),
     ]
+
+
+def test_an_operational_service_with_open_issues_says_why_it_is_listed() -> None:
+    operational = {"Exchange", "OSDPPlatform"}
+    overviews = [
+        {**o, "status": "serviceOperational"} if o["id"] in operational else o for o in OVERVIEWS
+    ]
+    report = status_from_graph(FakeGraph(overviews, ISSUES), StatusQuery(), now=NOW)
+    rows = [(s.service, s.health_text, s.status) for s in report.unhealthy_services]
+    # Exchange's open incident is a degradation: it comes before an advisory, whatever the health.
+    assert rows == [
+        ("Microsoft Teams", "Service interruption", "serviceInterruption"),
+        ("Exchange Online", "Operational, incident open", "serviceOperational"),
+        ("Microsoft 365 suite", "Operational, advisory open", "serviceOperational"),
+    ]
+    two = status_from_graph(
+        FakeGraph(overviews, [*ISSUES, open_issue("MO1", "Microsoft 365 suite", "x", "advisory")]),
+        StatusQuery(services=("osdp",)),
+        now=NOW,
+    )
+    assert [s.health_text for s in two.services] == ["Operational, advisories open"]
 
 
 def test_pascal_case_and_unknown_statuses_in_json() -> None:
@@ -224,7 +256,6 @@ def test_filters(query: StatusQuery, services: list[str], issues: list[str]) -> 
     report = live(query)
     assert [s.service for s in report.services] == services
     assert [i.id for i in report.issues] == issues
-    assert report.warnings == ()
 
 
 def test_classification_filter_leaves_service_counts_alone() -> None:
@@ -233,13 +264,85 @@ def test_classification_filter_leaves_service_counts_alone() -> None:
     assert (exchange.open_incidents, exchange.open_advisories) == (1, 1)
 
 
-def test_unknown_service_name_warns_with_a_suggestion() -> None:
-    report = live(StatusQuery(services=("Exchange Onlien", "Nothing Like It")))
-    assert report.services == ()
-    assert report.issues == ()
-    assert report.warnings == (
-        "no service is named 'Exchange Onlien' (did you mean 'Exchange Online'?)",
-        "no service is named 'Nothing Like It'",
+@pytest.mark.parametrize(
+    ("names", "services", "issues"),
+    [
+        (("teams",), ["Microsoft Teams"], ["TM300100"]),
+        (
+            ("TEAMS", "exch"),
+            ["Exchange Online", "Microsoft Teams"],
+            ["TM300100", "EX1256020", "EX1256100"],
+        ),
+        (("OSDP",), ["Microsoft 365 suite"], ["MO226784"]),
+    ],
+    ids=["part-of-a-name", "any-case-and-two", "part-of-an-id"],
+)
+def test_a_part_of_one_service_name_selects_it(
+    names: tuple[str, ...], services: list[str], issues: list[str]
+) -> None:
+    report = live(StatusQuery(services=names))
+    assert [s.service for s in report.services] == services
+    assert [i.id for i in report.issues] == issues
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        (
+            "Exchange Onlien",
+            "--service 'Exchange Onlien' matches no service; the closest: 'Exchange Online'",
+        ),
+        ("temas", "--service 'temas' matches no service; the closest: 'Microsoft Teams'"),
+        (
+            "Nothing Like It",
+            "--service 'Nothing Like It' matches no service; the services are: "
+            "'Dynamics 365 Apps', 'Exchange Online', 'Microsoft 365 suite', 'Microsoft Forms', "
+            "'Microsoft Teams'",
+        ),
+        (
+            "microsoft",
+            "--service 'microsoft' matches several services: 'Microsoft 365 suite', "
+            "'Microsoft Forms', 'Microsoft Teams'; give the one you mean in full",
+        ),
+    ],
+    ids=["typo", "typo-of-a-word", "nothing-close", "ambiguous"],
+)
+def test_a_service_name_that_selects_no_one_service_is_a_usage_error(
+    name: str, message: str
+) -> None:
+    # An empty answer would read as "all healthy".
+    with pytest.raises(ConfigError) as info:
+        live(StatusQuery(services=("Exchange Online", name)))
+    assert str(info.value) == message
+    assert info.value.exit_code == EXIT_USAGE
+
+
+def test_an_exact_name_or_id_wins_over_the_longer_names_it_is_part_of() -> None:
+    catalogue: list[tuple[str, str | None]] = [
+        ("Exchange Online", "Exchange"),
+        ("Exchange Online Protection", "EOP"),
+        ("Microsoft Teams", "MicrosoftTeams"),
+    ]
+    assert select_services(["exchange online"], catalogue) == {"exchange online"}
+    assert select_services(["EXCHANGE"], catalogue) == {"exchange online"}
+    assert select_services(["protection"], catalogue) == {"exchange online protection"}
+    assert select_services([" ", ""], catalogue) is None
+
+
+def test_cached_service_names_come_from_the_state_and_a_builtin_list(tmp_path: Path) -> None:
+    store = write_state(tmp_path / "state.json", ISSUES)
+    # SharePoint has no issue in the state: healthy, not unknown.
+    report = status_from_state(store, StatusQuery(services=("sharepoint",)), now=NOW)
+    assert (report.services, report.issues) == ((), ())
+    report = status_from_state(store, StatusQuery(services=("teams",)), now=NOW)
+    assert [i.id for i in report.issues] == ["TM300100"]
+    # Dynamics 365 Apps is known from the state's issues (and the list); ids work too.
+    report = status_from_state(store, StatusQuery(services=("MicrosoftTeams",)), now=NOW)
+    assert [i.id for i in report.issues] == ["TM300100"]
+    with pytest.raises(ConfigError) as info:
+        status_from_state(store, StatusQuery(services=("sharepont",)), now=NOW)
+    assert str(info.value) == (
+        "--service 'sharepont' matches no service; the closest: 'SharePoint Online'"
     )
 
 
@@ -267,7 +370,14 @@ def test_status_json_contract() -> None:
         SOURCE_GRAPH,
         None,
     )
-    assert list(data["services"][0]) == ["id", "service", "status"]
+    # openIncidents and openAdvisories came after the first three: keys are only ever added.
+    assert list(data["services"][0]) == [
+        "id",
+        "service",
+        "status",
+        "openIncidents",
+        "openAdvisories",
+    ]
     assert list(data["issues"][0]) == ISSUE_KEYS
     first = data["issues"][0]
     assert first["url"] == (
@@ -302,9 +412,12 @@ def test_cached_status_reads_the_state_file(tmp_path: Path) -> None:
     assert [i.id for i in report.issues] == ["TM300100", "EX1256020", "EX1256100", "MO226784"]
     # No healthOverviews in the state: each service has its worst open issue's status.
     assert [s.to_json() for s in report.unhealthy_services] == [
-        {"id": None, "service": "Microsoft Teams", "status": "serviceInterruption"},
-        {"id": None, "service": "Exchange Online", "status": "serviceDegradation"},
-        {"id": None, "service": "Microsoft 365 suite", "status": "brandNewStatus"},
+        {"id": None, "service": "Microsoft Teams", "status": "serviceInterruption"}
+        | {"openIncidents": 1, "openAdvisories": 0},
+        {"id": None, "service": "Exchange Online", "status": "serviceDegradation"}
+        | {"openIncidents": 1, "openAdvisories": 1},
+        {"id": None, "service": "Microsoft 365 suite", "status": "brandNewStatus"}
+        | {"openIncidents": 0, "openAdvisories": 1},
     ]
     assert report.to_json()["cachedAt"] == "2026-11-20T20:48:00Z"
 
@@ -315,7 +428,6 @@ def test_cached_status_filters_like_live(tmp_path: Path) -> None:
     report = status_from_state(store, query, now=NOW)
     assert [i.id for i in report.issues] == ["FM298724"]
     assert report.services == ()  # nothing open on Forms
-    assert report.warnings == ()
 
 
 def test_build_status_is_pure() -> None:

@@ -184,6 +184,32 @@ def test_status_in_a_wide_terminal_gives_titles_a_column(
     )
 
 
+def test_an_operational_service_listed_for_its_open_advisory_says_so(
+    config: Path, rsps: responses.RequestsMock
+) -> None:
+    overviews = [
+        {**o, "status": "serviceOperational"} if o["id"] == "OSDPPlatform" else o for o in OVERVIEWS
+    ]
+    mock_status(rsps, overviews, ISSUES)
+    result = run(config, "status", "--classification", "advisory")
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout.startswith(
+        textwrap.dedent(
+            """\
+            Services with problems
+            Service               Health                       Incidents   Advisories
+            ─────────────────────────────────────────────────────────────────────────
+            Microsoft Teams       Service interruption                 1            0
+            Exchange Online       Service degradation                  1            1
+            Microsoft 365 suite   Operational, advisory open           0            1
+
+            Open advisories (2)
+            """
+        )
+    )
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+
+
 def test_very_long_titles_are_shortened_to_80_columns(
     config: Path, rsps: responses.RequestsMock
 ) -> None:
@@ -247,6 +273,8 @@ def test_status_json_contract(config: Path, rsps: responses.RequestsMock) -> Non
         "id": "DynamicsCRM",
         "service": "Dynamics 365 Apps",
         "status": "serviceOperational",
+        "openIncidents": 0,
+        "openAdvisories": 0,
     }
     # PascalCase in, camelCase out; unknown values kept as sent.
     assert {s["service"]: s["status"] for s in data["services"]}["Microsoft Teams"] == (
@@ -276,14 +304,28 @@ def test_status_json_contract(config: Path, rsps: responses.RequestsMock) -> Non
     }
 
 
-def test_unknown_service_name_is_a_warning(config: Path, rsps: responses.RequestsMock) -> None:
-    mock_status(rsps, OVERVIEWS, ISSUES)
-    result = run(config, "status", "--service", "Exchange Onlien")
-    assert result.exit_code == 0
-    assert result.stdout == "All selected services healthy.\n"
+@pytest.mark.parametrize("cached", [False, True], ids=["live", "cached"])
+def test_unknown_service_name_is_a_usage_error(
+    config: Path, rsps: responses.RequestsMock, cached: bool
+) -> None:
+    if cached:
+        write_state(state_file(config), ISSUES)
+    else:
+        mock_status(rsps, OVERVIEWS, ISSUES)
+    args = ["--cached"] if cached else []
+    result = run(config, "status", *args, "--service", "Exchange Onlien")
+    assert (result.exit_code, result.stdout) == (2, "")
     assert result.stderr == (
-        "Warning: no service is named 'Exchange Onlien' (did you mean 'Exchange Online'?)\n"
+        "Error: --service 'Exchange Onlien' matches no service; the closest: 'Exchange Online'\n"
     )
+
+
+def test_the_readme_example_finds_teams(config: Path, rsps: responses.RequestsMock) -> None:
+    mock_status(rsps, OVERVIEWS, ISSUES)
+    result = run(config, "status", "--json", "--service", "Exchange Online", "--service", "teams")
+    assert (result.exit_code, result.stderr) == (0, "")
+    data = json.loads(result.stdout)
+    assert [s["service"] for s in data["services"]] == ["Exchange Online", "Microsoft Teams"]
 
 
 def test_classification_with_nothing_open(config: Path, rsps: responses.RequestsMock) -> None:
