@@ -8,6 +8,7 @@ The polls run as real subprocesses against the loopback Entra ID + Graph + webho
 from __future__ import annotations
 
 import collections
+import os
 import random
 import re
 import time
@@ -25,7 +26,8 @@ from tests.installation import EXPECTED, FEED_BEFORE, Installation, Target, issu
 from tests.loopback import FakeMicrosoft
 
 SEED = 20261120
-TRIALS = 60
+# A quick proof in every test run; M365WATCH_KILL_TRIALS=200 for a long one.
+TRIALS = int(os.environ.get("M365WATCH_KILL_TRIALS", "30"))
 EXPECTED_IDS = sorted({issue_id for target, issue_id in EXPECTED if target == "all"})
 
 
@@ -119,7 +121,8 @@ def test_kill_9_at_random_moments_loses_nothing(
     # Each acceptance is recorded as it happens: only the message in flight can come twice.
     assert all(o.duplicates <= 1 for o in outcomes), [o.duplicates for o in outcomes]
     # The trials must really have hit the interesting window, not only start-up.
-    assert len(killed) >= 40 and len(mid_delivery) >= 25
+    # (at least 2/3 and 5/12 of the trials, as 40 and 25 of 60 were)
+    assert len(killed) * 3 >= TRIALS * 2 and len(mid_delivery) * 12 >= TRIALS * 5
 
 
 def test_kill_9_with_the_third_message_in_flight_resends_only_that_one(
