@@ -8,8 +8,9 @@ import os
 import signal
 import stat
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import pytest
 
@@ -83,6 +84,39 @@ def test_no_command_ever_shows_or_stores_the_secret(
         assert SENTINEL.encode() not in path.read_bytes(), path
     for payloads in loopback.hooks.values():
         assert SENTINEL not in repr(payloads)
+
+
+def _client_secret_of(form: str) -> str:
+    return parse_qs(form)["client_secret"][0]
+
+
+# A broken proxy before the token endpoint quotes the request back: all of it, a part of
+# the secret, or the secret cut in two across lines.
+ECHOES: dict[str, Callable[[str], str]] = {
+    "whole": lambda form: f"Bad request: {form}",
+    "part": lambda form: f"Bad value {_client_secret_of(form)[5:17]}.",
+    "split": lambda form: (
+        f"Bad value {_client_secret_of(form)[:19]}\r\n{_client_secret_of(form)[19:]}."
+    ),
+}
+
+
+@pytest.mark.parametrize("echo", list(ECHOES), ids=list(ECHOES))
+def test_a_secret_quoted_back_by_the_identity_endpoint_is_neither_shown_nor_stored(
+    loopback: FakeMicrosoft, tmp_path: Path, echo: str
+) -> None:
+    inst = Installation(tmp_path, loopback)
+    loopback.token_echo = ECHOES[echo]
+    runs = [inst.run("-vv", "poll"), inst.run("-vv", "doctor")]
+    assert [done.returncode for done in runs] == [1, 1]
+    assert loopback.counts["token"] == 2  # the echo really was served
+    # No run of 8 characters of the secret anywhere: output, logs, or any file written.
+    pieces = {SENTINEL[i : i + 8] for i in range(len(SENTINEL) - 7)}
+    texts = [done.stdout + done.stderr for done in runs]
+    texts += [p.read_text() for p in written_files(inst.root, besides=(inst.config,))]
+    assert any("state.health.json" in str(p) for p in inst.root.rglob("*"))
+    assert [piece for piece in pieces if any(piece in text for text in texts)] == []
+    assert "***" in runs[0].stderr
 
 
 def test_a_secret_in_a_rejected_notification_url_is_not_shown(
