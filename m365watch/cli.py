@@ -44,6 +44,7 @@ log = logging.getLogger("m365watch")
 P = ParamSpec("P")
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as shells report a process it stopped
 
 _SUCCESS = "success"
 _RUNTIME = "runtime failure (sign-in, Microsoft Graph, state file); a poll commits nothing"
@@ -51,6 +52,8 @@ _USAGE = "usage or configuration error"
 _DELIVERY = "the poll finished but a notification failed; it is kept and retried next poll"
 _NOT_FOUND = "the issue asked for does not exist"
 _LOCKED = "another poll holds the state lock; try again later"
+_INTERRUPTED = "stopped by Ctrl-C"
+_TERMINATED = "stopped by SIGTERM, once its temporary files were removed"
 
 # The one table behind every "Exit codes:" block in --help: command -> (code, meaning) rows.
 EXIT_CODES: dict[str, tuple[tuple[int, str], ...]] = {
@@ -61,6 +64,8 @@ EXIT_CODES: dict[str, tuple[tuple[int, str], ...]] = {
         (EXIT_DELIVERY, _DELIVERY),
         (EXIT_NOT_FOUND, _NOT_FOUND),
         (EXIT_LOCKED, _LOCKED),
+        (EXIT_INTERRUPTED, _INTERRUPTED),
+        (EXIT_TERMINATED, _TERMINATED + " (watch: see its --help)"),
     ),
     "poll": (
         (0, _SUCCESS),
@@ -94,6 +99,7 @@ EXIT_CODES: dict[str, tuple[tuple[int, str], ...]] = {
     "doctor": (
         (0, "every check passes (warnings allowed)"),
         (EXIT_RUNTIME, "any check fails"),
+        (EXIT_TERMINATED, "stopped by SIGTERM, once its fresh token cache was removed"),
     ),
 }
 
@@ -152,19 +158,47 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     logging.getLogger("msal").setLevel(logging.CRITICAL)
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: raised in the main thread, like KeyboardInterrupt for Ctrl-C."""
+
+
+def _raise_terminated(signum: int, frame: object) -> NoReturn:
+    # A second SIGTERM while the first one's clean-up runs stops at once.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _terminate_cleanly() -> Iterator[None]:
+    """SIGTERM raises `Terminated`, so `with` and `finally` blocks run as for Ctrl-C.
+
+    Killed outright, ``doctor`` would leave its fresh token cache in the temporary folder.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set signal handlers
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def guarded(
     command: Callable[Concatenate[Context, P], int],
 ) -> Callable[Concatenate[Context, P], NoReturn]:
     """Make a command exit with the code it returns.
 
     An M365WatchError becomes ``Error: …`` on stderr (a traceback only with -v)
-    and the error's exit code; Ctrl-C becomes ``Interrupted.`` and 130.
+    and the error's exit code; Ctrl-C becomes ``Interrupted.`` and 130, SIGTERM
+    ``Terminated.`` and 143, each once clean-up has run.
     """
 
     @functools.wraps(command)
     def run(ctx: Context, /, *args: P.args, **kwargs: P.kwargs) -> NoReturn:
         try:
-            code = command(ctx, *args, **kwargs)
+            with _terminate_cleanly():
+                code = command(ctx, *args, **kwargs)
         except M365WatchError as error:
             if ctx.verbose:
                 import traceback
@@ -175,6 +209,9 @@ def guarded(
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             sys.exit(EXIT_INTERRUPTED)
+        except Terminated:
+            click.echo("Terminated.", err=True)
+            sys.exit(EXIT_TERMINATED)
         sys.exit(code)
 
     return run

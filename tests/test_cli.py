@@ -40,6 +40,8 @@ def test_help_documents_exit_codes() -> None:
     assert result.exit_code == 0
     for line in ("0   success", "3   the poll finished but a notification failed", "75  another"):
         assert line in result.output
+    assert "143 stopped by SIGTERM" in result.output
+    assert "143 stopped by SIGTERM" in invoke(None, "doctor", "--help").output
 
 
 def test_version() -> None:

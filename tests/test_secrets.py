@@ -8,6 +8,7 @@ import os
 import signal
 import stat
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -138,6 +139,34 @@ def test_a_secret_in_a_rejected_notification_url_is_not_shown(
     assert "✗ notify 'ops': Apprise does not accept this nosuchservice://… URL" in doctor.stdout
     for text in (polled.stdout, polled.stderr, doctor.stdout, doctor.stderr):
         assert HOOK_SECRET not in text
+
+
+def test_doctor_stopped_by_sigterm_leaves_no_token_cache_behind(
+    loopback: FakeMicrosoft, tmp_path: Path
+) -> None:
+    inst = Installation(tmp_path / "install", loopback)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    loopback.graph_delay = 10.0  # doctor waits here, signed in, its fresh token cache on disk
+    proc = subprocess.Popen(
+        inst.argv("doctor"),
+        env={**inst.env, "TMPDIR": str(temp)},
+        cwd=inst.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not loopback.counts["graph"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert loopback.counts["graph"] == 1, "doctor never reached Graph"
+    assert [p.name[:17] for p in temp.iterdir()] == ["m365watch-doctor-"]
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err
+    assert err == "Terminated.\n"
+    assert "✓ sign-in" in out
+    assert list(temp.rglob("*")) == []
 
 
 def test_world_readable_config_with_a_literal_secret_is_warned_about(
