@@ -134,6 +134,29 @@ class Context:
         return settings
 
 
+def _is_ours(logger_name: str) -> bool:
+    return logger_name == "m365watch" or logger_name.startswith("m365watch.")
+
+
+class _LogFilter(logging.Filter):
+    """Let through m365watch's own records, and a library's only from ``library_level`` up."""
+
+    def __init__(self, library_level: int) -> None:
+        super().__init__()
+        self.library_level = library_level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _is_ours(record.name) or record.levelno >= self.library_level
+
+
+class _LogFormatter(logging.Formatter):
+    """``source: LEVEL: message``, the source being m365watch or the library that logged."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        source = record.name.partition(".")[0] or "m365watch"
+        return f"{source}: {record.levelname}: {super().format(record)}"
+
+
 def _setup_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING
     if quiet:
@@ -143,18 +166,20 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     elif verbose >= 2:
         level = logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("m365watch: %(levelname)s: %(message)s"))
-    # On the handler too: -q must also hide Apprise's own warnings (a failed delivery
-    # prints its Warning line anyway), while Apprise still logs them for the reason text.
+    handler.setFormatter(_LogFormatter("%(message)s"))
     handler.setLevel(level)
+    # Never a library's debug or info records, however verbose: Apprise's and urllib3's
+    # carry whole webhook URLs and their tokens. Its warnings only from -v: the one that
+    # matters, Apprise's reason for a failed delivery, is already in our Warning line.
+    # (On the handler, not the loggers: Apprise must still log them for that reason text.)
+    handler.addFilter(_LogFilter(logging.WARNING if verbose and not quiet else logging.ERROR))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Never the libraries' debug output, however verbose: Apprise's and urllib3's carry
-    # whole webhook URLs and their tokens. MSAL's errors (with a traceback) become our
-    # own one-line AuthError, so it says nothing itself.
-    logging.getLogger("apprise").setLevel(logging.WARNING)
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    # And not even made: these are chatty below WARNING. MSAL's errors (with a traceback)
+    # become our own one-line AuthError, so it says nothing itself.
+    for name in ("apprise", "urllib3", "filelock", "requests", "tinydb"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("msal").setLevel(logging.CRITICAL)
 
 
@@ -241,7 +266,8 @@ def lock_wait_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[
     "-v",
     "--verbose",
     count=True,
-    help="More output; -vv for m365watch's debug logs (never the libraries': they hold secrets).",
+    help="More output: -v adds the libraries' warnings, -vv m365watch's debug logs "
+    "(never the libraries': they hold secrets).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors (for cron).")
 @click.version_option(__version__, prog_name="m365watch")
