@@ -228,6 +228,22 @@ def test_http_cache_round_trip_keeps_answers_but_not_cookies(tmp_path: Path) -> 
     assert again.http_cache["_index_"] == ([[2000000000, 1000000000, "GET https://login/x"]], {})
 
 
+def test_a_kept_answer_quoting_a_secret_is_written_masked(tmp_path: Path) -> None:
+    # Belt and braces: a discovery answer is fetched without the secret, so holds none.
+    password = "correct horse battery staple"
+    answer = SimpleNamespace(
+        status_code=200,
+        text=f'{{"issuer": "x", "echo": "{password[4:20]}"}}',
+        headers={"x-echo": password},
+    )
+    caches = MsalCaches(tmp_path, secrets=[password])
+    caches.http_cache["GET https://login/x"] = answer
+    caches.save()
+    kept = json.loads((tmp_path / HTTP_CACHE_FILE).read_text())["GET https://login/x"]
+    assert kept["text"] == '{"issuer": "x", "echo": "***"}'
+    assert kept["headers"] == {"x-echo": "***"}
+
+
 def test_discard_empties_both_caches_and_replaces_the_files(tmp_path: Path) -> None:
     (tmp_path / TOKEN_CACHE_FILE).write_text(json.dumps({"AccessToken": {"k": {"secret": "x"}}}))
     (tmp_path / HTTP_CACHE_FILE).write_text(
