@@ -153,7 +153,8 @@ class TokenProvider:
         self._lock = threading.Lock()
         self._app: Any = None
         self._thumbprint: str | None = None
-        self._caches = MsalCaches(cache_dir)
+        # Nothing MSAL caches on disk may hold the secret or the key's password.
+        self._caches = MsalCaches(cache_dir, secrets=self._secrets())
         self._caches_loaded = False
 
     @property

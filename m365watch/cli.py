@@ -44,6 +44,7 @@ log = logging.getLogger("m365watch")
 P = ParamSpec("P")
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as shells report a process it stopped
 
 _SUCCESS = "success"
 _RUNTIME = "runtime failure (sign-in, Microsoft Graph, state file); a poll commits nothing"
@@ -51,6 +52,8 @@ _USAGE = "usage or configuration error"
 _DELIVERY = "the poll finished but a notification failed; it is kept and retried next poll"
 _NOT_FOUND = "the issue asked for does not exist"
 _LOCKED = "another poll holds the state lock; try again later"
+_INTERRUPTED = "stopped by Ctrl-C"
+_TERMINATED = "stopped by SIGTERM, once its temporary files were removed"
 
 # The one table behind every "Exit codes:" block in --help: command -> (code, meaning) rows.
 EXIT_CODES: dict[str, tuple[tuple[int, str], ...]] = {
@@ -61,6 +64,8 @@ EXIT_CODES: dict[str, tuple[tuple[int, str], ...]] = {
         (EXIT_DELIVERY, _DELIVERY),
         (EXIT_NOT_FOUND, _NOT_FOUND),
         (EXIT_LOCKED, _LOCKED),
+        (EXIT_INTERRUPTED, _INTERRUPTED),
+        (EXIT_TERMINATED, _TERMINATED + " (watch: see its --help)"),
     ),
     "poll": (
         (0, _SUCCESS),
@@ -98,6 +103,7 @@ EXIT_CODES: dict[str, tuple[tuple[int, str], ...]] = {
     "doctor": (
         (0, "every check passes (warnings allowed)"),
         (EXIT_RUNTIME, "any check fails"),
+        (EXIT_TERMINATED, "stopped by SIGTERM, once its fresh token cache was removed"),
     ),
 }
 
@@ -132,6 +138,29 @@ class Context:
         return settings
 
 
+def _is_ours(logger_name: str) -> bool:
+    return logger_name == "m365watch" or logger_name.startswith("m365watch.")
+
+
+class _LogFilter(logging.Filter):
+    """Let through m365watch's own records, and a library's only from ``library_level`` up."""
+
+    def __init__(self, library_level: int) -> None:
+        super().__init__()
+        self.library_level = library_level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _is_ours(record.name) or record.levelno >= self.library_level
+
+
+class _LogFormatter(logging.Formatter):
+    """``source: LEVEL: message``, the source being m365watch or the library that logged."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        source = record.name.partition(".")[0] or "m365watch"
+        return f"{source}: {record.levelname}: {super().format(record)}"
+
+
 def _setup_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING
     if quiet:
@@ -141,19 +170,47 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     elif verbose >= 2:
         level = logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("m365watch: %(levelname)s: %(message)s"))
-    # On the handler too: -q must also hide Apprise's own warnings (a failed delivery
-    # prints its Warning line anyway), while Apprise still logs them for the reason text.
+    handler.setFormatter(_LogFormatter("%(message)s"))
     handler.setLevel(level)
+    # Never a library's debug or info records, however verbose: Apprise's and urllib3's
+    # carry whole webhook URLs and their tokens. Its warnings only from -v: the one that
+    # matters, Apprise's reason for a failed delivery, is already in our Warning line.
+    # (On the handler, not the loggers: Apprise must still log them for that reason text.)
+    handler.addFilter(_LogFilter(logging.WARNING if verbose and not quiet else logging.ERROR))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Never the libraries' debug output, however verbose: Apprise's and urllib3's carry
-    # whole webhook URLs and their tokens. MSAL's errors (with a traceback) become our
-    # own one-line AuthError, so it says nothing itself.
-    logging.getLogger("apprise").setLevel(logging.WARNING)
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    # And not even made: these are chatty below WARNING. MSAL's errors (with a traceback)
+    # become our own one-line AuthError, so it says nothing itself.
+    for name in ("apprise", "urllib3", "filelock", "requests", "tinydb"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("msal").setLevel(logging.CRITICAL)
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: raised in the main thread, like KeyboardInterrupt for Ctrl-C."""
+
+
+def _raise_terminated(signum: int, frame: object) -> NoReturn:
+    # A second SIGTERM while the first one's clean-up runs stops at once.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _terminate_cleanly() -> Iterator[None]:
+    """SIGTERM raises `Terminated`, so `with` and `finally` blocks run as for Ctrl-C.
+
+    Killed outright, ``doctor`` would leave its fresh token cache in the temporary folder.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set signal handlers
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def guarded(
@@ -162,13 +219,15 @@ def guarded(
     """Make a command exit with the code it returns.
 
     An M365WatchError becomes ``Error: …`` on stderr (a traceback only with -v)
-    and the error's exit code; Ctrl-C becomes ``Interrupted.`` and 130.
+    and the error's exit code; Ctrl-C becomes ``Interrupted.`` and 130, SIGTERM
+    ``Terminated.`` and 143, each once clean-up has run.
     """
 
     @functools.wraps(command)
     def run(ctx: Context, /, *args: P.args, **kwargs: P.kwargs) -> NoReturn:
         try:
-            code = command(ctx, *args, **kwargs)
+            with _terminate_cleanly():
+                code = command(ctx, *args, **kwargs)
         except M365WatchError as error:
             if ctx.verbose:
                 import traceback
@@ -179,6 +238,9 @@ def guarded(
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             sys.exit(EXIT_INTERRUPTED)
+        except Terminated:
+            click.echo("Terminated.", err=True)
+            sys.exit(EXIT_TERMINATED)
         sys.exit(code)
 
     return run
@@ -208,7 +270,8 @@ def lock_wait_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[
     "-v",
     "--verbose",
     count=True,
-    help="More output; -vv for m365watch's debug logs (never the libraries': they hold secrets).",
+    help="More output: -v adds the libraries' warnings, -vv m365watch's debug logs "
+    "(never the libraries': they hold secrets).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors (for cron).")
 @click.version_option(__version__, prog_name="m365watch")

@@ -4,14 +4,16 @@ Both live as JSON files, 0600, in one folder (beside the state by default), so a
 run within a token's life makes no request at all to the identity platform.
 JSON rather than pickle: a tampered or corrupt file then cannot run code. A file
 that cannot be read is ignored and one that cannot be written is logged; either
-costs one sign-in, never the run.
+costs one sign-in, never the run. Only the discovery answers of the HTTP cache are
+written: MSAL also keeps error answers of the token endpoint there (to throttle), and
+one from a proxy that echoes the request would hold the client secret.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import msal
 from msal.exceptions import MsalServiceError
 
 from m365watch import files
+from m365watch.redact import redact_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +41,10 @@ class MsalCaches:
     first use and `save` after each use. Nothing touches the disk until then.
     """
 
-    def __init__(self, folder: Path) -> None:
-        """Empty caches for ``folder``; no I/O."""
+    def __init__(self, folder: Path, *, secrets: Iterable[str] = ()) -> None:
+        """Empty caches for ``folder``; no I/O. No file gets any part of ``secrets``."""
         self.folder = folder
+        self._secrets = tuple(s for s in secrets if s)
         self.token_cache = msal.SerializableTokenCache()
         self.http_cache: dict[str, Any] = {}
         self._http_saved = ""
@@ -67,7 +71,7 @@ class MsalCaches:
                 loaded = loaded or bool(self.http_cache)
             except (ValueError, TypeError) as exc:
                 logger.debug("ignoring unreadable MSAL HTTP cache: %s", type(exc).__name__)
-        self._http_saved = _dump_json(_http_cache_to_json(self.http_cache))
+        self._http_saved = self._http_text()
         return loaded
 
     def save(self) -> None:
@@ -81,13 +85,17 @@ class MsalCaches:
             except OSError as exc:
                 self.token_cache.has_state_changed = True  # serialize() cleared it; retry later
                 logger.warning("cannot write the MSAL token cache in %s: %s", self.folder, exc)
-        http_text = _dump_json(_http_cache_to_json(self.http_cache))
+        http_text = self._http_text()
         if http_text != self._http_saved:
             try:
                 files.write_private_file(self.folder / HTTP_CACHE_FILE, http_text.encode("utf-8"))
                 self._http_saved = http_text
             except OSError as exc:
                 logger.warning("cannot write the MSAL HTTP cache in %s: %s", self.folder, exc)
+
+    def _http_text(self) -> str:
+        """What the HTTP cache file holds: the discovery answers, every secret masked."""
+        return _dump_json(_http_cache_to_json(self.http_cache, self._secrets))
 
     def discard(self) -> None:
         """Forget both caches (MSAL choked on them); the next `save` replaces both files."""
@@ -114,23 +122,38 @@ class _CachedResponse:
             )
 
 
-def _http_cache_to_json(cache: Mapping[str, Any]) -> dict[str, Any]:
+def _http_cache_to_json(cache: Mapping[str, Any], secrets: Iterable[str] = ()) -> dict[str, Any]:
+    """The successful GET (discovery) answers of MSAL's http_cache, and their index, as JSON.
+
+    Left out, kept in memory for this run only: what MSAL caches of the token endpoint's
+    answers (an error, or one with Retry-After), which may quote the request and its secret.
+    Belt and braces: any part of ``secrets`` in what is kept is masked too.
+    """
     # JSON rather than pickle: a tampered or corrupt file then cannot run code.
     out: dict[str, Any] = {}
     for key, value in cache.items():
         if key == _HTTP_CACHE_INDEX:
-            out[key] = value
-        elif all(hasattr(value, name) for name in ("status_code", "text", "headers")):
+            continue
+        if not all(hasattr(value, name) for name in ("status_code", "text", "headers")):
+            logger.debug("not persisting an MSAL HTTP cache entry of type %s", type(value))
+        elif str(key).startswith("GET ") and 200 <= int(value.status_code) < 300:
             out[key] = {
                 "status_code": int(value.status_code),
-                "text": str(value.text),
+                "text": redact_secrets(str(value.text), secrets),
                 # Cookies are session state, not discovery data; keep them off disk.
                 "headers": {
-                    str(k): str(v) for k, v in dict(value.headers).items() if k != "set-cookie"
+                    str(k): redact_secrets(str(v), secrets)
+                    for k, v in dict(value.headers).items()
+                    if k != "set-cookie"
                 },
             }
-        else:
-            logger.debug("not persisting an MSAL HTTP cache entry of type %s", type(value))
+    index = cache.get(_HTTP_CACHE_INDEX)
+    if index is not None:
+        sequence, timestamps = index
+        out[_HTTP_CACHE_INDEX] = (
+            [entry for entry in sequence if entry[2] in out],
+            {key: stamp for key, stamp in timestamps.items() if key in out},
+        )
     return out
 
 

@@ -194,7 +194,8 @@ class Notifier:
             if not result:
                 reasons.append(self._reason(target, position, result))
         if reasons:
-            log.warning("delivery to %s failed: %s", target, "; ".join(reasons))
+            # The caller reports the failure (the CLI's Warning line): here only with -v.
+            log.info("delivery to %s failed: %s", target, "; ".join(reasons))
             return SendResult(False, "; ".join(reasons))
         return SendResult(True)
 

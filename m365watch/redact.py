@@ -6,8 +6,10 @@ helpers before it becomes part of an error message or a log line.
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from urllib.parse import quote, quote_plus
 
 # Belt and braces against echoed credentials (a debugging proxy can reflect headers).
 _BEARER = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]{16,}")
@@ -15,14 +17,54 @@ _JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _SENTENCE = re.compile(r"(.+?[.!?])(?:\s|$)")
 
 REDACTED = "***"
+# A server that echoes part of a secret must not show that part: any run of this many
+# characters of a secret is masked (a shorter secret only where it appears whole).
+SECRET_RUN = 8
 
 
 def redact_secrets(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every occurrence of each non-empty string in ``secrets`` replaced by ***."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return text
+    """``text`` with each secret in ``secrets`` masked by ***, wherever any part of it shows.
+
+    Masked: every run of `SECRET_RUN` or more characters of a secret (a shorter secret
+    where it appears whole), also as it reads URL-encoded or escaped in JSON. Empty
+    strings are ignored.
+    """
+    spans = sorted(
+        span
+        for secret in secrets
+        if secret
+        for form in _written_forms(secret)
+        for span in _spans_of(text, form)
+    )
+    if not spans:
+        return text
+    out: list[str] = []
+    done = 0
+    for start, end in spans:
+        if start > done or not out:
+            out.append(text[done:start])
+            out.append(REDACTED)
+        done = max(done, end)
+    out.append(text[done:])
+    return "".join(out)
+
+
+def _written_forms(secret: str) -> set[str]:
+    # How a secret reads in an echoed form body, a query string, or a JSON string.
+    return {secret, quote_plus(secret), quote(secret, safe=""), json.dumps(secret)[1:-1]}
+
+
+def _spans_of(text: str, secret: str) -> Iterator[tuple[int, int]]:
+    """(start, end) of each place in ``text`` inside a run of ``secret``'s characters.
+
+    A run of `SECRET_RUN` or more characters of the secret is covered by the windows of
+    `SECRET_RUN` characters that are in the secret, so those windows are what is looked for.
+    """
+    size = min(len(secret), SECRET_RUN)
+    windows = {secret[i : i + size] for i in range(len(secret) - size + 1)}
+    for i in range(len(text) - size + 1):
+        if text[i : i + size] in windows:
+            yield i, i + size
 
 
 def redact_tokens(text: str) -> str:

@@ -231,6 +231,7 @@ def reset(fake: FakeMicrosoft) -> None:
     fake.graph_faults.clear()
     fake.failing_hooks.clear()
     fake.graph_delay = fake.hook_delay = 0.0
+    fake.token_echo = None
     fake.hooks.clear()
     fake.counts.clear()
     fake.hold = None

@@ -15,6 +15,7 @@ import json
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,9 @@ class FakeMicrosoft:
         # Seconds each Graph / webhook answer waits (to widen windows in crash tests).
         self.graph_delay = 0.0
         self.hook_delay = 0.0
+        # When set, the token endpoint answers 400 with this function of the request's form
+        # body as the error description: a broken proxy that quotes the request back.
+        self.token_echo: Callable[[str], str] | None = None
         # (webhook name, n): that webhook's n-th request is held open, unanswered and not
         # counted as received, until ``release`` is set (or 30 s pass); ``held`` says it came.
         self.hold: tuple[str, int] | None = None
@@ -192,6 +196,12 @@ class FakeMicrosoft:
                     with fake._lock:
                         fake.counts["token"] += 1
                     form = parse_qs(raw)
+                    if fake.token_echo is not None:
+                        said = fake.token_echo(raw)
+                        self._send(
+                            400, json.dumps({"error": "invalid_request", "error_description": said})
+                        )
+                        return
                     if form.get("client_id") != [CLIENT_ID]:
                         self._send(400, json.dumps({"error": "unauthorized_client"}))
                         return

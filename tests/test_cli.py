@@ -40,6 +40,8 @@ def test_help_documents_exit_codes() -> None:
     assert result.exit_code == 0
     for line in ("0   success", "3   the poll finished but a notification failed", "75  another"):
         assert line in result.output
+    assert "143 stopped by SIGTERM" in result.output
+    assert "143 stopped by SIGTERM" in invoke(None, "doctor", "--help").output
 
 
 def test_version() -> None:
@@ -151,6 +153,40 @@ def test_failed_delivery_exits_3_and_retries_next_time(tmp_path: Path) -> None:
         retried = invoke(config, "poll")
     assert retried.exit_code == 0
     assert len(slack.calls) == 1
+
+
+def test_a_failed_delivery_is_one_warning_line_with_apprise_s_reason(tmp_path: Path) -> None:
+    failed = baseline_then_a_failed_delivery(write_config(tmp_path))
+    assert failed.exit_code == 3
+    lines = failed.stderr.splitlines()
+    assert lines == [
+        line for line in lines if line.startswith("Warning: ") and "not delivered to" in line
+    ]
+    summary = re.search(r"(\d+) failed", failed.stdout)
+    assert summary and len(lines) == int(summary.group(1)) >= 1  # one line per failed delivery
+    assert all("slack: Failed to send to Slack: " in line for line in lines), lines
+
+
+def test_verbose_shows_the_library_s_warning_under_its_own_name(tmp_path: Path) -> None:
+    failed = baseline_then_a_failed_delivery(write_config(tmp_path), "-v")
+    assert failed.exit_code == 3
+    assert "\napprise: WARNING: Failed to send to Slack: " in "\n" + failed.stderr
+    assert "m365watch: WARNING: Failed" not in failed.stderr
+    assert "m365watch: INFO: delivery to ops-slack failed: slack: " in failed.stderr
+
+
+@pytest.mark.parametrize("verbosity", ["-vv", "-vvv"])
+def test_debug_logs_are_m365watch_s_own_never_a_library_s(tmp_path: Path, verbosity: str) -> None:
+    failed = baseline_then_a_failed_delivery(write_config(tmp_path), verbosity)
+    assert failed.exit_code == 3
+    assert "m365watch: DEBUG: " in failed.stderr  # debug logs really were on
+    assert "acquire lock" not in failed.stderr  # filelock's debug lines
+    sources = {
+        line.split(":")[0]
+        for line in failed.stderr.splitlines()
+        if re.match(r"[\w.]+: (DEBUG|INFO): ", line)
+    }
+    assert sources == {"m365watch"}
 
 
 @pytest.mark.parametrize(

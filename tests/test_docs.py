@@ -1,11 +1,70 @@
-"""The README's channel examples are what the code renders today."""
+"""The README says what the code does: its channel examples, its systemd first-run steps."""
 
 from __future__ import annotations
 
 import importlib.util
+import re
+import shlex
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+import responses
+
+from tests.command_line import invoke, write_config
+from tests.identity import mock_identity
+
 ROOT = Path(__file__).resolve().parents[1]
+GRAPH_ISSUES = "https://graph.microsoft.com/v1.0/admin/serviceAnnouncement/issues"
+OPEN_ISSUE = {
+    "id": "EX1256020",
+    "title": "Users can't reach their mailboxes",
+    "classification": "incident",
+    "status": "investigating",
+    "service": "Exchange Online",
+    "isResolved": False,
+    "startDateTime": "2026-11-20T13:42:00Z",
+    "lastModifiedDateTime": "2026-11-20T13:42:00Z",
+    "posts": [],
+}
+
+
+def readme_first_poll() -> list[str]:
+    """The m365watch arguments of the README's systemd step marked ``# the baseline``."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8").replace("\\\n", " ")
+    [line] = [line for line in readme.splitlines() if line.endswith("# the baseline")]
+    words = shlex.split(line, comments=True)
+    assert "/opt/m365watch/bin/m365watch" in words, f"the baseline step runs no m365watch: {line}"
+    return words[words.index("/opt/m365watch/bin/m365watch") + 1 :]
+
+
+def unit_poll() -> list[str]:
+    """The m365watch arguments of the systemd service's ExecStart."""
+    unit = (ROOT / "contrib" / "systemd" / "m365watch.service").read_text(encoding="utf-8")
+    match = re.search(r"^ExecStart=\S+/m365watch (.*)$", unit, re.MULTILINE)
+    assert match
+    return shlex.split(match.group(1))
+
+
+@pytest.mark.parametrize(
+    ("command", "says_baseline"),
+    [(readme_first_poll, True), (unit_poll, False)],
+    ids=["readme-first-poll-by-hand", "the-service-quiet"],
+)
+def test_the_systemd_first_poll_says_what_the_readme_promises(
+    tmp_path: Path, command: Callable[[], list[str]], says_baseline: bool
+) -> None:
+    args = command()
+    with responses.RequestsMock() as rsps:
+        mock_identity(rsps)
+        rsps.get(GRAPH_ISSUES, json={"value": [OPEN_ISSUE]})
+        result = invoke(write_config(tmp_path), *args)
+    assert result.exit_code == 0, result.output
+    baseline = "First poll: recorded 1 issues as the baseline; nothing sent"
+    assert (baseline in result.stdout) is says_baseline
+    if not says_baseline:
+        # So the README must not send people to the service's journal for that line.
+        assert result.output == ""
 
 
 def test_readme_channel_examples_are_current() -> None:

@@ -6,6 +6,7 @@ import email.utils
 import errno
 import os
 import re
+import stat
 import textwrap
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -42,7 +43,7 @@ from tests.identity import (
     token_url,
 )
 from tests.installation import SENTINEL
-from tests.json_hooks import invoke, write_config
+from tests.json_hooks import GRAPH_ISSUES, invoke, write_config
 
 HEALTH = "https://graph.microsoft.com/v1.0/admin/serviceAnnouncement/healthOverviews"
 LOGIN = "https://login.microsoftonline.com"
@@ -104,6 +105,28 @@ def test_everything_passes(tmp_path: Path, rsps: responses.RequestsMock) -> None
     assert graph_calls(rsps) == 1
     # Doctor changes nothing: no state, no health file, not even MSAL's caches.
     assert sorted(p.name for p in (tmp_path / "state").iterdir()) == []
+
+
+def test_what_doctor_writes_is_the_state_folder_and_a_probe_it_removes(
+    tmp_path: Path, rsps: responses.RequestsMock
+) -> None:
+    config = write_config(tmp_path)
+    folder = tmp_path / "state"
+    mock_identity(rsps)
+    graph_answers(rsps)
+    assert invoke(config, "doctor").exit_code == 0
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700  # created: the README says so
+    assert list(folder.iterdir()) == []
+
+    # An installation in use: doctor leaves its state, health file and caches as they were.
+    rsps.get(GRAPH_ISSUES, json={"value": []})
+    assert invoke(config, "poll").exit_code == 0
+    rsps.replace(responses.GET, GRAPH_ISSUES, status=403, json={})
+    assert invoke(config, "poll").exit_code == 1  # writes the health file
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.iterdir()}
+    assert {"state.json", "state.health.json", "msal_token_cache.json"} <= before.keys()
+    assert invoke(config, "doctor").exit_code == 0
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.iterdir()} == before
 
 
 def test_sign_in_is_checked_afresh_not_from_a_cached_token(

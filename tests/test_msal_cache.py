@@ -9,12 +9,24 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import parse_qs
 
 import pytest
 import responses
+from requests import PreparedRequest
 
+from m365watch.errors import AuthError
 from m365watch.msal_cache import HTTP_CACHE_FILE, TOKEN_CACHE_FILE, MsalCaches
-from tests.identity import GLOBAL_HOST, SECRET, TOKEN, mock_identity, provider, token_url
+from tests.identity import (
+    GLOBAL_HOST,
+    SECRET,
+    TOKEN,
+    discovery_url,
+    mock_identity,
+    openid_configuration,
+    provider,
+    token_url,
+)
 
 
 @pytest.fixture
@@ -78,6 +90,57 @@ def test_cache_files_replace_wider_permissions(
     mock_identity(rsps)
     provider(tmp_path).get_token()
     assert mode(cache_file) == 0o600
+
+
+# What a broken proxy in front of the token endpoint says back: the request, in full or in part.
+ECHOES = {
+    "whole": lambda form: f"Bad request: {form}",
+    "part": lambda form: f"Bad value {parse_qs(form)['client_secret'][0][3:15]}.",
+    "split": lambda form: "Bad value {}\r\n{}.".format(
+        parse_qs(form)["client_secret"][0][:20], parse_qs(form)["client_secret"][0][20:]
+    ),
+}
+
+
+@pytest.mark.parametrize("echo", list(ECHOES), ids=list(ECHOES))
+def test_an_echoed_secret_never_reaches_the_cache_files(
+    tmp_path: Path, rsps: responses.RequestsMock, echo: str
+) -> None:
+    def token_endpoint(request: PreparedRequest) -> tuple[int, dict[str, str], str]:
+        form = (
+            request.body if isinstance(request.body, str) else bytes(request.body or b"").decode()
+        )
+        said = ECHOES[echo](form)
+        return 400, {}, json.dumps({"error": "invalid_request", "error_description": said})
+
+    rsps.get(discovery_url(GLOBAL_HOST), json=openid_configuration(GLOBAL_HOST))
+    rsps.add_callback(responses.POST, token_url(GLOBAL_HOST), callback=token_endpoint)
+    with pytest.raises(AuthError):
+        provider(tmp_path).get_token()
+
+    written = "".join(p.read_text() for p in tmp_path.iterdir())
+    runs = {SECRET[i : i + 8] for i in range(len(SECRET) - 7)}
+    assert not [run for run in runs if run in written]
+    # The discovery answer is still kept: the next run does not fetch it again.
+    kept = json.loads((tmp_path / HTTP_CACHE_FILE).read_text())
+    assert [key.split()[:2] for key in kept if key != "_index_"] == [
+        ["GET", discovery_url(GLOBAL_HOST)]
+    ]
+
+
+def test_a_token_answer_with_retry_after_is_not_written_to_the_http_cache(
+    tmp_path: Path, rsps: responses.RequestsMock
+) -> None:
+    # MSAL caches any token answer that carries Retry-After, access token and all.
+    rsps.get(discovery_url(GLOBAL_HOST), json=openid_configuration(GLOBAL_HOST))
+    rsps.post(
+        token_url(GLOBAL_HOST),
+        json={"token_type": "Bearer", "expires_in": 3599, "access_token": TOKEN},
+        headers={"Retry-After": "30"},
+    )
+    assert provider(tmp_path).get_token() == TOKEN
+    assert TOKEN not in (tmp_path / HTTP_CACHE_FILE).read_text()
+    assert "POST" not in (tmp_path / HTTP_CACHE_FILE).read_text()
 
 
 # -- corrupt caches ---------------------------------------------------------------------
@@ -163,6 +226,22 @@ def test_http_cache_round_trip_keeps_answers_but_not_cookies(tmp_path: Path) -> 
         {"content-type": "application/json"},
     )
     assert again.http_cache["_index_"] == ([[2000000000, 1000000000, "GET https://login/x"]], {})
+
+
+def test_a_kept_answer_quoting_a_secret_is_written_masked(tmp_path: Path) -> None:
+    # Belt and braces: a discovery answer is fetched without the secret, so holds none.
+    password = "correct horse battery staple"
+    answer = SimpleNamespace(
+        status_code=200,
+        text=f'{{"issuer": "x", "echo": "{password[4:20]}"}}',
+        headers={"x-echo": password},
+    )
+    caches = MsalCaches(tmp_path, secrets=[password])
+    caches.http_cache["GET https://login/x"] = answer
+    caches.save()
+    kept = json.loads((tmp_path / HTTP_CACHE_FILE).read_text())["GET https://login/x"]
+    assert kept["text"] == '{"issuer": "x", "echo": "***"}'
+    assert kept["headers"] == {"x-echo": "***"}
 
 
 def test_discard_empties_both_caches_and_replaces_the_files(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from m365watch.redact import (
 )
 
 JWT = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJncmFwaCJ9.c2ln"
+SECRET = "Abc8Q~dEfGhIjKlMnOpQrStUvWxYz0123456789"
 
 
 @pytest.mark.parametrize(
@@ -22,8 +23,27 @@ JWT = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJncmFwaCJ9.c2ln"
         ("s3cr3t and s3cr3t", ["s3cr3t"], "*** and ***"),
         ("a b", ["", "a"], "*** b"),
         ("nothing", [], "nothing"),
+        (f"echo {SECRET[5:13]}!", [SECRET], "echo ***!"),
+        (f"echo {SECRET[5:12]}!", [SECRET], f"echo {SECRET[5:12]}!"),
+        (f"[{SECRET[:20]}\r\n{SECRET[20:]}]", [SECRET], "[***\r\n***]"),
+        (f"x {SECRET[2:12]}{SECRET[20:30]} y", [SECRET], "x *** y"),
+        ("secret=p%40ss+w%C3%B6rd&x", ["p@ss wörd"], "secret=***&x"),
+        ('{"v": "a\\"b\\\\cdefgh"}', ['a"b\\cdefgh'], '{"v": "***"}'),
+        ("short s3cr and s3c", ["s3cr"], "short *** and s3c"),
     ],
-    ids=["once", "every-occurrence", "empty-secret-ignored", "no-secrets"],
+    ids=[
+        "once",
+        "every-occurrence",
+        "empty-secret-ignored",
+        "no-secrets",
+        "eight-characters-of-it",
+        "seven-characters-kept",
+        "split-across-lines",
+        "two-parts-side-by-side",
+        "url-encoded",
+        "json-escaped",
+        "short-secret-only-whole",
+    ],
 )
 def test_redact_secrets(text: str, secrets: list[str], expected: str) -> None:
     assert redact_secrets(text, secrets) == expected

@@ -8,8 +8,10 @@ import os
 import signal
 import stat
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import pytest
 
@@ -85,6 +87,39 @@ def test_no_command_ever_shows_or_stores_the_secret(
         assert SENTINEL not in repr(payloads)
 
 
+def _client_secret_of(form: str) -> str:
+    return parse_qs(form)["client_secret"][0]
+
+
+# A broken proxy before the token endpoint quotes the request back: all of it, a part of
+# the secret, or the secret cut in two across lines.
+ECHOES: dict[str, Callable[[str], str]] = {
+    "whole": lambda form: f"Bad request: {form}",
+    "part": lambda form: f"Bad value {_client_secret_of(form)[5:17]}.",
+    "split": lambda form: (
+        f"Bad value {_client_secret_of(form)[:19]}\r\n{_client_secret_of(form)[19:]}."
+    ),
+}
+
+
+@pytest.mark.parametrize("echo", list(ECHOES), ids=list(ECHOES))
+def test_a_secret_quoted_back_by_the_identity_endpoint_is_neither_shown_nor_stored(
+    loopback: FakeMicrosoft, tmp_path: Path, echo: str
+) -> None:
+    inst = Installation(tmp_path, loopback)
+    loopback.token_echo = ECHOES[echo]
+    runs = [inst.run("-vv", "poll"), inst.run("-vv", "doctor")]
+    assert [done.returncode for done in runs] == [1, 1]
+    assert loopback.counts["token"] == 2  # the echo really was served
+    # No run of 8 characters of the secret anywhere: output, logs, or any file written.
+    pieces = {SENTINEL[i : i + 8] for i in range(len(SENTINEL) - 7)}
+    texts = [done.stdout + done.stderr for done in runs]
+    texts += [p.read_text() for p in written_files(inst.root, besides=(inst.config,))]
+    assert any("state.health.json" in str(p) for p in inst.root.rglob("*"))
+    assert [piece for piece in pieces if any(piece in text for text in texts)] == []
+    assert "***" in runs[0].stderr
+
+
 def test_a_secret_in_a_rejected_notification_url_is_not_shown(
     loopback: FakeMicrosoft, tmp_path: Path
 ) -> None:
@@ -104,6 +139,34 @@ def test_a_secret_in_a_rejected_notification_url_is_not_shown(
     assert "✗ notify 'ops': Apprise does not accept this nosuchservice://… URL" in doctor.stdout
     for text in (polled.stdout, polled.stderr, doctor.stdout, doctor.stderr):
         assert HOOK_SECRET not in text
+
+
+def test_doctor_stopped_by_sigterm_leaves_no_token_cache_behind(
+    loopback: FakeMicrosoft, tmp_path: Path
+) -> None:
+    inst = Installation(tmp_path / "install", loopback)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    loopback.graph_delay = 10.0  # doctor waits here, signed in, its fresh token cache on disk
+    proc = subprocess.Popen(
+        inst.argv("doctor"),
+        env={**inst.env, "TMPDIR": str(temp)},
+        cwd=inst.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not loopback.counts["graph"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert loopback.counts["graph"] == 1, "doctor never reached Graph"
+    assert [p.name[:17] for p in temp.iterdir()] == ["m365watch-doctor-"]
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err
+    assert err == "Terminated.\n"
+    assert "✓ sign-in" in out
+    assert list(temp.rglob("*")) == []
 
 
 def test_world_readable_config_with_a_literal_secret_is_warned_about(

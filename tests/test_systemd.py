@@ -95,7 +95,7 @@ def test_service_is_hardened_and_keeps_secrets_out_of_the_config() -> None:
         "CapabilityBoundingSet": [""],
         "RestrictAddressFamilies": ["AF_INET AF_INET6 AF_UNIX"],
         "EnvironmentFile": ["-/etc/m365watch/m365watch.env"],
-        "SuccessExitStatus": ["75"],
+        "SuccessExitStatus": ["75 143"],
     }
     for key, values in expected.items():
         assert service[key] == values, key
