@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from m365watch import files
+from m365watch import budget, files
 from m365watch.settings import DEFAULT_LOCK_WAIT, Settings, TargetSettings
 
 if TYPE_CHECKING:
@@ -74,6 +74,8 @@ def build_tokens(
         graph_endpoint=graph_endpoint,
         cache_dir=cache_dir or settings.state_path.parent,
         session=session,
+        timeout=budget.EXCHANGE_SECONDS,
+        time_limit=budget.FETCH_SECONDS,
     )
 
 
@@ -99,6 +101,10 @@ def build_graph(
         get_token=tokens.get_token,
         session=session,
         max_attempts=DEFAULT_MAX_ATTEMPTS if max_attempts is None else max_attempts,
+        # Read at call time, so a test can shorten the limits for every command at once.
+        timeout=budget.EXCHANGE_SECONDS,
+        time_limit=budget.FETCH_SECONDS,
+        max_bytes=budget.GRAPH_MAX_BYTES,
         sleep=time.sleep if sleep is None else sleep,
     )
 
