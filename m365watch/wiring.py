@@ -120,7 +120,11 @@ def build_sender(settings: Settings, *, throttle: bool = True) -> Notifier:
     """The Apprise adapter for the configured targets (imports apprise)."""
     from m365watch.notify import Notifier
 
-    return Notifier({t.name: t.urls for t in settings.targets}, throttle=throttle)
+    return Notifier(
+        {t.name: t.urls for t in settings.targets},
+        throttle=throttle,
+        send_timeout=budget.SEND_SECONDS,
+    )
 
 
 def build_demo(
