@@ -13,7 +13,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +23,8 @@ import msal
 import requests
 from msal.exceptions import MsalServiceError
 
+from m365watch.budget import EXCHANGE_SECONDS, FETCH_SECONDS, SIGN_IN_MAX_BYTES
+from m365watch.deadline import Deadline, ReadFailed, TimeUp, TooLarge, format_size, read_body
 from m365watch.errors import AuthError
 from m365watch.msal_cache import CACHE_CORRUPTION_ERRORS, MsalCaches
 from m365watch.redact import first_line, first_sentence, redact_secrets
@@ -134,12 +136,16 @@ class TokenProvider:
         graph_endpoint: str,
         cache_dir: Path,
         session: requests.Session | None = None,
-        timeout: float = 30.0,
+        timeout: float = EXCHANGE_SECONDS,
+        time_limit: float = FETCH_SECONDS,
     ) -> None:
         """Keep the settings; do no I/O.
 
         The values are taken as `m365watch.config` validated them: a tenant GUID or
         domain, a client GUID, a non-empty secret, and ``https://host`` URLs.
+        ``timeout`` bounds each exchange with the identity platform (connecting, each
+        read, the whole answer); ``time_limit`` a whole sign-in when the caller gives
+        no deadline of its own.
         """
         self._tenant_id = tenant_id
         self._client_id = client_id
@@ -149,6 +155,8 @@ class TokenProvider:
         # requests.Session() keeps trust_env on: HTTPS_PROXY and REQUESTS_CA_BUNDLE apply.
         self._session = session if session is not None else requests.Session()
         self._timeout = timeout
+        self._time_limit = time_limit
+        self._http = _TimeoutHttpClient(self._session, timeout)
         self._host = urlsplit(self._authority_host).hostname or self._authority_host
         self._lock = threading.Lock()
         self._app: Any = None
@@ -167,13 +175,16 @@ class TokenProvider:
         """The authority URL MSAL signs in against: ``{authority_host}/{tenant_id}``."""
         return f"{self._authority_host}/{self._tenant_id}"
 
-    def get_token(self) -> str:
+    def get_token(self, deadline: Deadline | None = None) -> str:
         """Return an access token for Graph, from the persisted cache when still valid.
 
-        Raises `AuthError` when Entra ID refuses the credentials or cannot be
-        reached, and `ConfigError` when the certificate file cannot be used.
+        Every request to the identity platform ends by ``deadline`` (default: the
+        provider's ``time_limit`` from now). Raises `AuthError` when Entra ID refuses
+        the credentials or cannot be reached in time, and `ConfigError` when the
+        certificate file cannot be used.
         """
         with self._lock:
+            self._http.deadline = deadline or Deadline(self._time_limit)
             loaded_from_disk = False
             if not self._caches_loaded:
                 loaded_from_disk = self._caches.load()
@@ -211,7 +222,13 @@ class TokenProvider:
             self._caches.discard()
             self._app = None
             return self._acquire(may_discard_caches=False)
-        except (requests.RequestException, MsalServiceError) as exc:
+        except (
+            requests.RequestException,
+            MsalServiceError,
+            TimeUp,
+            TooLarge,
+            ReadFailed,
+        ) as exc:
             raise self._auth_error(exc) from exc
 
     def _client_credential(self) -> str | dict[str, str]:
@@ -230,7 +247,7 @@ class TokenProvider:
             token_cache=self._caches.token_cache,
             http_cache=self._caches.http_cache,
             # MSAL applies its own timeout only to a session it creates itself.
-            http_client=_TimeoutHttpClient(self._session, self._timeout),
+            http_client=self._http,
             # Always off: for a host MSAL does not know it would validate the authority
             # at login.microsoftonline.com, and on every error it would look up aliases at
             # a discovery endpoint; neither helps client credentials, and a sovereign-cloud
@@ -242,7 +259,22 @@ class TokenProvider:
         """What an exception from an MSAL call means for the user, as one `AuthError`."""
         host = self._host
         # Most specific first: ProxyError, SSLError and ConnectTimeout are ConnectionErrors.
-        if isinstance(exc, requests.Timeout):
+        if isinstance(exc, TimeUp):
+            message = (
+                f"sign-in to {host} did not finish within {exc.deadline.seconds:g} s "
+                "(the answer came too slowly); check the network and HTTPS_PROXY"
+            )
+        elif isinstance(exc, TooLarge):
+            message = (
+                f"{host} sent a sign-in answer larger than {format_size(exc.limit)}; "
+                "a proxy in the way? check HTTPS_PROXY and the authority host"
+            )
+        elif isinstance(exc, ReadFailed):
+            message = (
+                f"cannot reach {host}: the connection broke off mid-answer ({exc}); "
+                "check the network and HTTPS_PROXY"
+            )
+        elif isinstance(exc, requests.Timeout):
             message = (
                 f"cannot reach {host}: no answer within {self._timeout:g} s; "
                 "check the network and HTTPS_PROXY"
@@ -354,19 +386,39 @@ def _entra_sentence(description: str) -> str:
 
 
 class _TimeoutHttpClient:
-    """The requests session MSAL talks through, with a timeout on every request."""
+    """The requests session MSAL talks through, each exchange within a deadline.
+
+    An exchange ends by ``timeout`` seconds or by ``deadline`` (set for each
+    sign-in), whichever comes first: connecting, each read, and the whole answer,
+    which is read at once and at most SIGN_IN_MAX_BYTES.
+    """
 
     def __init__(self, session: requests.Session, timeout: float) -> None:
         self._session = session
         self._timeout = timeout
+        self.deadline = Deadline(FETCH_SECONDS)
 
     def get(self, *args: Any, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", self._timeout)
-        return self._session.get(*args, **kwargs)
+        return self._exchange(self._session.get, *args, **kwargs)
 
     def post(self, *args: Any, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", self._timeout)
-        return self._session.post(*args, **kwargs)
+        return self._exchange(self._session.post, *args, **kwargs)
+
+    def _exchange(
+        self, method: Callable[..., requests.Response], *args: Any, **kwargs: Any
+    ) -> requests.Response:
+        exchange = self.deadline.within(self._timeout)
+        if exchange.expired:
+            raise TimeUp(exchange)
+        kwargs["timeout"] = self.deadline.wait_limit(self._timeout)
+        kwargs["stream"] = True
+        response = method(*args, **kwargs)
+        try:
+            response._content = read_body(response, deadline=exchange, limit=SIGN_IN_MAX_BYTES)
+        except BaseException:
+            response.close()
+            raise
+        return response
 
     def close(self) -> None:
         self._session.close()

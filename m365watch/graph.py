@@ -22,6 +22,8 @@ from urllib.parse import quote, urljoin, urlsplit
 import requests
 
 from m365watch import __version__
+from m365watch.budget import EXCHANGE_SECONDS, FETCH_SECONDS, GRAPH_MAX_BYTES
+from m365watch.deadline import Deadline, ReadFailed, TimeUp, TooLarge, format_size, read_body
 from m365watch.errors import GraphError, NotFoundError
 from m365watch.models import is_issue_id
 from m365watch.redact import first_line, one_line, redact_secrets, redact_tokens
@@ -50,9 +52,13 @@ _NOT_EXIST = re.compile(r"does(?:n'?t| not) exist", re.IGNORECASE)
 
 @dataclass
 class _WaitBudget:
-    """Seconds slept for one public call (all its pages together), and its limit."""
+    """Seconds slept for one public call (all its pages together), and its limit.
+
+    ``deadline`` is the call's whole time limit: sign-in, every page, retries and waits.
+    """
 
     limit: float
+    deadline: Deadline
     waited: float = 0.0
 
     def allows(self, seconds: float) -> bool:
@@ -104,26 +110,35 @@ class GraphClient:
         self,
         *,
         graph_endpoint: str,
-        get_token: Callable[[], str],
+        get_token: Callable[[Deadline], str],
         session: requests.Session | None = None,
-        timeout: float = 30.0,
+        timeout: float = EXCHANGE_SECONDS,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         max_total_wait: float = 60.0,
+        time_limit: float = FETCH_SECONDS,
+        max_bytes: int = GRAPH_MAX_BYTES,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         """Prepare a client; no request is sent until a method is called.
 
         ``graph_endpoint`` is the cloud's Graph root (``https://graph.microsoft.com``).
-        ``get_token`` is called before every attempt so an expiring token is renewed.
-        ``timeout`` applies to connecting and to each read; ``max_attempts`` bounds
-        attempts per request and ``max_total_wait`` the seconds slept per call.
-        ``sleep`` and ``clock`` exist for tests (``clock`` reads HTTP-date Retry-After).
+        ``get_token`` is called before every attempt, with what is left of the call's
+        time limit, so an expiring token is renewed. ``timeout`` bounds one exchange
+        (connecting, each read, and the whole answer); ``max_attempts`` bounds attempts
+        per request and ``max_total_wait`` the seconds slept per call. ``time_limit``
+        bounds a whole public call: sign-in, every page, retries and waits; running out
+        is a GraphError. An answer larger than ``max_bytes`` is refused unread.
+        ``sleep``, ``clock`` and ``monotonic`` exist for tests (``clock`` reads
+        HTTP-date Retry-After, ``monotonic`` measures the time limits).
         """
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        if timeout <= 0:
-            raise ValueError("timeout must be positive")
+        if timeout <= 0 or time_limit <= 0:
+            raise ValueError("timeout and time_limit must be positive")
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be positive")
         if max_total_wait < 0:
             raise ValueError("max_total_wait must not be negative")
         self._endpoint = graph_endpoint.rstrip("/")
@@ -139,8 +154,11 @@ class GraphClient:
         self._timeout = timeout
         self._max_attempts = max_attempts
         self._max_total_wait = max_total_wait
+        self._time_limit = time_limit
+        self._max_bytes = max_bytes
         self._sleep = sleep
         self._clock = clock
+        self._monotonic = monotonic
         # Remembered only to scrub it from error text; never logged or shown.
         self._last_token = ""
         self.request_count = 0
@@ -172,7 +190,7 @@ class GraphClient:
                 "followed by digits, such as EX1256020"
             )
         not_found = f"issue {issue_id} does not exist in this tenant"
-        budget = _WaitBudget(self._max_total_wait)
+        budget = self._budget()
         body = self._get_json(f"{self._base}/issues/{issue_id}", {}, budget, not_found)
         if not isinstance(body, dict):
             self._fail(f"Graph returned {type(body).__name__} instead of an object for {issue_id}")
@@ -180,9 +198,13 @@ class GraphClient:
 
     # -- internals -----------------------------------------------------------
 
+    def _budget(self) -> _WaitBudget:
+        """The waits and the time limit of one public call, starting now."""
+        return _WaitBudget(self._max_total_wait, Deadline(self._time_limit, clock=self._monotonic))
+
     def _get_collection(self, first_url: str, headers: dict[str, str]) -> list[dict[str, Any]]:
         """Fetch a collection and all its pages; the wait budget covers all pages."""
-        budget = _WaitBudget(self._max_total_wait)
+        budget = self._budget()
         items: list[dict[str, Any]] = []
         seen: set[str] = set()
         url: str | None = first_url
@@ -268,11 +290,19 @@ class GraphClient:
         retries_after_500 = 0
         attempt = 0
         while True:
+            if budget.deadline.expired:
+                # Reached between pages: the previous page used up the time.
+                self._fail(
+                    f"Microsoft Graph was still being read ({_path(url)}) when the "
+                    f"{budget.deadline.seconds:g}s limit for sign-in and Graph in one poll "
+                    "ran out; check the network and proxy, or run again later"
+                )
             attempt += 1
             outcome = self._attempt(
                 url,
                 extra_headers,
                 attempt,
+                budget.deadline,
                 missing_is_answer=missing_is_answer,
                 may_retry_500=retries_after_500 < MAX_RETRIES_AFTER_500,
             )
@@ -293,6 +323,11 @@ class GraphClient:
                     f"{budget.limit:g}s retry budget; {outcome.advice}",
                     outcome.cause,
                 )
+            if wait >= budget.deadline.remaining():
+                self._fail(
+                    f"{outcome.failure}; {_time_is_up(budget.deadline)}; {outcome.advice}",
+                    outcome.cause,
+                )
             logger.warning(
                 "%s for %s; retrying in %gs (attempt %d of %d)",
                 outcome.failure,
@@ -309,13 +344,21 @@ class GraphClient:
         url: str,
         extra_headers: dict[str, str],
         attempt: int,
+        deadline: Deadline,
         *,
         missing_is_answer: bool,
         may_retry_500: bool,
     ) -> _Outcome:
-        """One GET with a fresh token, judged: answered, worth another try, or failed."""
-        token = self._get_token()
+        """One GET with a fresh token, judged: answered, worth another try, or failed.
+
+        The whole exchange, body included, ends by ``timeout`` or ``deadline``, whichever
+        comes first.
+        """
+        token = self._get_token(deadline)
         self._last_token = token
+        exchange = deadline.within(self._timeout)
+        # Each socket wait: the exchange's timeout, or less when the call's limit comes first.
+        read_timeout = deadline.wait_limit(self._timeout)
         headers = {
             "Authorization": f"Bearer {token}",
             "Accept": "application/json",
@@ -326,12 +369,12 @@ class GraphClient:
         logger.debug("GET %s (attempt %d)", _path(url), attempt)
         try:
             response = self._session.get(
-                url, headers=headers, timeout=(self._timeout, self._timeout)
+                url, headers=headers, timeout=(read_timeout, read_timeout), stream=True
             )
         except requests.exceptions.Timeout as exc:
             return _Retry(
                 failure=(
-                    f"Microsoft Graph did not answer within {self._timeout:g}s "
+                    f"Microsoft Graph did not answer within {read_timeout:g}s "
                     f"({type(exc).__name__} from {self._host})"
                 ),
                 advice="check the network and proxy, or run again later",
@@ -355,6 +398,9 @@ class GraphClient:
             )
         except requests.exceptions.RequestException as exc:
             return _Failed(f"request to graph host {self._host} failed ({type(exc).__name__})", exc)
+        unread = self._read_body(response, url, exchange)
+        if unread is not None:
+            return unread
         if not _worth_retrying(
             response, missing_is_answer=missing_is_answer, may_retry_500=may_retry_500
         ):
@@ -365,6 +411,39 @@ class GraphClient:
             retry_after=_retry_after(response.headers.get("Retry-After"), self._clock),
             status=response.status_code,
         )
+
+    def _read_body(
+        self, response: requests.Response, url: str, exchange: Deadline
+    ) -> _Outcome | None:
+        """Read the answer's body into ``response`` within ``exchange``; None when it was read."""
+        try:
+            response._content = read_body(response, deadline=exchange, limit=self._max_bytes)
+        except TimeUp as exc:
+            response.close()
+            return _Retry(
+                failure=(
+                    f"Microsoft Graph's answer for {_path(url)} was still arriving after "
+                    f"{exc.deadline.seconds:g}s (from {self._host})"
+                ),
+                advice="check the network and proxy, or run again later",
+                cause=exc,
+            )
+        except TooLarge as exc:
+            response.close()
+            return _Failed(
+                f"Graph's answer for {_path(url)} is larger than {format_size(exc.limit)}; "
+                "refusing to read it: check that graph_endpoint points at Microsoft Graph "
+                "and that no proxy is in the way",
+                exc,
+            )
+        except ReadFailed as exc:
+            response.close()
+            return _Retry(
+                failure=f"cannot reach graph host {self._host} ({exc})",
+                advice="check DNS, the proxy (HTTPS_PROXY) and the firewall, or run again later",
+                cause=exc,
+            )
+        return None
 
     def _raise_for_status(
         self, response: requests.Response, url: str, not_found: str | None
@@ -465,6 +544,14 @@ def _retry_after(value: str | None, clock: Callable[[], float]) -> float | None:
         # RFC 9110 dates are GMT; parsedate returns naive for "-0000".
         when = when.replace(tzinfo=timezone.utc)
     return max(0.0, when.timestamp() - clock())
+
+
+def _time_is_up(deadline: Deadline) -> str:
+    """Why no further attempt is made: the call's time limit would pass first."""
+    return (
+        f"no time left for another attempt within the {deadline.seconds:g}s limit for "
+        "sign-in and Graph in one poll"
+    )
 
 
 def _status_text(status: int) -> str:

@@ -12,17 +12,26 @@ payload before each send (Apprise reads it at send time, and the plugin, its
 throttle and its error handling stay Apprise's). A URL the user already gave a
 template keeps it and gets Markdown. Notification URLs hold secrets: nothing
 here logs or returns one.
+
+Each send runs on a daemon thread and is waited for at most ``send_timeout``
+seconds: Apprise's own I/O has only per-read timeouts, which a peer sending a
+byte every few seconds never trips. A send that times out counts as failed (the
+message stays owed); its thread is left behind without holding up the process's
+exit, and its URL is not tried again while that thread still runs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import itertools
 import json
 import logging
 import re
 import shutil
 import tempfile
+import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,12 +43,18 @@ import apprise
 from apprise.plugins.slack import NotifySlack, SlackMode
 from apprise.plugins.workflows import NotifyWorkflows
 
+from m365watch.budget import SEND_SECONDS
 from m365watch.deliver import SendResult
 from m365watch.errors import ConfigError
 from m365watch.messages import Message
 from m365watch.settings import scheme_of
 
 log = logging.getLogger(__name__)
+
+# Sends that outlived their timeout and still run, by a hash of their URL (never the URL):
+# that URL is not tried again until its thread ends, so a hanging peer holds one thread.
+_STILL_SENDING: dict[str, threading.Thread] = {}
+_STILL_SENDING_LOCK = threading.Lock()
 
 _URLISH = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
 _TOKENISH = re.compile(r"[A-Za-z0-9_\-]{20,}")
@@ -87,10 +102,20 @@ class _Route:
 class Notifier:
     """Sends messages to named targets, each a list of Apprise URLs."""
 
-    def __init__(self, targets: Mapping[str, Sequence[str]], *, throttle: bool = True) -> None:
+    def __init__(
+        self,
+        targets: Mapping[str, Sequence[str]],
+        *,
+        throttle: bool = True,
+        send_timeout: float = SEND_SECONDS,
+    ) -> None:
+        """``send_timeout`` bounds each message to each URL, in seconds."""
+        if send_timeout <= 0:
+            raise ValueError("send_timeout must be positive")
         _guard_apprise_log()
         self._urls = {name: tuple(urls) for name, urls in targets.items()}
         self._throttle = throttle
+        self._send_timeout = send_timeout
         self._routes: dict[str, list[_Route]] = {}
         self._template_dir: Path | None = None
         self._template_numbers = itertools.count(1)
@@ -114,7 +139,7 @@ class Notifier:
         if name not in self._routes:
             routes = []
             for position, url in enumerate(self._urls[name], start=1):
-                obj = apprise.Apprise()
+                obj = apprise.Apprise(asset=_asset())
                 with _apprise_log() as said:
                     added = obj.add(url)
                 if not added:
@@ -144,7 +169,7 @@ class Notifier:
         path = self._template_folder() / f"{next(self._template_numbers)}-{kind}.json"
         template = quote(f"file://{quote(str(path))}?cache=no", safe="")
         url: str = plugin.url(privacy=False)
-        templated = apprise.Apprise()
+        templated = apprise.Apprise(asset=_asset())
         if not templated.add(f"{url}{'&' if '?' in url else '?'}template={template}"):
             log.warning(
                 "notify target %s: URL number %d cannot take a message template; "
@@ -178,26 +203,65 @@ class Notifier:
             else:
                 obj = route.plain
                 body, body_format = _body_for(obj[0].notify_format, message)
+            address = self._urls[target][position - 1]
+            scheme = scheme_of(address)
+            key = hashlib.sha256(address.encode()).hexdigest()
+            if _still_sending(key):
+                # Its template file may still be read by that send: leave it alone.
+                reasons.append(
+                    f"{scheme}: not tried: an earlier send to it timed out after "
+                    f"{self._send_timeout:g} s and has not finished"
+                )
+                continue
             try:
                 if templated and payload:
                     _write_template(templated.path, payload)
-                result = obj.notify(
-                    body=body,
-                    title=message.title,
-                    notify_type=message.notify_type,
-                    body_format=body_format,
+                result = self._notify_within(
+                    key,
+                    functools.partial(
+                        obj.notify,
+                        body=body,
+                        title=message.title,
+                        notify_type=message.notify_type,
+                        body_format=body_format,
+                    ),
                 )
             except Exception as exc:  # Apprise should not raise; never lose the poll if it does
-                scheme = scheme_of(self._urls[target][position - 1])
                 reasons.append(f"{scheme}: {type(exc).__name__}")
                 continue
-            if not result:
+            if result is _TIMED_OUT:
+                reasons.append(f"{scheme}: timed out after {self._send_timeout:g} s")
+            elif not result:
                 reasons.append(self._reason(target, position, result))
         if reasons:
             # The caller reports the failure (the CLI's Warning line): here only with -v.
             log.info("delivery to %s failed: %s", target, "; ".join(reasons))
             return SendResult(False, "; ".join(reasons))
         return SendResult(True)
+
+    def _notify_within(self, key: str, notify: Callable[[], object]) -> object:
+        """``notify()``'s result, or _TIMED_OUT after ``send_timeout``; raises what it raised."""
+        outcome: list[object] = []
+        failure: list[Exception] = []
+
+        def run() -> None:
+            try:
+                outcome.append(notify())
+            except Exception as exc:  # handed to the waiting thread
+                failure.append(exc)
+
+        # A daemon thread: one still stuck in a send must not hold up the process's exit.
+        thread = threading.Thread(target=run, name="m365watch-send", daemon=True)
+        thread.start()
+        thread.join(self._send_timeout)
+        if thread.is_alive():
+            with _STILL_SENDING_LOCK:
+                _STILL_SENDING[key] = thread
+            log.debug("a send is still running after %gs; no longer waiting", self._send_timeout)
+            return _TIMED_OUT
+        if failure:
+            raise failure[0]
+        return outcome[0]
 
     def _reason(self, target: str, position: int, result: object) -> str:
         scheme = scheme_of(self._urls[target][position - 1])
@@ -210,6 +274,31 @@ class Notifier:
         status = getattr(getattr(result, "status", None), "name", "FAILURE")
         detail = lines[0] if lines else status.lower()
         return f"{scheme}: {detail[:200]}"
+
+
+_TIMED_OUT = object()
+
+
+def _still_sending(key: str) -> bool:
+    """Whether a send to this URL timed out earlier and its thread still runs."""
+    with _STILL_SENDING_LOCK:
+        thread = _STILL_SENDING.get(key)
+        if thread is not None and not thread.is_alive():
+            del _STILL_SENDING[key]
+            thread = None
+    return thread is not None
+
+
+def _asset() -> apprise.AppriseAsset:
+    """Apprise's settings for one URL: no time limit of its own.
+
+    With one, Apprise moves the send to its shared worker pool, whose threads the
+    interpreter waits for at exit: one stuck send would hold up the process. The
+    Notifier's own thread and ``send_timeout`` bound the send instead.
+    """
+    asset = apprise.AppriseAsset()
+    asset._service_timeout = 0.0  # absent before Apprise 2.1 (no limit, nothing to turn off)
+    return asset
 
 
 def _body_for(notify_format: object, message: Message) -> tuple[str, str]:

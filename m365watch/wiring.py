@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from m365watch import files
+from m365watch import budget, files
 from m365watch.settings import DEFAULT_LOCK_WAIT, Settings, TargetSettings
 
 if TYPE_CHECKING:
@@ -75,6 +75,8 @@ def build_tokens(
         graph_endpoint=graph_endpoint,
         cache_dir=cache_dir or settings.state_path.parent,
         session=session,
+        timeout=budget.EXCHANGE_SECONDS,
+        time_limit=budget.FETCH_SECONDS,
     )
 
 
@@ -100,6 +102,10 @@ def build_graph(
         get_token=tokens.get_token,
         session=session,
         max_attempts=DEFAULT_MAX_ATTEMPTS if max_attempts is None else max_attempts,
+        # Read at call time, so a test can shorten the limits for every command at once.
+        timeout=budget.EXCHANGE_SECONDS,
+        time_limit=budget.FETCH_SECONDS,
+        max_bytes=budget.GRAPH_MAX_BYTES,
         sleep=time.sleep if sleep is None else sleep,
     )
 
@@ -115,7 +121,11 @@ def build_sender(settings: Settings, *, throttle: bool = True) -> Notifier:
     """The Apprise adapter for the configured targets (imports apprise)."""
     from m365watch.notify import Notifier
 
-    return Notifier({t.name: t.urls for t in settings.targets}, throttle=throttle)
+    return Notifier(
+        {t.name: t.urls for t in settings.targets},
+        throttle=throttle,
+        send_timeout=budget.SEND_SECONDS,
+    )
 
 
 def build_demo(

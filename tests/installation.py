@@ -161,6 +161,31 @@ class Installation:
             **popen,
         )
 
+    def run_limited(
+        self, *args: str, limits: dict[str, float], timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        """Like :meth:`run`, with some of m365watch.budget's time limits shortened.
+
+        ``limits`` maps a constant of ``m365watch.budget`` (``FETCH_SECONDS``) to its value.
+        """
+        script = (
+            "import sys, m365watch.budget as budget\n"
+            f"for name, value in {limits!r}.items():\n"
+            "    assert hasattr(budget, name), name\n"
+            "    setattr(budget, name, value)\n"
+            "from m365watch.cli import main\n"
+            "main(prog_name='m365watch')\n"
+        )
+        return subprocess.run(
+            [sys.executable, "-c", script, "-c", str(self.config), *args],
+            env=self.env,
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
     def spawn(self, *args: str) -> subprocess.Popen[str]:
         """Start ``m365watch -c CONFIG ARGS`` as a subprocess."""
         return subprocess.Popen(
@@ -232,6 +257,12 @@ def reset(fake: FakeMicrosoft) -> None:
     fake.failing_hooks.clear()
     fake.graph_delay = fake.hook_delay = 0.0
     fake.token_echo = None
+    fake.graph_dribble = fake.token_dribble = fake.hook_dribble = 0.0
+    fake.dribbling_hooks.clear()
+    fake.huge_graph = 0
+    fake.huge_declared = False
+    fake.sent.clear()
+    fake.closed_early.clear()
     fake.hooks.clear()
     fake.counts.clear()
     fake.hold = None

@@ -26,6 +26,10 @@ TENANT_GUID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 CLIENT_ID = "11111111-2222-3333-4444-555555555555"
 ISSUES_PATH = "/v1.0/admin/serviceAnnouncement/issues"
 HEALTH_PATH = "/v1.0/admin/serviceAnnouncement/healthOverviews"
+# A dribbled answer stops by itself after this long, whoever is still listening.
+DRIBBLE_MAX_SECONDS = 60.0
+# A dribbled answer is padded to this many bytes, so it never finishes within a test.
+DRIBBLE_BYTES = 400
 
 
 def make_certificate(folder: Path) -> tuple[Path, Path]:
@@ -83,6 +87,21 @@ class FakeMicrosoft:
         # When set, the token endpoint answers 400 with this function of the request's form
         # body as the error description: a broken proxy that quotes the request back.
         self.token_echo: Callable[[str], str] | None = None
+        # Seconds between the bytes of each Graph / token / dribbling webhook answer (0: at once):
+        # the headers come at once, then the body one byte at a time.
+        self.graph_dribble = 0.0
+        self.token_dribble = 0.0
+        self.hook_dribble = 0.0
+        self.dribbling_hooks: set[str] = set()
+        # Bytes of a huge Graph answer (0: off), sent in 1 MiB chunks; chunked transfer
+        # encoding unless ``huge_declared`` (then Content-Length says the size first).
+        self.huge_graph = 0
+        self.huge_declared = False
+        # Body bytes each kind of answer ("graph", "token", "hook") got out before the
+        # client closed the connection (or it ended).
+        self.sent: collections.Counter[str] = collections.Counter()
+        self.closed_early: collections.Counter[str] = collections.Counter()
+        self._stopping = threading.Event()
         # (webhook name, n): that webhook's n-th request is held open, unanswered and not
         # counted as received, until ``release`` is set (or 30 s pass); ``held`` says it came.
         self.hold: tuple[str, int] | None = None
@@ -126,6 +145,7 @@ class FakeMicrosoft:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         for server in (self._server, self._http):
             if server is not None:
                 server.shutdown()
@@ -168,6 +188,60 @@ class FakeMicrosoft:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _dribble(self, kind: str, body: str, interval: float) -> None:
+                """Headers at once, then the body a byte every ``interval`` seconds (bounded)."""
+                data = body.encode().rjust(DRIBBLE_BYTES)  # leading spaces: still valid JSON
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.flush()
+                started = time.monotonic()
+                try:
+                    for byte in data:
+                        if fake._stopping.wait(interval):
+                            break
+                        if time.monotonic() - started > DRIBBLE_MAX_SECONDS:
+                            break
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        with fake._lock:
+                            fake.sent[kind] += 1
+                except OSError:
+                    with fake._lock:
+                        fake.closed_early[kind] += 1
+                self.close_connection = True
+
+            def _huge(self) -> None:
+                """``huge_graph`` bytes of (never finished) JSON, 1 MiB at a time."""
+                chunk = b"[" + b" " * (1024 * 1024 - 1)
+                total = fake.huge_graph
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                if fake.huge_declared:
+                    self.send_header("Content-Length", str(total))
+                else:
+                    self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                try:
+                    left = total
+                    while left > 0 and not fake._stopping.is_set():
+                        piece = chunk[: min(left, len(chunk))]
+                        if fake.huge_declared:
+                            self.wfile.write(piece)
+                        else:
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                        left -= len(piece)
+                        with fake._lock:
+                            fake.sent["graph"] += len(piece)
+                    if not fake.huge_declared:
+                        self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
+                except OSError:
+                    with fake._lock:
+                        fake.closed_early["graph"] += 1
+                self.close_connection = True
+
             def do_GET(self) -> None:
                 path = urlsplit(self.path).path
                 if path.endswith("/.well-known/openid-configuration"):
@@ -184,7 +258,12 @@ class FakeMicrosoft:
                         self._send(*fault)
                         return
                     items = fake.issues if path == ISSUES_PATH else fake.health
-                    self._send(200, json.dumps({"value": items}))
+                    if fake.huge_graph:
+                        self._huge()
+                    elif fake.graph_dribble:
+                        self._dribble("graph", json.dumps({"value": items}), fake.graph_dribble)
+                    else:
+                        self._send(200, json.dumps({"value": items}))
                 else:
                     self._send(404, json.dumps({"error": {"code": "NotFound", "message": path}}))
 
@@ -206,7 +285,10 @@ class FakeMicrosoft:
                         self._send(400, json.dumps({"error": "unauthorized_client"}))
                         return
                     body = {"token_type": "Bearer", "expires_in": 3599, "access_token": fake.token}
-                    self._send(200, json.dumps(body))
+                    if fake.token_dribble:
+                        self._dribble("token", json.dumps(body), fake.token_dribble)
+                    else:
+                        self._send(200, json.dumps(body))
                 elif path.startswith("/hooks/"):
                     name = path.split("/")[2]
                     with fake._lock:
@@ -218,6 +300,10 @@ class FakeMicrosoft:
                         self._send(500, "{}")
                         return
                     time.sleep(fake.hook_delay)
+                    if name in fake.dribbling_hooks:
+                        # Received, but never answered in full: not accepted.
+                        self._dribble("hook", "{}", fake.hook_dribble or 0.5)
+                        return
                     with fake._lock:
                         if name in fake.failing_hooks:
                             self._send(500, "{}")

@@ -39,11 +39,12 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "feeds",
         "feeds.issues",
         "redact",
+        "budget",
     ),
     # Each wraps one library (or the file system) and never imports another adapter.
     "adapter": ("auth", "msal_cache", "certificate", "graph", "store", "notify", "config"),
     # Standard-library helpers with I/O that several adapters share (so not core, not an adapter).
-    "shared": ("files",),
+    "shared": ("files", "deadline"),
     # What a command does, given its adapters: no adapter module, no adapter library.
     "use case": ("poll", "watcher", "query", "doctor", "watch", "demo"),
     # Builds the concrete adapters from the settings; only cli imports it.

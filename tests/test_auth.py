@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from m365watch.auth import ADVICE, ClientSecret, TokenProvider, advice_for
 from m365watch.certificate import Certificate
+from m365watch.deadline import Deadline
 from m365watch.errors import AuthError, ConfigError
 from m365watch.msal_cache import HTTP_CACHE_FILE, TOKEN_CACHE_FILE
 from m365watch.settings import CLOUDS
@@ -508,3 +509,57 @@ def test_unknown_tenant_with_a_warm_cache_still_fails_cleanly(
         tp.get_token()
     # One retry without the persisted caches, then the error: no loop.
     assert len(rsps.calls) == 2
+
+
+# -- 8. time and size limits ------------------------------------------------------------------
+
+
+class SteppedClock:
+    """A monotonic clock that moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_each_request_waits_no_longer_than_the_callers_deadline(
+    tmp_path: Path, rsps: responses.RequestsMock
+) -> None:
+    mock_identity(rsps)
+    clock = SteppedClock()
+    provider(tmp_path, timeout=7.5).get_token(Deadline(3.0, clock=clock))
+    assert [getattr(c.request, "req_kwargs", {}).get("timeout") for c in rsps.calls] == [3.0, 3.0]
+
+
+def test_a_spent_deadline_fails_the_sign_in_before_any_request(
+    tmp_path: Path, rsps: responses.RequestsMock
+) -> None:
+    mock_identity(rsps)
+    clock = SteppedClock()
+    deadline = Deadline(4.0, clock=clock)
+    clock.now += 4.0
+    with pytest.raises(AuthError) as info:
+        provider(tmp_path).get_token(deadline)
+    assert str(info.value) == (
+        "sign-in to login.microsoftonline.com did not finish within 4 s (the answer came "
+        "too slowly); check the network and HTTPS_PROXY"
+    )
+    assert len(rsps.calls) == 0
+
+
+@pytest.mark.parametrize("declared", [False, True], ids=["unsized", "content-length"])
+def test_a_sign_in_answer_over_1_mib_is_refused(
+    tmp_path: Path, rsps: responses.RequestsMock, declared: bool
+) -> None:
+    huge = '{"access_token": "' + "x" * (1024 * 1024) + '"}'
+    headers = {"Content-Length": str(len(huge))} if declared else {}
+    rsps.get(discovery_url(GLOBAL_HOST), json=openid_configuration(GLOBAL_HOST))
+    rsps.post(token_url(GLOBAL_HOST), body=huge, headers=headers)
+    with pytest.raises(AuthError) as info:
+        provider(tmp_path).get_token()
+    assert str(info.value) == (
+        "login.microsoftonline.com sent a sign-in answer larger than 1 MiB; a proxy in the "
+        "way? check HTTPS_PROXY and the authority host"
+    )

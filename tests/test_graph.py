@@ -64,7 +64,7 @@ def make_client(sleep: FakeSleep) -> Callable[..., GraphClient]:
     def make(**overrides: Any) -> GraphClient:
         options: dict[str, Any] = {
             "graph_endpoint": GRAPH,
-            "get_token": lambda: TOKEN,
+            "get_token": lambda deadline: TOKEN,
             "session": requests.Session(),
             "sleep": sleep,
             "clock": lambda: NOW,
@@ -186,7 +186,7 @@ def test_requests_use_connect_and_read_timeout(
 
 def test_default_session_trusts_environment(mocked: responses.RequestsMock) -> None:
     mocked.get(ISSUES, json={"value": []})
-    client = GraphClient(graph_endpoint=GRAPH + "/", get_token=lambda: TOKEN)
+    client = GraphClient(graph_endpoint=GRAPH + "/", get_token=lambda deadline: TOKEN)
 
     assert client.list_issues() == []
     assert client._session.trust_env  # proxies and REQUESTS_CA_BUNDLE are honoured
@@ -199,7 +199,7 @@ def test_token_is_fetched_for_every_attempt(
     tokens = iter(["first-token", "second-token"])
     mocked.get(ISSUES, status=503)
     mocked.get(ISSUES, json={"value": []})
-    make_client(get_token=lambda: next(tokens)).list_issues()
+    make_client(get_token=lambda deadline: next(tokens)).list_issues()
 
     assert [call.request.headers["Authorization"] for call in mocked.calls] == [
         "Bearer first-token",
@@ -915,7 +915,7 @@ def test_non_jwt_token_is_scrubbed_too(
     mocked.get(ISSUES, body=f"echo: {token}")
 
     with pytest.raises(GraphError) as caught:
-        make_client(get_token=lambda: token).list_issues()
+        make_client(get_token=lambda deadline: token).list_issues()
 
     assert token not in str(caught.value)
 
@@ -930,6 +930,68 @@ def test_earlier_token_echoed_after_renewal_is_scrubbed(
     mocked.get(ISSUES, body=f"{older} was seen", content_type="text/plain")
 
     with pytest.raises(GraphError, match="not JSON") as caught:
-        make_client(get_token=lambda: next(tokens)).list_issues()
+        make_client(get_token=lambda deadline: next(tokens)).list_issues()
 
     assert older.split(".")[0] not in str(caught.value)
+
+
+# -- time and size limits --------------------------------------------------------------------
+
+
+def test_the_time_limit_ends_retries_before_the_attempts_run_out(
+    mocked: responses.RequestsMock, make_client: Callable[..., GraphClient]
+) -> None:
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    mocked.get(ISSUES, status=503)
+    client = make_client(time_limit=2.5, sleep=sleep, monotonic=lambda: now[0])
+    with pytest.raises(GraphError) as info:
+        client.list_issues()
+    # Waited 1 s after the first attempt; waiting 2 s more would reach the limit.
+    assert client.request_count == 2
+    assert str(info.value) == (
+        "Microsoft Graph is unavailable (503 Service Unavailable); no time left for another "
+        "attempt within the 2.5s limit for sign-in and Graph in one poll; run again later"
+    )
+
+
+def test_every_page_and_sign_in_share_the_calls_one_time_limit(
+    mocked: responses.RequestsMock, make_client: Callable[..., GraphClient]
+) -> None:
+    second = f"{ISSUES}?$skiptoken=2"
+    mocked.get(
+        second,
+        json={"value": [{"id": "EX2"}]},
+        match=[matchers.query_string_matcher("$skiptoken=2")],
+    )
+    mocked.get(ISSUES, json={"value": [{"id": "EX1"}], "@odata.nextLink": second})
+    deadlines: list[Any] = []
+
+    def get_token(deadline: Any) -> str:
+        deadlines.append(deadline)
+        return TOKEN
+
+    assert len(make_client(get_token=get_token, time_limit=42).list_issues()) == 2
+    assert len(deadlines) == 2 and deadlines[0] is deadlines[1]
+    assert deadlines[0].seconds == 42
+
+
+@pytest.mark.parametrize("declared", [False, True], ids=["unsized", "content-length"])
+def test_an_answer_over_the_size_cap_is_refused_and_not_retried(
+    mocked: responses.RequestsMock, make_client: Callable[..., GraphClient], declared: bool
+) -> None:
+    body = '{"value": [' + " " * 4096 + "]}"
+    headers = {"Content-Length": str(len(body))} if declared else {}
+    mocked.get(ISSUES, body=body, headers=headers, content_type="application/json")
+    client = make_client(max_bytes=4096)
+    with pytest.raises(GraphError) as info:
+        client.list_issues()
+    assert client.request_count == 1
+    assert str(info.value) == (
+        "Graph's answer for /v1.0/admin/serviceAnnouncement/issues is larger than 4 KiB; "
+        "refusing to read it: check that graph_endpoint points at Microsoft Graph and that "
+        "no proxy is in the way"
+    )

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
+import time
 from collections.abc import Callable
 from typing import Any, cast
 
 import pytest
 import responses
 
+from m365watch.deliver import SendResult
 from m365watch.diff import ChangeKind, IssueChange
 from m365watch.errors import ConfigError
 from m365watch.messages import Message, render_change
@@ -514,3 +517,36 @@ def test_template_braces_in_a_post_reach_teams_unchanged() -> None:
     assert Notifier({"teams": [TEAMS_URL]}, throttle=False).send("teams", message).ok
     assert json.loads(body_of(teams.calls[0].request)) == message.payload("teams")
     assert "Literal {{app_body}} and {{app_title}}" in text_of(teams.calls[0].request)
+
+
+def test_a_send_that_hangs_times_out_and_its_url_waits_until_it_ends() -> None:
+    release = threading.Event()
+    answered = []
+
+    def hang(request: Any) -> tuple[int, dict[str, str], str]:
+        release.wait(10)
+        answered.append(request)
+        return 200, {}, "ok"
+
+    with responses.RequestsMock() as rsps:
+        rsps.add_callback(responses.POST, SLACK_WEBHOOK, callback=hang)
+        notifier = Notifier({"slack": [SLACK_URL]}, throttle=False, send_timeout=0.2)
+        started = time.monotonic()
+        first = notifier.send("slack", MESSAGE)
+        second = notifier.send("slack", MESSAGE)
+        took = time.monotonic() - started
+        assert first == SendResult(False, "slack: timed out after 0.2 s")
+        # Not tried again while the first send still hangs.
+        assert second == SendResult(
+            False,
+            "slack: not tried: an earlier send to it timed out after 0.2 s and has not finished",
+        )
+        assert took < 1.0
+        assert len(rsps.calls) == 0
+        release.set()
+        # Once the hung send has ended, the URL is tried again.
+        until = time.monotonic() + 5
+        while not (result := notifier.send("slack", MESSAGE)).ok and time.monotonic() < until:
+            time.sleep(0.01)
+        assert result.ok, result.reason
+        assert len(answered) == 2

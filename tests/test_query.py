@@ -575,7 +575,9 @@ def test_status_asks_for_every_issue_when_graph_refuses_the_filter() -> None:
             match=[responses.matchers.query_param_matcher({})],
             json={"value": [open_issue, closed_issue]},
         )
-        graph = GraphClient(graph_endpoint="https://graph.microsoft.com", get_token=lambda: "t")
+        graph = GraphClient(
+            graph_endpoint="https://graph.microsoft.com", get_token=lambda deadline: "t"
+        )
         report = status_from_graph(graph, StatusQuery(), now=NOW)
     assert (refused.call_count, everything.call_count) == (1, 1)
     assert [i.id for i in report.issues] == ["EX1"]  # still filtered here

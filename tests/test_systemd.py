@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from m365watch.budget import FETCH_SECONDS, SEND_SECONDS, SUGGESTED_LOCK_WAIT
 from m365watch.cli import main
 
 UNITS = Path(__file__).resolve().parents[1] / "contrib" / "systemd"
@@ -120,4 +121,11 @@ def test_exec_start_is_a_valid_command_line() -> None:
     assert binary == INSTALLED_BINARY
     result = CliRunner().invoke(main, [*args, "--help"])
     assert result.exit_code == 0, result.output
-    assert args == ["-q", "poll", "--lock-wait", "240"]
+    assert args == ["-q", "poll", "--lock-wait", f"{SUGGESTED_LOCK_WAIT:g}"]
+
+
+def test_the_service_outlasts_the_lock_wait_and_a_poll_at_its_limits() -> None:
+    (timeout,) = directives("m365watch.service")["TimeoutStartSec"]
+    assert timeout.endswith("min")
+    worst_poll = SUGGESTED_LOCK_WAIT + FETCH_SECONDS + 10 * SEND_SECONDS  # ten stuck messages
+    assert float(timeout.removesuffix("min")) * 60 >= worst_poll
