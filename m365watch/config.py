@@ -179,7 +179,7 @@ def parse_settings(
     document: Mapping[str, Any], *, env: Mapping[str, str], base_dir: Path | None = None
 ) -> Settings:
     """Validate an already-parsed TOML document (see :func:`load_settings`)."""
-    doc = _expand(document, env, "")
+    doc = _expand(document, env)
     _check_keys(doc, "", "top level")
     tenant = _tenant(doc["tenant"], base_dir) if "tenant" in doc else None
 
@@ -228,24 +228,90 @@ def parse_settings(
     )
 
 
-def _expand(value: Any, env: Mapping[str, str], where: str) -> Any:
-    if isinstance(value, str):
+# The deepest setting is a URL in a [[notify]] block's urls: three containers down.
+_MAX_DEPTH = 8
+_NOTIFY_BLOCK = re.compile(r"\[\[notify\]\] block \d+")
 
+
+def _expand(document: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """``document`` with every ``${VAR}`` replaced; one ConfigError naming every unset VAR.
+
+    Iterative and depth-limited, so a 600-deep dotted key is an error naming it, not a crash.
+    """
+    unset: dict[str, list[str]] = {}  # variable -> where it is used, in file order
+
+    def expand_string(text: str, where: str) -> str:
         def replace(match: re.Match[str]) -> str:
             name = match.group(1)
             if name not in env:
-                raise ConfigError(
-                    f"environment variable {name} is not set (used in {where or 'the config'}): "
-                    "export it, or put it in the service's EnvironmentFile"
-                )
+                places = unset.setdefault(name, [])
+                if where not in places:
+                    places.append(where)
+                return ""
             return env[name]
 
-        return _ENV_REF.sub(replace, value)
-    if isinstance(value, Mapping):
-        return {k: _expand(v, env, f"{where}.{k}" if where else k) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_expand(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
-    return value
+        return _ENV_REF.sub(replace, text)
+
+    root: dict[str, Any] = {}
+    # (container to fill, key or index in it, value to copy, where it is, depth)
+    todo: list[tuple[Any, Any, Any, str, int]] = [
+        (root, key, value, str(key), 1) for key, value in reversed(list(document.items()))
+    ]
+    while todo:
+        parent, slot, value, where, depth = todo.pop()
+        if isinstance(value, (Mapping, list)) and depth > _MAX_DEPTH:
+            raise ConfigError(
+                f"{_shorten(where)} is nested too deeply: no m365watch setting is more than "
+                "three tables or lists deep (see config.example.toml)"
+            )
+        if isinstance(value, str):
+            copy: Any = expand_string(value, where)
+        elif isinstance(value, Mapping):
+            copy = {}
+            todo += [
+                (copy, k, v, _child_key(where, str(k)), depth + 1)
+                for k, v in reversed(list(value.items()))
+            ]
+        elif isinstance(value, list):
+            copy = [None] * len(value)
+            todo += [
+                (copy, i, v, _child_item(where, i), depth + 1)
+                for i, v in reversed(list(enumerate(value)))
+            ]
+        else:
+            copy = value
+        parent[slot] = copy
+    if unset:
+        raise ConfigError(_unset_message(unset))
+    return root
+
+
+def _child_key(where: str, key: str) -> str:
+    # As the other errors say it: "[[notify]] block 1 url", "tenant.client_secret".
+    return f"{where} {key}" if _NOTIFY_BLOCK.fullmatch(where) else f"{where}.{key}"
+
+
+def _child_item(where: str, index: int) -> str:
+    return f"[[notify]] block {index + 1}" if where == "notify" else f"{where} item {index + 1}"
+
+
+def _unset_message(unset: Mapping[str, list[str]]) -> str:
+    names = list(unset)
+    places = ", ".join(dict.fromkeys(_shorten(place) for name in names for place in unset[name]))
+    if len(names) == 1:
+        return (
+            f"environment variable {names[0]} is not set (used in {places}): "
+            "export it, or put it in the service's EnvironmentFile"
+        )
+    return (
+        f"environment variables {', '.join(names)} are not set (used in {places}): "
+        "export them, or put them in the service's EnvironmentFile"
+    )
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    """A key or path cut to ``limit`` characters for an error message."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _check_keys(table: Mapping[str, Any], section: str, label: str) -> None:

@@ -66,7 +66,7 @@ def test_version() -> None:
         ),
         (
             '[[notify]]\nname = "t"\nurl = "${NOT_SET_ANYWHERE}"\n',
-            "Error: environment variable NOT_SET_ANYWHERE is not set (used in notify[0].url)",
+            "Error: environment variable NOT_SET_ANYWHERE is not set (used in [[notify]] block 1 url)",
         ),
     ],
     ids=["missing", "bad-toml", "bad-client-id", "typo-key", "teams-connector", "missing-env"],
