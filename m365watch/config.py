@@ -393,6 +393,15 @@ def _https_url(table: Mapping[str, Any], key: str) -> str | None:
         well_formed = False
     if not well_formed:
         raise ConfigError(f"{_URL_NAMES[key]} must look like https://host, got {value!r}")
+    try:
+        port = parts.port
+    except ValueError:  # out of range, or not a number
+        port = 0
+    if port == 0:
+        raise ConfigError(
+            f"tenant.{key} has an invalid port: write a number from 1 to 65535 after the "
+            f"host, or none for 443, got {value!r}"
+        )
     return value
 
 

@@ -410,6 +410,33 @@ BAD_CONFIGS: list[tuple[str, Callable[[dict[str, Any]], None], dict[str, str], l
         ["authority host must look like https://host"],
     ),
     (
+        "graph-endpoint-broken-ipv6-host",
+        set_in("tenant.graph_endpoint", "https://[::1"),
+        {},
+        ["Graph endpoint must look like https://host"],
+    ),
+    (
+        "authority-port-out-of-range",
+        set_in("tenant.authority", "https://127.0.0.1:99999"),
+        {},
+        [
+            "tenant.authority has an invalid port: write a number from 1 to 65535",
+            "'https://127.0.0.1:99999'",
+        ],
+    ),
+    (
+        "authority-port-zero",
+        set_in("tenant.authority", "https://login.example.com:0"),
+        {},
+        ["tenant.authority has an invalid port"],
+    ),
+    (
+        "graph-endpoint-port-not-a-number",
+        set_in("tenant.graph_endpoint", "https://graph.example.com:https"),
+        {},
+        ["tenant.graph_endpoint has an invalid port"],
+    ),
+    (
         "graph-endpoint-without-scheme",
         set_in("tenant.graph_endpoint", "graph.microsoft.com"),
         {},
