@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import signal
 import sys
 import threading
@@ -180,11 +181,19 @@ def guarded(
     return run
 
 
+def _seconds(click_ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """Refuse what FloatRange lets through: nan (and inf, which would wait for ever)."""
+    if not math.isfinite(value) or value < 0:
+        raise click.BadParameter(f"{value:g} is not a number of seconds, 0 or more.")
+    return value
+
+
 def lock_wait_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The ``--lock-wait SECONDS`` option of the commands that poll."""
     return click.option(
         "--lock-wait",
-        type=click.FloatRange(min=0),
+        type=float,
+        callback=_seconds,
         default=DEFAULT_LOCK_WAIT,
         show_default=True,
         metavar="SECONDS",

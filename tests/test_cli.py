@@ -405,6 +405,20 @@ def test_cli_lock_wait_default_matches_the_store() -> None:
         assert option.default == store_default
 
 
+@pytest.mark.parametrize("command", ["poll", "watch"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "-inf"])
+def test_lock_wait_must_be_a_finite_number_of_seconds(
+    tmp_path: Path, command: str, value: str
+) -> None:
+    result = invoke(write_config(tmp_path), command, f"--lock-wait={value}")
+    assert result.exit_code == 2
+    assert f"Error: Invalid value for '--lock-wait': {value} is not a number of seconds" in (
+        result.output
+    )
+    assert result.output.count("Error:") == 1
+    assert "Traceback" not in result.output
+
+
 def test_changes_owed_to_a_removed_target_are_reported_even_with_q(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     assert baseline_then_a_failed_delivery(config, "-q").exit_code == 3
