@@ -104,7 +104,7 @@ def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
             f"no configuration file at {path}: copy config.example.toml there, "
             "or pass -c FILE or set M365WATCH_CONFIG"
         ) from None
-    except files.TooLargeError as exc:
+    except (files.TooLargeError, files.NotAFileError) as exc:
         raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read configuration file {path}: {exc}") from None
