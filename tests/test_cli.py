@@ -445,7 +445,7 @@ def test_test_notify_reports_a_url_apprise_rejects_and_still_tests_the_others(
         rsps.post(SLACK_WEBHOOK, body="ok")
         rsps.post(TEAMS_ENDPOINT, status=202)
         result = invoke(config, "test-notify")
-    assert result.exit_code == 3
+    assert result.exit_code == 2
     assert result.stdout.splitlines() == [
         "ops-slack: ok (slack)",
         "ops-teams: ok (workflows)",
