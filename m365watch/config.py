@@ -186,7 +186,7 @@ def parse_settings(
     state = _table(doc, "state")
     _check_keys(state, "state", "[state]")
     state_path = (
-        _path(_string(state, "path", "state"), base_dir)
+        _path(_string(state, "path", "state"), base_dir, "state.path")
         if "path" in state
         else default_state_path(env)
     )
@@ -230,6 +230,7 @@ def parse_settings(
 
 # The deepest setting is a URL in a [[notify]] block's urls: three containers down.
 _MAX_DEPTH = 8
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _NOTIFY_BLOCK = re.compile(r"\[\[notify\]\] block \d+")
 
 
@@ -255,7 +256,7 @@ def _expand(document: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, An
     root: dict[str, Any] = {}
     # (container to fill, key or index in it, value to copy, where it is, depth)
     todo: list[tuple[Any, Any, Any, str, int]] = [
-        (root, key, value, str(key), 1) for key, value in reversed(list(document.items()))
+        (root, key, value, _key_text(key), 1) for key, value in reversed(list(document.items()))
     ]
     while todo:
         parent, slot, value, where, depth = todo.pop()
@@ -269,7 +270,7 @@ def _expand(document: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, An
         elif isinstance(value, Mapping):
             copy = {}
             todo += [
-                (copy, k, v, _child_key(where, str(k)), depth + 1)
+                (copy, k, v, _child_key(where, _key_text(k)), depth + 1)
                 for k, v in reversed(list(value.items()))
             ]
         elif isinstance(value, list):
@@ -289,6 +290,12 @@ def _expand(document: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, An
 def _child_key(where: str, key: str) -> str:
     # As the other errors say it: "[[notify]] block 1 url", "tenant.client_secret".
     return f"{where} {key}" if _NOTIFY_BLOCK.fullmatch(where) else f"{where}.{key}"
+
+
+def _key_text(key: object) -> str:
+    """A key as an error names it: quoted when it is not a plain word (a newline in it)."""
+    text = str(key)
+    return text if _BARE_KEY.fullmatch(text) else repr(text)
 
 
 def _child_item(where: str, index: int) -> str:
@@ -323,6 +330,13 @@ def _check_keys(table: Mapping[str, Any], section: str, label: str) -> None:
         )
 
 
+def _key_in(section: str, key: str) -> str:
+    """``tenant.client_id``; in a [[notify]] block, ``[[notify]] block 1 url`` (or by name)."""
+    return (
+        f"{section} {key}" if section.startswith(("[[notify]]", "notify ")) else f"{section}.{key}"
+    )
+
+
 def _table(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     value = doc.get(key, {})
     if not isinstance(value, Mapping):
@@ -333,14 +347,14 @@ def _table(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
 def _string(table: Mapping[str, Any], key: str, section: str) -> str:
     value = table.get(key)
     if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{section}.{key} must be a non-empty string")
+        raise ConfigError(f"{_key_in(section, key)} must be a non-empty string")
     return value.strip()
 
 
 def _bool(table: Mapping[str, Any], key: str, section: str, default: bool) -> bool:
     value = table.get(key, default)
     if not isinstance(value, bool):
-        raise ConfigError(f"{section}.{key} must be true or false")
+        raise ConfigError(f"{_key_in(section, key)} must be true or false")
     return value
 
 
@@ -349,7 +363,9 @@ def _string_list(table: Mapping[str, Any], key: str, section: str) -> tuple[str,
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-        raise ConfigError(f'{section}.{key} must be a list of strings, e.g. ["Exchange Online"]')
+        raise ConfigError(
+            f'{_key_in(section, key)} must be a list of strings, e.g. ["Exchange Online"]'
+        )
     return tuple(v.strip() for v in value)
 
 
@@ -365,12 +381,22 @@ def _choices(
     values = tuple(v.lower() for v in _string_list(table, key, section))
     for value in values:
         if value not in valid:
-            raise ConfigError(f"{section}.{key} has {value!r}: valid values are {', '.join(valid)}")
+            raise ConfigError(
+                f"{_key_in(section, key)} has {value!r}: valid values are {', '.join(valid)}"
+            )
     return values
 
 
-def _path(value: str, base_dir: Path | None) -> Path:
-    path = Path(value).expanduser()
+def _path(value: str, base_dir: Path | None, key: str) -> Path:
+    if "\0" in value:
+        raise ConfigError(f"{key} holds a NUL character: write the path without it")
+    try:
+        path = Path(value).expanduser()
+    except RuntimeError:  # ~name of no such user, or no home directory
+        user = value.split("/")[0]
+        raise ConfigError(
+            f"{key} starts with {user!r} but that home directory is unknown: write the full path"
+        ) from None
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
     return path
@@ -425,7 +451,11 @@ def _tenant(raw: Any, base_dir: Path | None) -> TenantSettings:
     if has_secret == has_cert:
         raise ConfigError("[tenant] needs exactly one of client_secret or certificate_path")
     secret = _string(raw, "client_secret", "tenant") if has_secret else None
-    cert = _path(_string(raw, "certificate_path", "tenant"), base_dir) if has_cert else None
+    cert = (
+        _path(_string(raw, "certificate_path", "tenant"), base_dir, "tenant.certificate_path")
+        if has_cert
+        else None
+    )
     password = raw.get("certificate_password")
     if password is not None and not isinstance(password, str):
         raise ConfigError("tenant.certificate_password must be a string")
