@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import signal
 import sys
 import threading
@@ -92,7 +93,11 @@ EXIT_CODES: dict[str, tuple[tuple[int, str], ...]] = {
     ),
     "test-notify": (
         (0, "every target accepted its test message"),
-        (EXIT_USAGE, "usage or configuration error (an unknown --target, no [[notify]] blocks)"),
+        (
+            EXIT_USAGE,
+            "usage or configuration error (an unknown --target, no [[notify]] blocks,\n"
+            "      a URL Apprise does not accept: the other targets are still tested)",
+        ),
         (EXIT_DELIVERY, "at least one target did not accept it (its line says why)"),
     ),
     "watch": (
@@ -246,11 +251,19 @@ def guarded(
     return run
 
 
+def _seconds(click_ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """Refuse what FloatRange lets through: nan (and inf, which would wait for ever)."""
+    if not math.isfinite(value) or value < 0:
+        raise click.BadParameter(f"{value:g} is not a number of seconds, 0 or more.")
+    return value
+
+
 def lock_wait_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The ``--lock-wait SECONDS`` option of the commands that poll."""
     return click.option(
         "--lock-wait",
-        type=click.FloatRange(min=0),
+        type=float,
+        callback=_seconds,
         default=DEFAULT_LOCK_WAIT,
         show_default=True,
         metavar="SECONDS",
@@ -529,7 +542,8 @@ def test_notify(ctx: Context, target_names: tuple[str, ...]) -> int:
     """Send a clearly-marked test message to each notification target.
 
     Prints one line per target: ok, or FAILED with the reason (never the URL).
-    Needs no tenant and changes no state.
+    A URL Apprise does not accept is a configuration error (exit 2), after every
+    target was tested. Needs no tenant and changes no state.
     """
     from m365watch.poll import send_test_messages
 
@@ -542,6 +556,8 @@ def test_notify(ctx: Context, target_names: tuple[str, ...]) -> int:
             click.echo(f"{target.name}: ok ({schemes})")
         else:
             click.echo(f"{target.name}: FAILED ({schemes}): {result.reason or 'failed'}")
+    if any(r.config_error for r in results):
+        return EXIT_USAGE  # as poll says it: a URL Apprise refuses is configuration
     return 0 if all(r.ok for r in results) else EXIT_DELIVERY
 
 

@@ -104,7 +104,7 @@ def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
             f"no configuration file at {path}: copy config.example.toml there, "
             "or pass -c FILE or set M365WATCH_CONFIG"
         ) from None
-    except files.TooLargeError as exc:
+    except (files.TooLargeError, files.NotAFileError) as exc:
         raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read configuration file {path}: {exc}") from None
@@ -179,14 +179,14 @@ def parse_settings(
     document: Mapping[str, Any], *, env: Mapping[str, str], base_dir: Path | None = None
 ) -> Settings:
     """Validate an already-parsed TOML document (see :func:`load_settings`)."""
-    doc = _expand(document, env, "")
+    doc = _expand(document, env)
     _check_keys(doc, "", "top level")
     tenant = _tenant(doc["tenant"], base_dir) if "tenant" in doc else None
 
     state = _table(doc, "state")
     _check_keys(state, "state", "[state]")
     state_path = (
-        _path(_string(state, "path", "state"), base_dir)
+        _path(_string(state, "path", "state"), base_dir, "state.path")
         if "path" in state
         else default_state_path(env)
     )
@@ -228,24 +228,97 @@ def parse_settings(
     )
 
 
-def _expand(value: Any, env: Mapping[str, str], where: str) -> Any:
-    if isinstance(value, str):
+# The deepest setting is a URL in a [[notify]] block's urls: three containers down.
+_MAX_DEPTH = 8
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_NOTIFY_BLOCK = re.compile(r"\[\[notify\]\] block \d+")
 
+
+def _expand(document: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """``document`` with every ``${VAR}`` replaced; one ConfigError naming every unset VAR.
+
+    Iterative and depth-limited, so a 600-deep dotted key is an error naming it, not a crash.
+    """
+    unset: dict[str, list[str]] = {}  # variable -> where it is used, in file order
+
+    def expand_string(text: str, where: str) -> str:
         def replace(match: re.Match[str]) -> str:
             name = match.group(1)
             if name not in env:
-                raise ConfigError(
-                    f"environment variable {name} is not set (used in {where or 'the config'}): "
-                    "export it, or put it in the service's EnvironmentFile"
-                )
+                places = unset.setdefault(name, [])
+                if where not in places:
+                    places.append(where)
+                return ""
             return env[name]
 
-        return _ENV_REF.sub(replace, value)
-    if isinstance(value, Mapping):
-        return {k: _expand(v, env, f"{where}.{k}" if where else k) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_expand(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
-    return value
+        return _ENV_REF.sub(replace, text)
+
+    root: dict[str, Any] = {}
+    # (container to fill, key or index in it, value to copy, where it is, depth)
+    todo: list[tuple[Any, Any, Any, str, int]] = [
+        (root, key, value, _key_text(key), 1) for key, value in reversed(list(document.items()))
+    ]
+    while todo:
+        parent, slot, value, where, depth = todo.pop()
+        if isinstance(value, (Mapping, list)) and depth > _MAX_DEPTH:
+            raise ConfigError(
+                f"{_shorten(where)} is nested too deeply: no m365watch setting is more than "
+                "three tables or lists deep (see config.example.toml)"
+            )
+        if isinstance(value, str):
+            copy: Any = expand_string(value, where)
+        elif isinstance(value, Mapping):
+            copy = {}
+            todo += [
+                (copy, k, v, _child_key(where, _key_text(k)), depth + 1)
+                for k, v in reversed(list(value.items()))
+            ]
+        elif isinstance(value, list):
+            copy = [None] * len(value)
+            todo += [
+                (copy, i, v, _child_item(where, i), depth + 1)
+                for i, v in reversed(list(enumerate(value)))
+            ]
+        else:
+            copy = value
+        parent[slot] = copy
+    if unset:
+        raise ConfigError(_unset_message(unset))
+    return root
+
+
+def _child_key(where: str, key: str) -> str:
+    # As the other errors say it: "[[notify]] block 1 url", "tenant.client_secret".
+    return f"{where} {key}" if _NOTIFY_BLOCK.fullmatch(where) else f"{where}.{key}"
+
+
+def _key_text(key: object) -> str:
+    """A key as an error names it: quoted when it is not a plain word (a newline in it)."""
+    text = str(key)
+    return text if _BARE_KEY.fullmatch(text) else repr(text)
+
+
+def _child_item(where: str, index: int) -> str:
+    return f"[[notify]] block {index + 1}" if where == "notify" else f"{where} item {index + 1}"
+
+
+def _unset_message(unset: Mapping[str, list[str]]) -> str:
+    names = list(unset)
+    places = ", ".join(dict.fromkeys(_shorten(place) for name in names for place in unset[name]))
+    if len(names) == 1:
+        return (
+            f"environment variable {names[0]} is not set (used in {places}): "
+            "export it, or put it in the service's EnvironmentFile"
+        )
+    return (
+        f"environment variables {', '.join(names)} are not set (used in {places}): "
+        "export them, or put them in the service's EnvironmentFile"
+    )
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    """A key or path cut to ``limit`` characters for an error message."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _check_keys(table: Mapping[str, Any], section: str, label: str) -> None:
@@ -255,6 +328,13 @@ def _check_keys(table: Mapping[str, Any], section: str, label: str) -> None:
         raise ConfigError(
             f"unknown key {unknown[0]!r} in {label}: valid keys are {', '.join(sorted(allowed))}"
         )
+
+
+def _key_in(section: str, key: str) -> str:
+    """``tenant.client_id``; in a [[notify]] block, ``[[notify]] block 1 url`` (or by name)."""
+    return (
+        f"{section} {key}" if section.startswith(("[[notify]]", "notify ")) else f"{section}.{key}"
+    )
 
 
 def _table(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -267,14 +347,14 @@ def _table(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
 def _string(table: Mapping[str, Any], key: str, section: str) -> str:
     value = table.get(key)
     if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{section}.{key} must be a non-empty string")
+        raise ConfigError(f"{_key_in(section, key)} must be a non-empty string")
     return value.strip()
 
 
 def _bool(table: Mapping[str, Any], key: str, section: str, default: bool) -> bool:
     value = table.get(key, default)
     if not isinstance(value, bool):
-        raise ConfigError(f"{section}.{key} must be true or false")
+        raise ConfigError(f"{_key_in(section, key)} must be true or false")
     return value
 
 
@@ -283,7 +363,9 @@ def _string_list(table: Mapping[str, Any], key: str, section: str) -> tuple[str,
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-        raise ConfigError(f'{section}.{key} must be a list of strings, e.g. ["Exchange Online"]')
+        raise ConfigError(
+            f'{_key_in(section, key)} must be a list of strings, e.g. ["Exchange Online"]'
+        )
     return tuple(v.strip() for v in value)
 
 
@@ -299,12 +381,22 @@ def _choices(
     values = tuple(v.lower() for v in _string_list(table, key, section))
     for value in values:
         if value not in valid:
-            raise ConfigError(f"{section}.{key} has {value!r}: valid values are {', '.join(valid)}")
+            raise ConfigError(
+                f"{_key_in(section, key)} has {value!r}: valid values are {', '.join(valid)}"
+            )
     return values
 
 
-def _path(value: str, base_dir: Path | None) -> Path:
-    path = Path(value).expanduser()
+def _path(value: str, base_dir: Path | None, key: str) -> Path:
+    if "\0" in value:
+        raise ConfigError(f"{key} holds a NUL character: write the path without it")
+    try:
+        path = Path(value).expanduser()
+    except RuntimeError:  # ~name of no such user, or no home directory
+        user = value.split("/")[0]
+        raise ConfigError(
+            f"{key} starts with {user!r} but that home directory is unknown: write the full path"
+        ) from None
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
     return path
@@ -327,6 +419,15 @@ def _https_url(table: Mapping[str, Any], key: str) -> str | None:
         well_formed = False
     if not well_formed:
         raise ConfigError(f"{_URL_NAMES[key]} must look like https://host, got {value!r}")
+    try:
+        port = parts.port
+    except ValueError:  # out of range, or not a number
+        port = 0
+    if port == 0:
+        raise ConfigError(
+            f"tenant.{key} has an invalid port: write a number from 1 to 65535 after the "
+            f"host, or none for 443, got {value!r}"
+        )
     return value
 
 
@@ -350,7 +451,11 @@ def _tenant(raw: Any, base_dir: Path | None) -> TenantSettings:
     if has_secret == has_cert:
         raise ConfigError("[tenant] needs exactly one of client_secret or certificate_path")
     secret = _string(raw, "client_secret", "tenant") if has_secret else None
-    cert = _path(_string(raw, "certificate_path", "tenant"), base_dir) if has_cert else None
+    cert = (
+        _path(_string(raw, "certificate_path", "tenant"), base_dir, "tenant.certificate_path")
+        if has_cert
+        else None
+    )
     password = raw.get("certificate_password")
     if password is not None and not isinstance(password, str):
         raise ConfigError("tenant.certificate_password must be a string")

@@ -17,10 +17,15 @@ from m365watch.records import Unit
 
 @dataclass(frozen=True)
 class SendResult:
-    """Whether a target accepted a message, and why not."""
+    """Whether a target accepted a message, and why not.
+
+    ``config_error``: it was never sent, because the target's URL was refused as
+    configuration (a usage error, exit 2, rather than a failed delivery).
+    """
 
     ok: bool
     reason: str = ""
+    config_error: bool = False
 
 
 class Sender(Protocol):
@@ -44,6 +49,7 @@ class Delivery:
     title: str
     ok: bool
     reason: str = ""
+    config_error: bool = False  # the target's URL was refused as configuration
 
 
 def deliver(
@@ -61,7 +67,7 @@ def deliver(
         try:
             result = sender.send(unit.target, message, url=unit.url)
         except ConfigError as error:
-            result = SendResult(False, first_line(error))
+            result = SendResult(False, first_line(error), config_error=True)
         if on_result is not None:
             on_result(index, result)
         deliveries.append(
@@ -70,5 +76,5 @@ def deliver(
     return deliveries
 
 
-def _fields(result: SendResult) -> tuple[bool, str]:
-    return result.ok, result.reason
+def _fields(result: SendResult) -> tuple[bool, str, bool]:
+    return result.ok, result.reason, result.config_error

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -52,10 +53,43 @@ class TooLargeError(OSError):
     """A file is larger than m365watch will read (raised by :func:`read_bounded`)."""
 
 
+class NotAFileError(OSError):
+    """A path names a named pipe, a socket or a block device, not a file (see read_bounded)."""
+
+
 def read_bounded(path: Path, limit: int) -> bytes:
-    """The bytes of ``path``; TooLargeError past ``limit`` (``/dev/zero`` never fills memory)."""
-    with path.open("rb") as handle:
+    """The bytes of ``path``; TooLargeError past ``limit`` (``/dev/zero`` never fills memory).
+
+    Only a regular file or a character device is read: a named pipe or a
+    socket is NotAFileError at once (opening or reading a pipe would block).
+    """
+    # O_NONBLOCK (POSIX only): opening a named pipe for reading would wait for a writer.
+    nonblock = getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, os.O_RDONLY | nonblock | getattr(os, "O_BINARY", 0))
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # what opening a Unix socket says
+            _refuse_special(path, os.stat(path).st_mode)
+        raise
+    try:
+        _refuse_special(path, os.fstat(fd).st_mode)
+        if nonblock:
+            os.set_blocking(fd, True)  # a regular file or a device: read it as usual
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as handle:
         data = handle.read(limit + 1)
     if len(data) > limit:
         raise TooLargeError(errno.EFBIG, f"it is larger than {limit // 1024} KiB")
     return data
+
+
+def _refuse_special(path: Path, mode: int) -> None:
+    """Only a regular file or a character device (``/dev/null``) is read."""
+    if stat.S_ISREG(mode) or stat.S_ISCHR(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    kind = "a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else None
+    raise NotAFileError(errno.EINVAL, f"it is {kind or 'not a regular file'}, not a file")

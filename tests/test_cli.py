@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +70,7 @@ def test_version() -> None:
         ),
         (
             '[[notify]]\nname = "t"\nurl = "${NOT_SET_ANYWHERE}"\n',
-            "Error: environment variable NOT_SET_ANYWHERE is not set (used in notify[0].url)",
+            "Error: environment variable NOT_SET_ANYWHERE is not set (used in [[notify]] block 1 url)",
         ),
     ],
     ids=["missing", "bad-toml", "bad-client-id", "typo-key", "teams-connector", "missing-env"],
@@ -84,6 +86,67 @@ def test_config_errors_exit_2_with_one_line(
     assert message in result.output
     assert result.output.count("Error:") == 1
     assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda tmp: tmp / "missing.toml", "no configuration file at"),
+        (lambda tmp: tmp, "[Errno 21] Is a directory"),
+        (lambda tmp: _touch(tmp / "file") / "config.toml", "[Errno 20] Not a directory"),
+        pytest.param(
+            lambda tmp: _touch(tmp / "config.toml", mode=0),
+            "[Errno 13] Permission denied",
+            marks=pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file"),
+        ),
+    ],
+    ids=["missing", "directory", "under-a-file", "no-permission"],
+)
+def test_an_unreadable_config_is_the_same_line_through_c_and_the_environment(
+    tmp_path: Path, make: Callable[[Path], Path], reason: str
+) -> None:
+    path = make(tmp_path)
+    through_option = invoke(path, "poll")
+    through_env = invoke(None, "poll", env={"M365WATCH_CONFIG": str(path)})
+    for result in (through_option, through_env):
+        assert result.exit_code == 2
+        assert result.output.count("\n") == 1 and result.output.startswith("Error: ")
+        assert reason in result.output
+    assert through_option.output == through_env.output
+
+
+@pytest.mark.parametrize("where", ["-c", "M365WATCH_CONFIG", "state"])
+def test_a_named_pipe_as_config_or_state_is_refused_not_waited_on(
+    tmp_path: Path, where: str
+) -> None:
+    config = write_config(tmp_path)
+    fifo = tmp_path / ("state" if where == "state" else "") / "fifo"
+    fifo.parent.mkdir(exist_ok=True)
+    os.mkfifo(fifo)
+    if where == "state":
+        config.write_text(config.read_text().replace("state.json", "fifo"))
+    argv = ["-c", str(fifo if where == "-c" else config), "status", "--cached"]
+    env = {**os.environ, "M365WATCH_CLIENT_SECRET": SECRET}
+    if where == "M365WATCH_CONFIG":
+        argv, env["M365WATCH_CONFIG"] = argv[2:], str(fifo)
+    # A subprocess: a read that blocks on the pipe fails the test instead of hanging it.
+    done = subprocess.run(
+        [sys.executable, "-m", "m365watch", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    what = "state file" if where == "state" else "configuration file"
+    assert done.stderr == f"Error: cannot read {what} {fifo}: it is a named pipe, not a file\n"
+    assert done.returncode == (1 if where == "state" else 2)
+
+
+def _touch(path: Path, mode: int = 0o600) -> Path:
+    path.write_text("")
+    path.chmod(mode)
+    return path
 
 
 def test_poll_without_tenant_is_a_config_error(tmp_path: Path) -> None:
@@ -418,7 +481,7 @@ def test_test_notify_reports_a_url_apprise_rejects_and_still_tests_the_others(
         rsps.post(SLACK_WEBHOOK, body="ok")
         rsps.post(TEAMS_ENDPOINT, status=202)
         result = invoke(config, "test-notify")
-    assert result.exit_code == 3
+    assert result.exit_code == 2
     assert result.stdout.splitlines() == [
         "ops-slack: ok (slack)",
         "ops-teams: ok (workflows)",
@@ -439,6 +502,20 @@ def test_cli_lock_wait_default_matches_the_store() -> None:
     for command in ("poll", "watch"):
         option = next(p for p in main.commands[command].params if p.name == "lock_wait")
         assert option.default == store_default
+
+
+@pytest.mark.parametrize("command", ["poll", "watch"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "-inf"])
+def test_lock_wait_must_be_a_finite_number_of_seconds(
+    tmp_path: Path, command: str, value: str
+) -> None:
+    result = invoke(write_config(tmp_path), command, f"--lock-wait={value}")
+    assert result.exit_code == 2
+    assert f"Error: Invalid value for '--lock-wait': {value} is not a number of seconds" in (
+        result.output
+    )
+    assert result.output.count("Error:") == 1
+    assert "Traceback" not in result.output
 
 
 def test_changes_owed_to_a_removed_target_are_reported_even_with_q(tmp_path: Path) -> None:

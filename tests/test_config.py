@@ -271,6 +271,13 @@ def both(*mutations: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, An
     return mutate
 
 
+def _nested(depth: int, leaf: Any) -> Any:
+    """``{"k0": {"k1": … leaf}}``, ``depth`` tables deep (what ``k0.k1.… = leaf`` parses to)."""
+    for level in reversed(range(depth)):
+        leaf = {f"k{level}": leaf}
+    return leaf
+
+
 TENANT_KEYS = (
     "authority, certificate_password, certificate_path, client_id, client_secret, cloud, "
     "graph_endpoint, tenant_id"
@@ -289,7 +296,33 @@ BAD_CONFIGS: list[tuple[str, Callable[[dict[str, Any]], None], dict[str, str], l
         "missing-env-var-in-url-list",
         set_in("notify.1.urls", ["mailto://${MAIL_PASS}@host"]),
         {},
-        ["MAIL_PASS is not set", "notify[1].urls[0]"],
+        ["MAIL_PASS is not set", "(used in [[notify]] block 2 urls item 1)"],
+    ),
+    (
+        "missing-env-var-in-notify-url",
+        set_in("notify.0.url", "workflows://${TEAMS_URL}"),
+        {},
+        ["environment variable TEAMS_URL is not set (used in [[notify]] block 1 url)"],
+    ),
+    (
+        "every-missing-env-var-at-once",
+        both(
+            set_in("tenant.client_secret", "${M365WATCH_CLIENT_SECRET}"),
+            set_in("notify.0.url", "${TEAMS_URL}"),
+            set_in("notify.1.urls", ["mailtos://${SMTP_USER}:${SMTP_PASSWORD}@host"]),
+        ),
+        {},
+        [
+            "environment variables M365WATCH_CLIENT_SECRET, TEAMS_URL, SMTP_USER, SMTP_PASSWORD "
+            "are not set (used in tenant.client_secret, [[notify]] block 1 url, "
+            "[[notify]] block 2 urls item 1): export them, "
+        ],
+    ),
+    (
+        "dotted-key-600-deep",
+        set_in("poll.services", _nested(600, ["Exchange Online"])),
+        {},
+        ["poll.services.k0.k1.k2.k3.k4.k5.k6 is nested too deeply", "three tables or lists deep"],
     ),
     (
         "secret-and-certificate",
@@ -375,6 +408,33 @@ BAD_CONFIGS: list[tuple[str, Callable[[dict[str, Any]], None], dict[str, str], l
         set_in("tenant.authority", "https://[::1"),
         {},
         ["authority host must look like https://host"],
+    ),
+    (
+        "graph-endpoint-broken-ipv6-host",
+        set_in("tenant.graph_endpoint", "https://[::1"),
+        {},
+        ["Graph endpoint must look like https://host"],
+    ),
+    (
+        "authority-port-out-of-range",
+        set_in("tenant.authority", "https://127.0.0.1:99999"),
+        {},
+        [
+            "tenant.authority has an invalid port: write a number from 1 to 65535",
+            "'https://127.0.0.1:99999'",
+        ],
+    ),
+    (
+        "authority-port-zero",
+        set_in("tenant.authority", "https://login.example.com:0"),
+        {},
+        ["tenant.authority has an invalid port"],
+    ),
+    (
+        "graph-endpoint-port-not-a-number",
+        set_in("tenant.graph_endpoint", "https://graph.example.com:https"),
+        {},
+        ["tenant.graph_endpoint has an invalid port"],
     ),
     (
         "graph-endpoint-without-scheme",
@@ -515,7 +575,7 @@ BAD_CONFIGS: list[tuple[str, Callable[[dict[str, Any]], None], dict[str, str], l
         "unknown-event",
         set_in("notify.1.events", ["new", "deleted"]),
         {},
-        [f"notify target 'mail'.events has 'deleted': valid values are {EVENT_VALUES}"],
+        [f"notify target 'mail' events has 'deleted': valid values are {EVENT_VALUES}"],
     ),
     (
         "unknown-notify-classification",
@@ -542,6 +602,30 @@ BAD_CONFIGS: list[tuple[str, Callable[[dict[str, Any]], None], dict[str, str], l
         ["poll.notify_existing must be true or false"],
     ),
     ("state-path-empty", set_in("state.path", ""), {}, ["state.path must be a non-empty string"]),
+    (
+        "state-path-of-an-unknown-user",
+        set_in("state.path", "~nobody-at-all/state.json"),
+        {},
+        ["state.path starts with '~nobody-at-all' but that home directory is unknown"],
+    ),
+    (
+        "certificate-path-with-nul",
+        both(drop("tenant.client_secret"), set_in("tenant.certificate_path", "app\0.pem")),
+        {},
+        ["tenant.certificate_path holds a NUL character"],
+    ),
+    (
+        "key-with-a-newline-in-an-error",
+        set_in("poll.services", {"line\nbreak": _nested(10, 1)}),
+        {},
+        ["poll.services.'line\\nbreak'.k0.k1.k2.k3.k4.k5 is nested too deeply"],
+    ),
+    (
+        "unnamed-notify-block-url-not-a-string",
+        both(drop("notify.0.name"), set_in("notify.0.url", 7)),
+        {},
+        ["[[notify]] block 1 url must be a non-empty string"],
+    ),
     ("state-not-a-table", set_in("state", "state.json"), {}, ["[state] must be a table"]),
     ("alert-after-zero", set_in("health", {"alert_after": 0}), {}, ["health.alert_after"]),
     ("alert-after-bool", set_in("health", {"alert_after": True}), {}, ["health.alert_after"]),
@@ -790,6 +874,27 @@ def test_the_shipped_example_config_loads_and_apprise_accepts_its_urls() -> None
     assert [t.name for t in settings.targets] == ["ops-teams", "oncall-mail"]
     assert settings.targets[1].events == ("new", "status", "resolved", "reopened", "watcher")
     Notifier({t.name: t.urls for t in settings.targets}).check()
+
+
+def test_the_shipped_example_config_names_every_unset_variable_at_once() -> None:
+    example = Path(__file__).resolve().parents[1] / "config.example.toml"
+    with pytest.raises(ConfigError) as caught:
+        load_settings(example, env={"SMTP_USER": "u"})
+    assert assert_clean(caught.value) == (
+        "environment variables M365WATCH_CLIENT_SECRET, M365WATCH_TEAMS_URL, SMTP_PASSWORD "
+        "are not set (used in tenant.client_secret, [[notify]] block 1 url, "
+        "[[notify]] block 2 urls item 1): export them, or put them in the service's "
+        "EnvironmentFile"
+    )
+
+
+def test_a_600_deep_dotted_key_is_an_error_naming_it(tmp_path: Path) -> None:
+    path = write(tmp_path, ".".join(f"k{i}" for i in range(600)) + " = 1\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env={})
+    assert assert_clean(caught.value).startswith(
+        "k0.k1.k2.k3.k4.k5.k6.k7.k8 is nested too deeply: "
+    )
 
 
 def test_a_byte_order_mark_is_fine(tmp_path: Path) -> None:

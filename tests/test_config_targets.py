@@ -30,13 +30,13 @@ def settings(*blocks: dict[str, Any], **poll: Any) -> Any:
         (
             [{"name": "ops", "url": SLACK_URL, "events": ["new", "resolve"]}],
             {},
-            "notify target 'ops'.events has 'resolve': valid values are new, status, post, "
+            "notify target 'ops' events has 'resolve': valid values are new, status, post, "
             "classification, resolved, reopened, pir, watcher",
         ),
         (
             [{"name": "ops", "url": SLACK_URL, "classifications": ["outage"]}],
             {},
-            "notify target 'ops'.classifications has 'outage': valid values are incident, advisory",
+            "notify target 'ops' classifications has 'outage': valid values are incident, advisory",
         ),
         (
             [],
@@ -46,7 +46,7 @@ def settings(*blocks: dict[str, Any], **poll: Any) -> Any:
         (
             [{"name": "ops", "url": SLACK_URL, "digest": "yes"}],
             {},
-            "notify target 'ops'.digest must be true or false",
+            "notify target 'ops' digest must be true or false",
         ),
         (
             [{"name": "ops", "url": SLACK_URL, "digests": True}],
