@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 TOKEN_CACHE_FILE = "msal_token_cache.json"
 HTTP_CACHE_FILE = "msal_http_cache.json"
+# A token cache of one app is a few KB; far more is not ours.
+MAX_CACHE_BYTES = 16 * 1024 * 1024
 
 # The bookkeeping key of MSAL's _ExpiringMapping inside http_cache (msal/individual_cache.py).
 _HTTP_CACHE_INDEX = "_index_"
@@ -62,14 +64,14 @@ class MsalCaches:
                 _check_token_cache_shape(state)
                 self.token_cache.deserialize(token_text)
                 loaded = bool(state)
-            except (ValueError, TypeError) as exc:
+            except (ValueError, TypeError, RecursionError) as exc:
                 logger.debug("ignoring unreadable MSAL token cache: %s", type(exc).__name__)
         http_text = _read_cache_file(self.folder / HTTP_CACHE_FILE)
         if http_text is not None:
             try:
                 self.http_cache.update(_http_cache_from_json(json.loads(http_text)))
                 loaded = loaded or bool(self.http_cache)
-            except (ValueError, TypeError) as exc:
+            except (ValueError, TypeError, RecursionError) as exc:
                 logger.debug("ignoring unreadable MSAL HTTP cache: %s", type(exc).__name__)
         self._http_saved = self._http_text()
         return loaded
@@ -208,8 +210,9 @@ def _dump_json(data: Any) -> str:
 
 
 def _read_cache_file(path: Path) -> str | None:
+    # Bounded, and never a pipe: a cache is an optimisation, and must not hang or fill memory.
     try:
-        return path.read_text(encoding="utf-8")
+        return files.read_bounded(path, MAX_CACHE_BYTES).decode("utf-8")
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as exc:

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -256,3 +257,22 @@ def test_discard_empties_both_caches_and_replaces_the_files(tmp_path: Path) -> N
     caches.save()
     assert json.loads((tmp_path / HTTP_CACHE_FILE).read_text()) == {}
     assert not any(json.loads((tmp_path / TOKEN_CACHE_FILE).read_text()).values())
+
+
+@pytest.mark.parametrize("name", [TOKEN_CACHE_FILE, HTTP_CACHE_FILE])
+@pytest.mark.parametrize("kind", ["named-pipe", "nested-too-deep"])
+def test_a_cache_file_that_is_a_pipe_or_too_deep_is_ignored_without_hanging(
+    tmp_path: Path, name: str, kind: str
+) -> None:
+    path = tmp_path / name
+    if kind == "named-pipe":
+        os.mkfifo(path)
+    else:
+        path.write_text("[" * 100_000 + "]" * 100_000)
+    loaded: list[bool] = []
+    worker = threading.Thread(
+        target=lambda: loaded.append(MsalCaches(tmp_path).load()), daemon=True
+    )
+    worker.start()
+    worker.join(timeout=10)
+    assert loaded == [False], "loading the caches hung or failed"
