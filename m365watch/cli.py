@@ -589,25 +589,36 @@ def poll_with_health(
 
     What the watcher sent is printed as soon as it is sent. A dry run records nothing.
     """
+    from m365watch.outputs import PollOutcome
     from m365watch.watcher import watched_poll
 
-    return watched_poll(
-        lambda monitored: poll_once(
-            settings,
-            dry_run=dry_run,
-            notify_existing=notify_existing,
-            lock_wait=lock_wait,
-            source=monitored,
-        ),
-        source if source is not None else wiring.build_graph(settings),
-        wiring.build_watcher_store(settings, lock_wait=lock_wait),
-        alert_after=settings.alert_after,
-        targets=settings.targets,
-        make_sender=lambda: wiring.build_sender(settings),
-        now=wiring.utc_now,
-        on_report=lambda report: print_watcher_report(report, quiet=quiet),
-        record=not dry_run,
-    )
+    graph = source if source is not None else wiring.build_graph(settings)
+    started = wiring.utc_now()
+    try:
+        result, report = watched_poll(
+            lambda monitored: poll_once(
+                settings,
+                dry_run=dry_run,
+                notify_existing=notify_existing,
+                lock_wait=lock_wait,
+                source=monitored,
+            ),
+            graph,
+            wiring.build_watcher_store(settings, lock_wait=lock_wait),
+            alert_after=settings.alert_after,
+            targets=settings.targets,
+            make_sender=lambda: wiring.build_sender(settings),
+            now=wiring.utc_now,
+            on_report=lambda report: print_watcher_report(report, quiet=quiet),
+            record=not dry_run,
+        )
+    except M365WatchError as error:
+        outcome = PollOutcome(started, wiring.utc_now(), error=error, dry_run=dry_run)
+        wiring.after_poll(settings, outcome, graph)
+        raise
+    outcome = PollOutcome(started, wiring.utc_now(), result=result, dry_run=dry_run)
+    wiring.after_poll(settings, outcome, graph)
+    return result, report
 
 
 def print_watcher_report(report: WatcherReport, *, quiet: bool = False) -> None:

@@ -23,6 +23,9 @@ from m365watch.models import CLASSIFICATIONS
 from m365watch.settings import (
     CLOUD_NAMES,
     DEFAULT_ALERT_AFTER,
+    FeedSettings,
+    MetricsSettings,
+    PirSettings,
     PollSettings,
     Settings,
     TargetSettings,
@@ -51,7 +54,7 @@ _TEAMS_CONNECTOR = re.compile(
 )
 
 _KEYS: dict[str, frozenset[str]] = {
-    "": frozenset({"tenant", "state", "poll", "notify", "health"}),
+    "": frozenset({"tenant", "state", "poll", "notify", "health", "metrics", "feed", "pir"}),
     "tenant": frozenset(
         {
             "tenant_id",
@@ -68,6 +71,9 @@ _KEYS: dict[str, frozenset[str]] = {
     "poll": frozenset({"services", "classifications", "notify_existing"}),
     "notify": frozenset({"name", "url", "urls", "services", "classifications", "events", "digest"}),
     "health": frozenset({"alert_after"}),
+    "metrics": frozenset({"textfile", "listen"}),
+    "feed": frozenset({"path", "max_entries"}),
+    "pir": frozenset({"directory"}),
 }
 
 
@@ -225,7 +231,68 @@ def parse_settings(
         poll=poll,
         targets=tuple(targets),
         alert_after=alert_after,
+        metrics=_metrics(doc, base_dir),
+        feed=_feed(doc, base_dir),
+        pir=_pir(doc, base_dir),
     )
+
+
+def _metrics(doc: Mapping[str, Any], base_dir: Path | None) -> MetricsSettings | None:
+    if "metrics" not in doc:
+        return None
+    table = _table(doc, "metrics")
+    _check_keys(table, "metrics", "[metrics]")
+    textfile = (
+        _path(_string(table, "textfile", "metrics"), base_dir, "metrics.textfile")
+        if "textfile" in table
+        else None
+    )
+    if textfile is not None and textfile.suffix != ".prom":
+        raise ConfigError(
+            "metrics.textfile must end in .prom (node_exporter's textfile collector reads "
+            "only *.prom files)"
+        )
+    listen = parse_listen(_string(table, "listen", "metrics")) if "listen" in table else None
+    if textfile is None and listen is None:
+        raise ConfigError("[metrics] needs textfile, listen, or both")
+    return MetricsSettings(textfile=textfile, listen=listen)
+
+
+def parse_listen(text: str, key: str = "metrics.listen") -> tuple[str, int]:
+    """``127.0.0.1:9365``, ``[::1]:9365`` or ``9365`` (loopback) as (host, port)."""
+    host, _, port_text = text.strip().rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"{key} must be HOST:PORT with a port from 1 to 65535, not {text!r}")
+    return host, int(port_text)
+
+
+def _feed(doc: Mapping[str, Any], base_dir: Path | None) -> FeedSettings | None:
+    if "feed" not in doc:
+        return None
+    table = _table(doc, "feed")
+    _check_keys(table, "feed", "[feed]")
+    if "path" not in table:
+        raise ConfigError("[feed] needs path, the Atom file to write (e.g. m365watch.atom)")
+    max_entries = table.get("max_entries", 200)
+    if (
+        not isinstance(max_entries, int)
+        or isinstance(max_entries, bool)
+        or not (1 <= max_entries <= 10_000)
+    ):
+        raise ConfigError("feed.max_entries must be a whole number from 1 to 10000")
+    path = _path(_string(table, "path", "feed"), base_dir, "feed.path")
+    return FeedSettings(path=path, max_entries=max_entries)
+
+
+def _pir(doc: Mapping[str, Any], base_dir: Path | None) -> PirSettings | None:
+    if "pir" not in doc:
+        return None
+    table = _table(doc, "pir")
+    _check_keys(table, "pir", "[pir]")
+    if "directory" not in table:
+        raise ConfigError("[pir] needs directory, the folder post-incident reports are saved in")
+    return PirSettings(_path(_string(table, "directory", "pir"), base_dir, "pir.directory"))
 
 
 # The deepest setting is a URL in a [[notify]] block's urls: three containers down.

@@ -7,7 +7,7 @@ as soon as it happens), the watcher's own alerts and ``test-notify``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from m365watch.errors import ConfigError, first_line
@@ -50,6 +50,8 @@ class Delivery:
     ok: bool
     reason: str = ""
     config_error: bool = False  # the target's URL was refused as configuration
+    # What was sent (for outputs such as the Atom feed); not part of what a delivery is.
+    message: Message | None = field(default=None, compare=False, repr=False)
 
 
 def deliver(
@@ -71,7 +73,13 @@ def deliver(
         if on_result is not None:
             on_result(index, result)
         deliveries.append(
-            Delivery(unit.label, ", ".join(message.issue_ids), message.title, *_fields(result))
+            Delivery(
+                unit.label,
+                ", ".join(message.issue_ids),
+                message.title,
+                *_fields(result),
+                message=message,
+            )
         )
     return deliveries
 

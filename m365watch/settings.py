@@ -76,6 +76,29 @@ class TargetSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """``[metrics]``: Prometheus metrics, as a textfile and/or served while watching."""
+
+    textfile: Path | None = None  # for node_exporter's textfile collector
+    listen: tuple[str, int] | None = None  # (host, port) that `watch` serves /metrics on
+
+
+@dataclass(frozen=True)
+class FeedSettings:
+    """``[feed]``: an Atom feed of the messages sent."""
+
+    path: Path
+    max_entries: int = 200
+
+
+@dataclass(frozen=True)
+class PirSettings:
+    """``[pir]``: where post-incident reports are kept."""
+
+    directory: Path
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the configuration file says, validated."""
 
@@ -84,6 +107,9 @@ class Settings:
     poll: PollSettings = PollSettings()
     targets: tuple[TargetSettings, ...] = ()
     alert_after: int = DEFAULT_ALERT_AFTER
+    metrics: MetricsSettings | None = None
+    feed: FeedSettings | None = None
+    pir: PirSettings | None = None
     source: Path | None = None
     warnings: tuple[str, ...] = ()
 

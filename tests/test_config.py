@@ -469,7 +469,7 @@ BAD_CONFIGS: list[tuple[str, Callable[[dict[str, Any]], None], dict[str, str], l
         {},
         [
             "unknown key 'tenants' in top level",
-            "valid keys are health, notify, poll, state, tenant",
+            "valid keys are feed, health, metrics, notify, pir, poll, state, tenant",
         ],
     ),
     (
