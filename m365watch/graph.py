@@ -99,11 +99,16 @@ class _Failed:
 _Outcome = _Answered | _Retry | _Failed
 
 
+# The request-code label of an attempt that got no HTTP answer (timeout, refused, TLS).
+NO_ANSWER = "none"
+
+
 class GraphClient:
     """Reads the service-health part of Microsoft Graph with app-only tokens.
 
     ``request_count`` counts every HTTP attempt handed to the session, including
     retries and attempts that timed out, so callers can watch the request budget.
+    :meth:`take_request_codes` says how those attempts ended, by HTTP status code.
     """
 
     def __init__(
@@ -162,6 +167,8 @@ class GraphClient:
         # Remembered only to scrub it from error text; never logged or shown.
         self._last_token = ""
         self.request_count = 0
+        # Attempts by how they ended: "200", "429", … or NO_ANSWER; drained by take_request_codes.
+        self._request_codes: dict[str, int] = {}
 
     def list_issues(self, *, filter: str | None = None) -> list[dict[str, Any]]:
         """Return every service health issue, following ``@odata.nextLink`` to the end.
@@ -196,7 +203,29 @@ class GraphClient:
             self._fail(f"Graph returned {type(body).__name__} instead of an object for {issue_id}")
         return body
 
+    def take_request_codes(self) -> dict[str, int]:
+        """The attempts since the last call, by HTTP status code (``none``: no answer)."""
+        codes, self._request_codes = self._request_codes, {}
+        return codes
+
     # -- internals -----------------------------------------------------------
+
+    def _count_code(self, code: str) -> None:
+        self._request_codes[code] = self._request_codes.get(code, 0) + 1
+
+    def _get_counted(
+        self, url: str, headers: dict[str, str], read_timeout: float
+    ) -> requests.Response:
+        """One GET, its answer's status code counted (or NO_ANSWER when none came)."""
+        try:
+            response = self._session.get(
+                url, headers=headers, timeout=(read_timeout, read_timeout), stream=True
+            )
+        except requests.exceptions.RequestException:
+            self._count_code(NO_ANSWER)
+            raise
+        self._count_code(str(response.status_code))
+        return response
 
     def _budget(self) -> _WaitBudget:
         """The waits and the time limit of one public call, starting now."""
@@ -368,9 +397,7 @@ class GraphClient:
         self.request_count += 1
         logger.debug("GET %s (attempt %d)", _path(url), attempt)
         try:
-            response = self._session.get(
-                url, headers=headers, timeout=(read_timeout, read_timeout), stream=True
-            )
+            response = self._get_counted(url, headers, read_timeout)
         except requests.exceptions.Timeout as exc:
             return _Retry(
                 failure=(

@@ -995,3 +995,18 @@ def test_an_answer_over_the_size_cap_is_refused_and_not_retried(
         "refusing to read it: check that graph_endpoint points at Microsoft Graph and that "
         "no proxy is in the way"
     )
+
+
+def test_request_codes_count_every_attempt_by_status_and_are_drained(
+    mocked: responses.RequestsMock, make_client: Callable[..., GraphClient]
+) -> None:
+    mocked.get(OVERVIEWS, status=429, headers={"Retry-After": "1"})
+    mocked.get(OVERVIEWS, body=requests.exceptions.ConnectionError("refused"))
+    mocked.get(OVERVIEWS, json={"value": []})
+    client = make_client()
+
+    client.list_health_overviews()
+
+    assert client.request_count == 3
+    assert client.take_request_codes() == {"429": 1, graph.NO_ANSWER: 1, "200": 1}
+    assert client.take_request_codes() == {}  # drained: the next poll counts only its own
