@@ -8,6 +8,7 @@ them, so ``--help`` and cached queries stay fast.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import math
@@ -32,7 +33,7 @@ from m365watch.errors import (
     M365WatchError,
     first_line,
 )
-from m365watch.settings import DEFAULT_LOCK_WAIT
+from m365watch.settings import DEFAULT_LOCK_WAIT, MetricsSettings
 
 if TYPE_CHECKING:
     from m365watch.poll import IssueSource, PollResult
@@ -643,10 +644,17 @@ def print_watcher_report(report: WatcherReport, *, quiet: bool = False) -> None:
     help="Time from one poll's start to the next: 30s, 5m, 1h. Refused when it could "
     "break Graph's budget of 800 requests per hour.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    metavar="PORT",
+    help="Serve Prometheus metrics on http://HOST:PORT/metrics while watching (HOST: "
+    "[metrics] listen's, else 127.0.0.1). [metrics] listen alone does the same.",
+)
 @lock_wait_option("How long each poll waits for another running poll before skipping its turn.")
 @click.pass_obj
 @guarded
-def watch(ctx: Context, every: str, lock_wait: float) -> int:
+def watch(ctx: Context, every: str, metrics_port: int | None, lock_wait: float) -> int:
     """Poll in a loop, for containers and hosts without a timer.
 
     A failed poll is reported and the loop goes on. SIGTERM or Ctrl-C lets the
@@ -655,9 +663,20 @@ def watch(ctx: Context, every: str, lock_wait: float) -> int:
     from m365watch.watch import check_interval, format_interval, keep_polling, parse_interval
 
     seconds = parse_interval(every)
-    requests_per_poll = wiring.graph_requests_per_poll()
-    check_interval(seconds, requests_per_poll)
+    check_interval(seconds, wiring.graph_requests_per_poll())
     settings = ctx.settings()
+    listen = settings.metrics.listen if settings.metrics is not None else None
+    if metrics_port is not None:
+        host = listen[0] if listen is not None else "127.0.0.1"
+        listen = (host, metrics_port)
+        # Served metrics need the record each poll writes, as [metrics] does.
+        textfile = settings.metrics.textfile if settings.metrics is not None else None
+        settings = dataclasses.replace(
+            settings, metrics=MetricsSettings(textfile=textfile, listen=listen)
+        )
+    # With [metrics] each poll also reads the health overviews: count them in the budget.
+    requests_per_poll = wiring.graph_requests_per_poll(settings)
+    check_interval(seconds, requests_per_poll)
     # One client for the whole run: MSAL's app and token stay in memory between polls.
     graph = wiring.build_graph(settings)
 
@@ -671,7 +690,12 @@ def watch(ctx: Context, every: str, lock_wait: float) -> int:
             "poll in progress."
         )
     stop = threading.Event()
-    with _stop_on_signals(stop):
+    with contextlib.ExitStack() as serving:
+        if listen is not None:
+            serving.enter_context(wiring.serving_metrics(settings, *listen))
+            if not ctx.quiet:
+                click.echo(f"Serving metrics on http://{_host_port(*listen)}/metrics.")
+        serving.enter_context(_stop_on_signals(stop))
         polls = keep_polling(
             poll_and_print,
             requests_made=lambda: graph.request_count,
@@ -683,6 +707,10 @@ def watch(ctx: Context, every: str, lock_wait: float) -> int:
     if not ctx.quiet:
         click.echo(f"Stopped after {polls} poll(s).")
     return 0
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 @contextlib.contextmanager

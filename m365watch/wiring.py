@@ -8,6 +8,7 @@ inside the function that builds it, so ``--help`` and cached queries stay fast.
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from m365watch import budget, files
-from m365watch.settings import DEFAULT_LOCK_WAIT, Settings, TargetSettings
+from m365watch.settings import DEFAULT_LOCK_WAIT, MetricsSettings, Settings, TargetSettings
 
 if TYPE_CHECKING:
     import requests
@@ -26,7 +27,10 @@ if TYPE_CHECKING:
     from m365watch.graph import GraphClient
     from m365watch.notify import Notifier
     from m365watch.outputs import PollOutcome
+    from m365watch.outputs.metrics import MetricsRecord
     from m365watch.store import StateStore, WatcherStore
+
+log = logging.getLogger(__name__)
 
 
 def utc_now() -> datetime:
@@ -111,11 +115,15 @@ def build_graph(
     )
 
 
-def graph_requests_per_poll() -> int:
-    """The most requests one poll can send Graph (every retry of a one-page read)."""
+def graph_requests_per_poll(settings: Settings | None = None) -> int:
+    """The most requests one poll can send Graph (every retry of a one-page read).
+
+    With ``[metrics]`` a poll also reads the health overviews: twice as many.
+    """
     from m365watch.graph import DEFAULT_MAX_ATTEMPTS
 
-    return DEFAULT_MAX_ATTEMPTS
+    reads = 2 if settings is not None and settings.metrics is not None else 1
+    return DEFAULT_MAX_ATTEMPTS * reads
 
 
 def build_sender(settings: Settings, *, throttle: bool = True) -> Notifier:
@@ -263,3 +271,87 @@ def after_poll(settings: Settings, outcome: PollOutcome, source: object) -> None
     """
     if outcome.dry_run:
         return
+    if settings.metrics is not None:
+        _update_metrics(settings, settings.metrics, outcome, source)
+
+
+def _update_metrics(
+    settings: Settings, metrics: MetricsSettings, outcome: PollOutcome, source: object
+) -> None:
+    """Fold the poll into ``state.metrics.json`` and write the textfile; warnings, never errors."""
+    from m365watch import prometheus
+    from m365watch.errors import M365WatchError
+    from m365watch.models import ServiceHealth
+    from m365watch.outputs.metrics import families, next_record, record_to_json
+    from m365watch.records import State
+
+    services: dict[str, str] | None = None
+    list_overviews = getattr(source, "list_health_overviews", None)
+    if outcome.succeeded and callable(list_overviews):
+        try:
+            overviews = [ServiceHealth.from_graph(o) for o in list_overviews()]
+            services = {o.service: o.status_raw or "" for o in overviews}
+        except M365WatchError as exc:
+            log.warning("metrics: service status not refreshed: %s", exc)
+    take_codes = getattr(source, "take_request_codes", None)
+    codes = take_codes() if callable(take_codes) else {}
+    state: State | None = None
+    try:
+        state = build_state_store(settings).load()
+    except M365WatchError as exc:
+        log.warning("metrics: open issues and pending deliveries not refreshed: %s", exc)
+    record_path = prometheus.metrics_path_for(settings.state_path)
+    record = next_record(
+        _load_metrics_record(record_path),
+        outcome,
+        tenant=settings.require_tenant().tenant_id,
+        state=state,
+        services=services,
+        request_codes=codes,
+    )
+    try:
+        prometheus.save_record(record_path, record_to_json(record))
+    except M365WatchError as exc:
+        log.warning("metrics: %s", exc)
+    if metrics.textfile is not None:
+        try:
+            prometheus.write_textfile(metrics.textfile, families(record))
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            log.warning("metrics: cannot write textfile %s: %s", metrics.textfile, reason)
+
+
+def _load_metrics_record(path: Path) -> MetricsRecord:
+    """The metrics record beside the state; an empty one when missing or damaged (logged)."""
+    from m365watch import prometheus
+    from m365watch.outputs.metrics import MetricsRecord, record_from_json
+
+    try:
+        return record_from_json(prometheus.load_record(path))
+    except ValueError as exc:
+        log.warning("metrics file %s is damaged (%s); counting from zero", path, exc)
+        return MetricsRecord()
+
+
+@contextlib.contextmanager
+def serving_metrics(settings: Settings, host: str, port: int) -> Iterator[None]:
+    """Serve ``/metrics`` from the metrics record beside the state while inside.
+
+    Raises ConfigError when the address cannot be bound.
+    """
+    from m365watch import prometheus
+    from m365watch.errors import ConfigError
+    from m365watch.outputs.metrics import families
+
+    path = prometheus.metrics_path_for(settings.state_path)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(
+                prometheus.serving(host, port, lambda: families(_load_metrics_record(path)))
+            )
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot serve metrics on {host}:{port}: {exc.strerror or exc} "
+                "(is another process using that port?)"
+            ) from None
+        yield

@@ -42,11 +42,29 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "budget",
     ),
     # Each wraps one library (or the file system) and never imports another adapter.
-    "adapter": ("auth", "msal_cache", "certificate", "graph", "store", "notify", "config"),
+    "adapter": (
+        "auth",
+        "msal_cache",
+        "certificate",
+        "graph",
+        "store",
+        "notify",
+        "config",
+        "prometheus",
+    ),
     # Standard-library helpers with I/O that several adapters share (so not core, not an adapter).
     "shared": ("files", "deadline"),
     # What a command does, given its adapters: no adapter module, no adapter library.
-    "use case": ("poll", "watcher", "query", "doctor", "watch", "demo", "outputs"),
+    "use case": (
+        "poll",
+        "watcher",
+        "query",
+        "doctor",
+        "watch",
+        "demo",
+        "outputs",
+        "outputs.metrics",
+    ),
     # Builds the concrete adapters from the settings; only cli imports it.
     "wiring": ("wiring",),
     # The command line and what it prints with; reaches adapters only through the wiring.
@@ -59,7 +77,7 @@ USE_CASES = LAYERS["use case"]
 CLI = LAYERS["cli"]
 # Rooms of one adapter that wrap the same library; only they may import each other.
 SAME_LIBRARY = ({"auth", "msal_cache"},)  # MSAL: the token provider and its persisted caches
-HEAVY = ("apprise", "msal", "requests", "tinydb")
+HEAVY = ("apprise", "msal", "requests", "tinydb", "prometheus_client")
 # The libraries behind the adapters: a use case that needs one needs an adapter instead.
 ADAPTER_LIBRARIES = (*HEAVY, "cryptography", "filelock", "platformdirs")
 
