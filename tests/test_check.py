@@ -7,6 +7,7 @@ end is tests/test_check_cli.py.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -255,3 +256,11 @@ def test_default_thresholds_are_any_open_issue() -> None:
     assert Thresholds.of(Range("2"), None, default=DEFAULT_INCIDENTS) == Thresholds(
         warning=Range("2")
     )
+
+
+def test_the_readme_example_is_what_check_prints() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## A check for Nagios, Icinga, Checkmk", 1)[1]
+    example = section.split("```\n", 2)[1]
+    exchange = [i for i in ISSUES if i["id"] in ("EX1256020", "EX1256100")]
+    assert "\n".join(judge(report(exchange), CheckQuery()).lines()) + "\n" == example
