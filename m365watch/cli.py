@@ -807,6 +807,16 @@ def _range_option(name: str, help_text: str) -> Callable[[Callable[..., Any]], C
     metavar="DURATION",
     help="With --cached: UNKNOWN when the last poll is older than this (90s, 15m, 1h).",
 )
+@click.option(
+    "--timeout",
+    type=float,
+    callback=_seconds,
+    default=50.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="UNKNOWN when there is no answer by then (0: no limit); keep it below the "
+    "monitoring system's own timeout (often 60 s).",
+)
 @click.pass_obj
 def check(
     ctx: Context,
@@ -820,6 +830,7 @@ def check(
     tenant: str | None,
     cached: bool,
     max_age: str,
+    timeout: float,
 ) -> NoReturn:
     """Service health as a monitoring plugin: one status line and performance data.
 
@@ -830,7 +841,7 @@ def check(
     from m365watch import check as plugin
 
     try:
-        with _terminate_cleanly():
+        with _terminate_cleanly(), _time_limit(timeout):
             result = _run_check(
                 ctx,
                 plugin.CheckQuery(
@@ -856,6 +867,8 @@ def check(
 
             traceback.print_exception(error, file=sys.stderr)
         result = plugin.unknown(first_line(error))
+    except CheckTimeout:
+        result = plugin.unknown(f"no answer within --timeout {timeout:g} s")
     except (KeyboardInterrupt, Terminated) as stop:
         name = "Ctrl-C" if isinstance(stop, KeyboardInterrupt) else "SIGTERM"
         result = plugin.unknown(f"stopped by {name} before it could answer")
@@ -865,6 +878,31 @@ def check(
         result = plugin.unknown(f"unexpected {type(error).__name__}: {first_line(error)}")
     _print_check(result)
     sys.exit(result.exit_code)
+
+
+class CheckTimeout(BaseException):
+    """``check --timeout`` ran out: raised in the main thread by SIGALRM."""
+
+
+def _raise_timeout(signum: int, frame: object) -> NoReturn:
+    raise CheckTimeout
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float) -> Iterator[None]:
+    """Raise CheckTimeout after ``seconds`` (0: never), so a check ends before its monitor's
+    own timeout kills it without an answer. Graph's limits are per request and per call."""
+    usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not seconds or not usable:
+        yield
+        return
+    previous = signal.signal(signal.SIGALRM, _raise_timeout)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _run_check(

@@ -9,6 +9,9 @@ parser written to the Monitoring Plugins guidelines and nagiosplugin's Range.
 from __future__ import annotations
 
 import re
+import signal
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -348,3 +351,25 @@ def test_help_says_the_exit_codes_are_the_plugin_api() -> None:
     assert "These exit codes are the Monitoring Plugins API" in text
     for row in ("0 OK:", "1 WARNING:", "2 CRITICAL:", "3 UNKNOWN:"):
         assert row in text
+
+
+def test_no_answer_within_the_timeout_is_unknown(
+    config: Path, rsps: responses.RequestsMock
+) -> None:
+    never = threading.Event()
+
+    def hang(request: Any) -> Any:
+        never.wait(30)  # interrupted by the check's alarm long before
+        return (200, {}, '{"value": []}')
+
+    mock_identity(rsps)
+    rsps.add_callback(responses.GET, f"{GRAPH}/healthOverviews", callback=hang)
+    started = time.monotonic()
+    result = invoke(config, "check", "--timeout", "0.2")
+    assert time.monotonic() - started < 10
+    assert (result.exit_code, result.stdout) == (
+        3,
+        "M365 UNKNOWN - no answer within --timeout 0.2 s\n",
+    )
+    assert signal.getsignal(signal.SIGALRM) is signal.SIG_DFL
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
