@@ -36,6 +36,9 @@ from m365watch.errors import (
 from m365watch.settings import DEFAULT_LOCK_WAIT, MetricsSettings
 
 if TYPE_CHECKING:
+    from nagiosplugin import Range
+
+    from m365watch.check import CheckQuery, CheckResult
     from m365watch.poll import IssueSource, PollResult
     from m365watch.query import IssueDetail, StatusReport
     from m365watch.settings import Settings, TargetSettings
@@ -105,6 +108,17 @@ EXIT_CODES: dict[str, tuple[tuple[int, str], ...]] = {
         (0, "stopped by SIGTERM or Ctrl-C (a failed poll only prints its Error line)"),
         (EXIT_USAGE, "a bad --every or configuration"),
         (EXIT_INTERRUPTED, "a second signal stopped it at once"),
+    ),
+    # The Monitoring Plugins API, unlike every other command's codes.
+    "check": (
+        (0, "OK: nothing open beyond the thresholds"),
+        (1, "WARNING: open advisories (or counts outside a --warning-* range)"),
+        (2, "CRITICAL: an open incident (or counts outside a --critical-* range)"),
+        (
+            3,
+            "UNKNOWN: the check itself failed (sign-in, Graph, a stale or missing state,\n"
+            "      a bad option or configuration)",
+        ),
     ),
     "doctor": (
         (0, "every check passes (warnings allowed)"),
@@ -728,6 +742,212 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+class PluginCommand(click.Command):
+    """A command whose usage errors are the plugin's UNKNOWN (exit 3), not click's exit 2."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.ClickException as error:
+            from m365watch.check import unknown
+
+            _print_check(unknown(error.format_message()))
+            raise click.exceptions.Exit(unknown("").exit_code) from None
+
+
+def _print_check(result: CheckResult) -> None:
+    for line in result.lines():
+        click.echo(line)
+
+
+def _range(click_ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """A threshold range option, parsed (a bad one is a usage error: UNKNOWN)."""
+    from m365watch.check import parse_range
+
+    if value is None:
+        return None
+    try:
+        return parse_range(value)
+    except ConfigError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+def _range_option(name: str, help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(name, metavar="RANGE", callback=_range, help=help_text)
+
+
+@main.command(
+    cls=PluginCommand,
+    epilog="These exit codes are the Monitoring Plugins API (Nagios, Icinga, Checkmk), "
+    "not those of the other commands.\n\n" + exit_codes_help("check"),
+)
+@click.option(
+    "--service",
+    "services",
+    multiple=True,
+    metavar="NAME",
+    help="Only this service, matched as `status --service` does (repeatable).",
+)
+@click.option(
+    "--classification",
+    type=click.Choice(["incident", "advisory"], case_sensitive=False),
+    help="Count only incidents or only advisories.",
+)
+@click.option(
+    "--ignore",
+    "ignored",
+    multiple=True,
+    metavar="ISSUE_ID",
+    help="Leave out this issue, such as one already acknowledged (repeatable, any case).",
+)
+@_range_option("--warning-incidents", "WARNING when the number of open incidents is outside RANGE.")
+@_range_option(
+    "--critical-incidents",
+    "CRITICAL when the number of open incidents is outside RANGE (default: 0, any "
+    "incident; either --*-incidents option replaces that default).",
+)
+@_range_option(
+    "--warning-advisories",
+    "WARNING when the number of open advisories is outside RANGE (default: 0, any "
+    "advisory; either --*-advisories option replaces that default).",
+)
+@_range_option(
+    "--critical-advisories", "CRITICAL when the number of open advisories is outside RANGE."
+)
+@click.option(
+    "--tenant",
+    metavar="NAME",
+    help="The tenant to check: the configured [tenant] tenant_id (the only one today).",
+)
+@click.option("--cached", is_flag=True, help="Judge the local state of the last poll: no network.")
+@click.option(
+    "--max-age",
+    default="15m",
+    show_default=True,
+    metavar="DURATION",
+    help="With --cached: UNKNOWN when the last poll is older than this (90s, 15m, 1h).",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    callback=_seconds,
+    default=50.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="UNKNOWN when there is no answer by then (0: no limit); keep it below the "
+    "monitoring system's own timeout (often 60 s).",
+)
+@click.pass_obj
+def check(
+    ctx: Context,
+    services: tuple[str, ...],
+    classification: str | None,
+    ignored: tuple[str, ...],
+    warning_incidents: Range | None,
+    critical_incidents: Range | None,
+    warning_advisories: Range | None,
+    critical_advisories: Range | None,
+    tenant: str | None,
+    cached: bool,
+    max_age: str,
+    timeout: float,
+) -> NoReturn:
+    """Service health as a monitoring plugin: one status line and performance data.
+
+    An open incident is CRITICAL, open advisories only are WARNING. RANGE is the
+    Monitoring Plugins syntax: 10 (alert outside 0..10), 10: (below 10), ~:10
+    (above 10), 10:20 (outside 10..20), @10:20 (inside 10..20).
+    """
+    from m365watch import check as plugin
+
+    try:
+        with _terminate_cleanly(), _time_limit(timeout):
+            result = _run_check(
+                ctx,
+                plugin.CheckQuery(
+                    services=services,
+                    classification=classification.lower() if classification else None,
+                    ignore=ignored,
+                    incidents=plugin.Thresholds.of(
+                        warning_incidents, critical_incidents, default=plugin.DEFAULT_INCIDENTS
+                    ),
+                    advisories=plugin.Thresholds.of(
+                        warning_advisories,
+                        critical_advisories,
+                        default=plugin.DEFAULT_ADVISORIES,
+                    ),
+                ),
+                tenant=tenant,
+                cached=cached,
+                max_age=max_age,
+            )
+    except M365WatchError as error:
+        if ctx.verbose:
+            import traceback
+
+            traceback.print_exception(error, file=sys.stderr)
+        result = plugin.unknown(first_line(error))
+    except CheckTimeout:
+        result = plugin.unknown(f"no answer within --timeout {timeout:g} s")
+    except (KeyboardInterrupt, Terminated) as stop:
+        name = "Ctrl-C" if isinstance(stop, KeyboardInterrupt) else "SIGTERM"
+        result = plugin.unknown(f"stopped by {name} before it could answer")
+    except Exception as error:
+        # Never Python's exit 1 (WARNING to a monitoring system) for a bug of ours.
+        log.debug("check failed", exc_info=True)
+        result = plugin.unknown(f"unexpected {type(error).__name__}: {first_line(error)}")
+    _print_check(result)
+    sys.exit(result.exit_code)
+
+
+class CheckTimeout(BaseException):
+    """``check --timeout`` ran out: raised in the main thread by SIGALRM."""
+
+
+def _raise_timeout(signum: int, frame: object) -> NoReturn:
+    raise CheckTimeout
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float) -> Iterator[None]:
+    """Raise CheckTimeout after ``seconds`` (0: never), so a check ends before its monitor's
+    own timeout kills it without an answer. Graph's limits are per request and per call."""
+    usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not seconds or not usable:
+        yield
+        return
+    previous = signal.signal(signal.SIGALRM, _raise_timeout)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _run_check(
+    ctx: Context, query: CheckQuery, *, tenant: str | None, cached: bool, max_age: str
+) -> CheckResult:
+    from m365watch.check import check_cached, check_live, check_tenant
+    from m365watch.watch import parse_duration
+
+    seconds = parse_duration(max_age, "--max-age")
+    query.ignored()  # a bad --ignore is UNKNOWN before anything is read
+    settings = ctx.settings()
+    if tenant is not None:
+        check_tenant(tenant, settings.require_tenant().tenant_id)
+    now = ctx.now()
+    if cached:
+        return check_cached(wiring.build_state_store(settings), query, now=now, max_age=seconds)
+    return check_live(wiring.build_graph(settings), query, now=now)
 
 
 @main.command(epilog=exit_codes_help("doctor"))

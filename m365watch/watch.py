@@ -35,12 +35,18 @@ _UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": HOUR}
 MAX_INTERVAL = 24 * 3600.0  # a watcher that polls less than daily is not watching
 
 
-def parse_interval(text: str) -> float:
-    """Seconds from ``90``, ``90s``, ``5m``, ``1.5h``; ConfigError for anything else."""
+def parse_duration(text: str, option: str) -> float:
+    """Seconds from ``90``, ``90s``, ``5m``, ``1.5h``; a ConfigError naming ``option`` else."""
     match = _DURATION.match(text)
     seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()] if match else 0.0
-    if seconds <= 0:
-        raise ConfigError(f"--every must be a duration such as 30s, 5m or 1h, not {text!r}")
+    if not 0 < seconds < math.inf:
+        raise ConfigError(f"{option} must be a duration such as 30s, 5m or 1h, not {text!r}")
+    return seconds
+
+
+def parse_interval(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``5m``, ``1.5h``; ConfigError for anything else."""
+    seconds = parse_duration(text, "--every")
     if seconds > MAX_INTERVAL:
         raise ConfigError(
             f"--every is at most 24h (use cron or a timer for rarer polls), not {text!r}"

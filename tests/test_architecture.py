@@ -64,6 +64,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "demo",
         "outputs",
         "outputs.metrics",
+        "check",
     ),
     # Builds the concrete adapters from the settings; only cli imports it.
     "wiring": ("wiring",),

@@ -27,7 +27,7 @@ from tests.loopback import FakeMicrosoft
 
 SEED = 20261120
 # A quick proof in every test run; M365WATCH_KILL_TRIALS=200 for a long one.
-TRIALS = int(os.environ.get("M365WATCH_KILL_TRIALS", "30"))
+TRIALS = int(os.environ.get("M365WATCH_KILL_TRIALS", "20"))
 EXPECTED_IDS = sorted({issue_id for target, issue_id in EXPECTED if target == "all"})
 
 
