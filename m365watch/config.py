@@ -7,6 +7,7 @@ keys are rejected so that a typo never silently disables something.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import stat
@@ -123,15 +124,8 @@ def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
     settings = parse_settings(document, env=env, base_dir=path.parent)
     warnings = list(settings.warnings)
     warnings += _permission_warnings(path, document)
-    return Settings(
-        tenant=settings.tenant,
-        state_path=settings.state_path,
-        poll=settings.poll,
-        targets=settings.targets,
-        alert_after=settings.alert_after,
-        source=path,
-        warnings=tuple(warnings),
-    )
+    # replace(), not a new Settings: every table parsed ([metrics], [feed], [pir]…) is kept.
+    return dataclasses.replace(settings, source=path, warnings=tuple(warnings))
 
 
 def _permission_warnings(path: Path, document: Mapping[str, Any]) -> list[str]:
