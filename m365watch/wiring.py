@@ -8,6 +8,7 @@ inside the function that builds it, so ``--help`` and cached queries stay fast.
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
@@ -15,7 +16,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from m365watch import budget, files
-from m365watch.settings import DEFAULT_LOCK_WAIT, Settings, TargetSettings
+from m365watch.errors import first_line
+from m365watch.settings import (
+    DEFAULT_LOCK_WAIT,
+    FeedSettings,
+    Settings,
+    TargetSettings,
+)
+
+_log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import requests
@@ -263,3 +272,26 @@ def after_poll(settings: Settings, outcome: PollOutcome, source: object) -> None
     """
     if outcome.dry_run:
         return
+    if settings.feed is not None:
+        _update_feed(settings.feed, outcome)
+
+
+def _update_feed(feed: FeedSettings, outcome: PollOutcome) -> None:
+    """Rewrite the Atom feed when the poll sent something; a failure is one warning."""
+    from m365watch.outputs import atom
+
+    if outcome.result is None:
+        return
+    try:
+        added = atom.update_feed(
+            feed.path,
+            feed.max_entries,
+            outcome.result.deliveries,
+            outcome.result.changes,
+            outcome.finished,
+        )
+    except (OSError, ValueError) as error:
+        _log.warning("the Atom feed %s was not updated: %s", feed.path, first_line(error))
+        return
+    if added:
+        _log.info("added %d entries to the Atom feed %s", added, feed.path)
