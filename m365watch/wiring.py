@@ -20,6 +20,7 @@ from m365watch.errors import first_line
 from m365watch.settings import (
     DEFAULT_LOCK_WAIT,
     FeedSettings,
+    PirSettings,
     Settings,
     TargetSettings,
 )
@@ -274,6 +275,8 @@ def after_poll(settings: Settings, outcome: PollOutcome, source: object) -> None
         return
     if settings.feed is not None:
         _update_feed(settings.feed, outcome)
+    if settings.pir is not None:
+        _keep_reports(settings.pir, outcome, source)
 
 
 def _update_feed(feed: FeedSettings, outcome: PollOutcome) -> None:
@@ -295,3 +298,17 @@ def _update_feed(feed: FeedSettings, outcome: PollOutcome) -> None:
         return
     if added:
         _log.info("added %d entries to the Atom feed %s", added, feed.path)
+
+
+def _keep_reports(pir: PirSettings, outcome: PollOutcome, source: object) -> None:
+    """Save the post-incident reports owed (after delivery: never delays a notification)."""
+    from m365watch.outputs import pir as reports
+
+    if not isinstance(source, reports.ReportSource):
+        _log.debug("the issue source serves no post-incident reports")
+        return
+    changes = outcome.result.changes if outcome.result is not None else ()
+    try:
+        reports.keep_reports(pir.directory, changes, source)
+    except Exception as error:  # an output never breaks the poll (keep_reports logs its own)
+        _log.warning("post-incident reports were not kept: %s", first_line(error))

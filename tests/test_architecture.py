@@ -55,7 +55,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # Standard-library helpers with I/O that several adapters share (so not core, not an adapter).
     "shared": ("files", "deadline"),
     # What a command does, given its adapters: no adapter module, no adapter library.
-    "use case": ("poll", "watcher", "query", "doctor", "watch", "demo", "outputs"),
+    "use case": ("poll", "watcher", "query", "doctor", "watch", "demo", "outputs", "outputs.pir"),
     # Builds the concrete adapters from the settings; only cli imports it.
     "wiring": ("wiring",),
     # The command line and what it prints with; reaches adapters only through the wiring.
