@@ -307,8 +307,9 @@ def _keep_reports(pir: PirSettings, outcome: PollOutcome, source: object) -> Non
     if not isinstance(source, reports.ReportSource):
         _log.debug("the issue source serves no post-incident reports")
         return
-    changes = outcome.result.changes if outcome.result is not None else ()
+    if outcome.result is None:
+        return  # Graph failed this poll: what is owed waits for one that reaches it
     try:
-        reports.keep_reports(pir.directory, changes, source)
+        reports.keep_reports(pir.directory, outcome.result.changes, source)
     except Exception as error:  # an output never breaks the poll (keep_reports logs its own)
         _log.warning("post-incident reports were not kept: %s", first_line(error))

@@ -261,3 +261,18 @@ def test_pir_command_exit_codes(
     assert result.exit_code == code, result.output
     assert message in result.stderr
     assert not (tmp_path / "r.pdf").exists()
+
+
+def test_a_poll_that_fails_at_graph_fetches_no_report(tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / pir.PENDING_FILE).write_text('{"EX1256020": 1}')
+    config = write_config(tmp_path, extra=f'[pir]\ndirectory = "{reports}"\n')
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        mock_identity(rsps)
+        rsps.get(ISSUES, status=403, json={"error": {"code": "Forbidden", "message": "no"}})
+        asked = rsps.get(report_url("EX1256020"), body=PDF)
+        result = invoke(config, "poll")
+    assert result.exit_code == 1
+    assert len(asked.calls) == 0
+    assert list(reports.glob("EX1256020.*")) == []
