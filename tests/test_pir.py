@@ -62,6 +62,16 @@ def test_graph_refuses_a_report_over_the_size_cap() -> None:
             graph_client().get_incident_report("EX1256020", max_bytes=1000)
 
 
+def test_a_50_mb_report_is_refused_by_default() -> None:
+    from m365watch.budget import REPORT_MAX_BYTES
+
+    assert REPORT_MAX_BYTES < 50 * 1024 * 1024
+    with responses.RequestsMock() as rsps:
+        rsps.get(report_url("EX1256020"), body=b"%PDF" + bytes(50 * 1024 * 1024))
+        with pytest.raises(GraphError, match="larger than 20 MiB"):
+            graph_client().get_incident_report("EX1256020")
+
+
 # -- recognising what came back -----------------------------------------------------------
 
 
