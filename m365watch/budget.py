@@ -16,6 +16,9 @@ FETCH_SECONDS = 90.0
 SEND_SECONDS = 30.0
 # The largest Graph answer read (one page of 1000 issues is a few MB); a larger one is refused.
 GRAPH_MAX_BYTES = 64 * 1024 * 1024
+# The largest post-incident report downloaded (Microsoft's are PDF or Word files of a few
+# hundred KB); a larger one is refused unread.
+REPORT_MAX_BYTES = 20 * 1024 * 1024
 # The largest sign-in answer read (a discovery document or a token is a few KB).
 SIGN_IN_MAX_BYTES = 1024 * 1024
 # The --lock-wait the README and the systemd unit use: another poll that met the slowest

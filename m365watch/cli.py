@@ -95,6 +95,16 @@ EXIT_CODES: dict[str, tuple[tuple[int, str], ...]] = {
         (EXIT_USAGE, "usage or configuration error, or not an issue id"),
         (EXIT_NOT_FOUND, _NOT_FOUND),
     ),
+    "pir": (
+        (0, "the report was saved"),
+        (
+            EXIT_RUNTIME,
+            "sign-in or Microsoft Graph failed, the answer was no document, or the file\n"
+            "      could not be written",
+        ),
+        (EXIT_USAGE, "usage or configuration error, or not an issue id"),
+        (EXIT_NOT_FOUND, "the issue has no post-incident report (or does not exist)"),
+    ),
     "test-notify": (
         (0, "every target accepted its test message"),
         (
@@ -981,6 +991,42 @@ def doctor(ctx: Context) -> int:
             else f"All checks passed{warnings}."
         )
     return EXIT_RUNTIME if failed else 0
+
+
+@main.command("pir", epilog=exit_codes_help("pir"))
+@click.argument("issue_id")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Save it here; default: ISSUE_ID.pdf (or .docx) in [pir] directory, else here.",
+)
+@click.pass_obj
+@guarded
+def pir(ctx: Context, issue_id: str, output: Path | None) -> int:
+    """Download the post-incident report of one issue (a PDF or Word file).
+
+    ISSUE_ID is the id Microsoft gives it, such as EX1256020 (any case). Microsoft
+    publishes a report only once the issue's status is postIncidentReviewPublished.
+    """
+    from m365watch.outputs.pir import fetch_report, save_report
+    from m365watch.query import normalise_issue_id
+
+    settings = ctx.settings()
+    issue_id = normalise_issue_id(issue_id)
+    data, extension = fetch_report(wiring.build_graph(settings), issue_id)
+    if output is None:
+        folder = settings.pir.directory if settings.pir is not None else Path.cwd()
+        output = folder / f"{issue_id}{extension}"
+    try:
+        save_report(output, data)
+    except OSError as error:
+        raise M365WatchError(
+            f"cannot write {output}: {error.strerror or error}; choose another file with -o"
+        ) from error
+    if not ctx.quiet:
+        click.echo(f"Saved the post-incident report of {issue_id} ({len(data)} bytes) to {output}")
+    return 0
 
 
 # Allow "python -m m365watch.cli".

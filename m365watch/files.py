@@ -27,11 +27,25 @@ def write_private_file(path: Path, data: bytes) -> None:
     never a mix; the temporary file is removed on failure. Raises OSError.
     """
     make_private_dir(path.parent)
+    _replace_atomically(path, data, 0o600)
+
+
+def write_readable_file(path: Path, data: bytes) -> None:
+    """Like :func:`write_private_file`, but mode 0644: for files others read (a feed).
+
+    A missing folder is created with the usual permissions (0755 under umask 022).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _replace_atomically(path, data, 0o644)
+
+
+def _replace_atomically(path: Path, data: bytes, mode: int) -> None:
+    """Temp file, fsync, rename: ``mode`` is set before the first byte is written."""
     # mkstemp creates the file 0600 with O_EXCL: the content is never readable by others.
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), 0o600)
+            os.fchmod(handle.fileno(), mode)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

@@ -22,7 +22,7 @@ from urllib.parse import quote, urljoin, urlsplit
 import requests
 
 from m365watch import __version__
-from m365watch.budget import EXCHANGE_SECONDS, FETCH_SECONDS, GRAPH_MAX_BYTES
+from m365watch.budget import EXCHANGE_SECONDS, FETCH_SECONDS, GRAPH_MAX_BYTES, REPORT_MAX_BYTES
 from m365watch.deadline import Deadline, ReadFailed, TimeUp, TooLarge, format_size, read_body
 from m365watch.errors import GraphError, NotFoundError
 from m365watch.models import is_issue_id
@@ -208,6 +208,31 @@ class GraphClient:
         codes, self._request_codes = self._request_codes, {}
         return codes
 
+    def get_incident_report(self, issue_id: str, *, max_bytes: int = REPORT_MAX_BYTES) -> bytes:
+        """The post-incident report of one issue, as the bytes Graph streams (PDF or DOCX).
+
+        NotFoundError when the issue has none (Graph serves one only once the status is
+        postIncidentReviewPublished); GraphError for a report larger than ``max_bytes``
+        and for every other failure, after the usual retries within the time limit.
+        """
+        if not isinstance(issue_id, str) or not is_issue_id(issue_id):
+            shown = one_line(repr(issue_id), 40)
+            raise NotFoundError(
+                f"{shown} is not a service health issue id: expected two to four letters "
+                "followed by digits, such as EX1256020"
+            )
+        url = f"{self._base}/issues/{issue_id}/incidentReport"
+        # Graph answers with a file stream: JSON only when it reports an error.
+        headers = {"Accept": "*/*"}
+        response = self._send(url, headers, self._budget(), True, max_bytes=max_bytes)
+        if not 200 <= response.status_code < 300:
+            self._raise_for_status(
+                response,
+                url,
+                f"issue {issue_id} has no post-incident report (yet) in this tenant",
+            )
+        return response.content
+
     # -- internals -----------------------------------------------------------
 
     def _count_code(self, code: str) -> None:
@@ -314,8 +339,13 @@ class GraphClient:
         extra_headers: dict[str, str],
         budget: _WaitBudget,
         missing_is_answer: bool,
+        *,
+        max_bytes: int | None = None,
     ) -> requests.Response:
-        """Send one GET, retrying throttling, 5xx and network failures within bounds."""
+        """Send one GET, retrying throttling, 5xx and network failures within bounds.
+
+        ``max_bytes`` replaces the client's size cap for this request.
+        """
         retries_after_500 = 0
         attempt = 0
         while True:
@@ -334,6 +364,7 @@ class GraphClient:
                 budget.deadline,
                 missing_is_answer=missing_is_answer,
                 may_retry_500=retries_after_500 < MAX_RETRIES_AFTER_500,
+                max_bytes=self._max_bytes if max_bytes is None else max_bytes,
             )
             if isinstance(outcome, _Answered):
                 return outcome.response
@@ -377,6 +408,7 @@ class GraphClient:
         *,
         missing_is_answer: bool,
         may_retry_500: bool,
+        max_bytes: int,
     ) -> _Outcome:
         """One GET with a fresh token, judged: answered, worth another try, or failed.
 
@@ -425,7 +457,7 @@ class GraphClient:
             )
         except requests.exceptions.RequestException as exc:
             return _Failed(f"request to graph host {self._host} failed ({type(exc).__name__})", exc)
-        unread = self._read_body(response, url, exchange)
+        unread = self._read_body(response, url, exchange, max_bytes)
         if unread is not None:
             return unread
         if not _worth_retrying(
@@ -440,11 +472,11 @@ class GraphClient:
         )
 
     def _read_body(
-        self, response: requests.Response, url: str, exchange: Deadline
+        self, response: requests.Response, url: str, exchange: Deadline, max_bytes: int
     ) -> _Outcome | None:
         """Read the answer's body into ``response`` within ``exchange``; None when it was read."""
         try:
-            response._content = read_body(response, deadline=exchange, limit=self._max_bytes)
+            response._content = read_body(response, deadline=exchange, limit=max_bytes)
         except TimeUp as exc:
             response.close()
             return _Retry(

@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from m365watch import budget, files
-from m365watch.settings import DEFAULT_LOCK_WAIT, MetricsSettings, Settings, TargetSettings
+from m365watch.errors import first_line
+from m365watch.settings import (
+    DEFAULT_LOCK_WAIT,
+    FeedSettings,
+    MetricsSettings,
+    PirSettings,
+    Settings,
+    TargetSettings,
+)
 
 if TYPE_CHECKING:
     import requests
@@ -273,6 +281,46 @@ def after_poll(settings: Settings, outcome: PollOutcome, source: object) -> None
         return
     if settings.metrics is not None:
         _update_metrics(settings, settings.metrics, outcome, source)
+    if settings.feed is not None:
+        _update_feed(settings.feed, outcome)
+    if settings.pir is not None:
+        _keep_reports(settings.pir, outcome, source)
+
+
+def _update_feed(feed: FeedSettings, outcome: PollOutcome) -> None:
+    """Rewrite the Atom feed when the poll sent something; a failure is one warning."""
+    from m365watch.outputs import atom
+
+    if outcome.result is None:
+        return
+    try:
+        added = atom.update_feed(
+            feed.path,
+            feed.max_entries,
+            outcome.result.deliveries,
+            outcome.result.changes,
+            outcome.finished,
+        )
+    except (OSError, ValueError) as error:
+        log.warning("the Atom feed %s was not updated: %s", feed.path, first_line(error))
+        return
+    if added:
+        log.info("added %d entries to the Atom feed %s", added, feed.path)
+
+
+def _keep_reports(pir: PirSettings, outcome: PollOutcome, source: object) -> None:
+    """Save the post-incident reports owed (after delivery: never delays a notification)."""
+    from m365watch.outputs import pir as reports
+
+    if not isinstance(source, reports.ReportSource):
+        log.debug("the issue source serves no post-incident reports")
+        return
+    if outcome.result is None:
+        return  # Graph failed this poll: what is owed waits for one that reaches it
+    try:
+        reports.keep_reports(pir.directory, outcome.result.changes, source)
+    except Exception as error:  # an output never breaks the poll (keep_reports logs its own)
+        log.warning("post-incident reports were not kept: %s", first_line(error))
 
 
 def _update_metrics(

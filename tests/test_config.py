@@ -720,6 +720,20 @@ def test_paths_resolved_against_the_config_folder(
     assert settings.state_path == Path(f"{want}.state")
 
 
+def test_load_settings_keeps_the_output_tables(tmp_path: Path) -> None:
+    # load_settings once rebuilt Settings field by field and dropped [metrics], [feed] and [pir].
+    text = EXAMPLE + (
+        '\n[metrics]\ntextfile = "m365watch.prom"\n'
+        '\n[feed]\npath = "www/m365watch.atom"\nmax_entries = 5\n'
+        '\n[pir]\ndirectory = "reports"\n'
+    )
+    settings = load_settings(write(tmp_path, text), env={"M365WATCH_CLIENT_SECRET": "x"})
+    assert settings.metrics is not None and settings.metrics.textfile == tmp_path / "m365watch.prom"
+    assert settings.feed is not None
+    assert (settings.feed.path, settings.feed.max_entries) == (tmp_path / "www/m365watch.atom", 5)
+    assert settings.pir is not None and settings.pir.directory == tmp_path / "reports"
+
+
 def test_state_path_defaults_to_state_directory(tmp_path: Path) -> None:
     text = EXAMPLE.replace('[state]\npath = "state/state.json"\n', "")
     env = {**ENV, "STATE_DIRECTORY": "/var/lib/m365watch"}
