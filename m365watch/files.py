@@ -27,7 +27,7 @@ def write_private_file(path: Path, data: bytes) -> None:
     never a mix; the temporary file is removed on failure. Raises OSError.
     """
     make_private_dir(path.parent)
-    _replace_atomically(path, data, 0o600)
+    replace_atomically(path, data, 0o600)
 
 
 def write_readable_file(path: Path, data: bytes) -> None:
@@ -36,11 +36,11 @@ def write_readable_file(path: Path, data: bytes) -> None:
     A missing folder is created with the usual permissions (0755 under umask 022).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    _replace_atomically(path, data, 0o644)
+    replace_atomically(path, data, 0o644)
 
 
-def _replace_atomically(path: Path, data: bytes, mode: int) -> None:
-    """Temp file, fsync, rename: ``mode`` is set before the first byte is written."""
+def replace_atomically(path: Path, data: bytes, mode: int) -> None:
+    """Temp file, fsync, rename into an existing folder: ``mode`` is set before any byte."""
     # mkstemp creates the file 0600 with O_EXCL: the content is never readable by others.
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

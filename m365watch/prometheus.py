@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -108,20 +106,8 @@ def write_textfile(path: Path, families: Iterable[Family]) -> None:
 
     The folder must exist (it is node_exporter's, not ours); raises OSError.
     """
-    data = render(families)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            # Metrics are not secret; the collector runs as its own user.
-            os.fchmod(handle.fileno(), 0o644)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    # Metrics are not secret; the collector runs as its own user.
+    files.replace_atomically(path, render(families), 0o644)
 
 
 @contextlib.contextmanager
