@@ -355,12 +355,17 @@ def poll_once(
     notify_existing: bool = False,
     lock_wait: float = DEFAULT_LOCK_WAIT,
     source: IssueSource | None = None,
+    report_source: object | None = None,
 ) -> PollResult:
-    """Wire the real adapters (``source`` defaults to Graph) and run one poll."""
+    """Wire the real adapters (``source`` defaults to Graph) and run one poll.
+
+    ``report_source`` serves post-incident reports (default: ``source``).
+    """
     from m365watch.poll import issues_from, run_poll
 
+    issues = source if source is not None else wiring.build_graph(settings)
     return run_poll(
-        sources=[issues_from(source if source is not None else wiring.build_graph(settings))],
+        sources=[issues_from(issues)],
         store=wiring.build_state_store(settings, lock_wait=lock_wait),
         make_sender=lambda: wiring.build_sender(settings),
         poll=settings.poll,
@@ -369,6 +374,9 @@ def poll_once(
         now=wiring.utc_now(),
         dry_run=dry_run,
         notify_existing=notify_existing,
+        reports=wiring.report_hook(
+            settings, report_source if report_source is not None else issues
+        ),
     )
 
 
@@ -627,6 +635,7 @@ def poll_with_health(
                 notify_existing=notify_existing,
                 lock_wait=lock_wait,
                 source=monitored,
+                report_source=graph,
             ),
             graph,
             wiring.build_watcher_store(settings, lock_wait=lock_wait),

@@ -208,12 +208,21 @@ class GraphClient:
         codes, self._request_codes = self._request_codes, {}
         return codes
 
-    def get_incident_report(self, issue_id: str, *, max_bytes: int = REPORT_MAX_BYTES) -> bytes:
+    def get_incident_report(
+        self,
+        issue_id: str,
+        *,
+        max_bytes: int = REPORT_MAX_BYTES,
+        time_limit: float | None = None,
+        retries: bool = True,
+    ) -> bytes:
         """The post-incident report of one issue, as the bytes Graph streams (PDF or DOCX).
 
         NotFoundError when the issue has none (Graph serves one only once the status is
         postIncidentReviewPublished); GraphError for a report larger than ``max_bytes``
         and for every other failure, after the usual retries within the time limit.
+        ``time_limit`` replaces the client's limit for this call (sign-in included), and
+        ``retries=False`` makes it one attempt: a quick try that never waits long.
         """
         if not isinstance(issue_id, str) or not is_issue_id(issue_id):
             shown = one_line(repr(issue_id), 40)
@@ -224,7 +233,14 @@ class GraphClient:
         url = f"{self._base}/issues/{issue_id}/incidentReport"
         # Graph answers with a file stream: JSON only when it reports an error.
         headers = {"Accept": "*/*"}
-        response = self._send(url, headers, self._budget(), True, max_bytes=max_bytes)
+        response = self._send(
+            url,
+            headers,
+            self._budget(time_limit),
+            True,
+            max_bytes=max_bytes,
+            max_attempts=None if retries else 1,
+        )
         if not 200 <= response.status_code < 300:
             self._raise_for_status(
                 response,
@@ -252,9 +268,10 @@ class GraphClient:
         self._count_code(str(response.status_code))
         return response
 
-    def _budget(self) -> _WaitBudget:
+    def _budget(self, time_limit: float | None = None) -> _WaitBudget:
         """The waits and the time limit of one public call, starting now."""
-        return _WaitBudget(self._max_total_wait, Deadline(self._time_limit, clock=self._monotonic))
+        seconds = self._time_limit if time_limit is None else time_limit
+        return _WaitBudget(self._max_total_wait, Deadline(seconds, clock=self._monotonic))
 
     def _get_collection(self, first_url: str, headers: dict[str, str]) -> list[dict[str, Any]]:
         """Fetch a collection and all its pages; the wait budget covers all pages."""
@@ -341,11 +358,13 @@ class GraphClient:
         missing_is_answer: bool,
         *,
         max_bytes: int | None = None,
+        max_attempts: int | None = None,
     ) -> requests.Response:
         """Send one GET, retrying throttling, 5xx and network failures within bounds.
 
-        ``max_bytes`` replaces the client's size cap for this request.
+        ``max_bytes`` and ``max_attempts`` replace the client's own for this request.
         """
+        attempts_allowed = self._max_attempts if max_attempts is None else max_attempts
         retries_after_500 = 0
         attempt = 0
         while True:
@@ -373,7 +392,7 @@ class GraphClient:
             if outcome.status == 500:
                 retries_after_500 += 1
             wait = _backoff(attempt) if outcome.retry_after is None else outcome.retry_after
-            if attempt >= self._max_attempts:
+            if attempt >= attempts_allowed:
                 self._fail(
                     f"{outcome.failure} after {attempt} attempts; {outcome.advice}", outcome.cause
                 )
@@ -394,7 +413,7 @@ class GraphClient:
                 _path(url),
                 wait,
                 attempt + 1,
-                self._max_attempts,
+                attempts_allowed,
             )
             self._sleep(wait)
             budget.spend(wait)

@@ -13,8 +13,9 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from m365watch.channels import PAYLOAD_BUILDERS
@@ -52,7 +53,9 @@ class Message:
 
     ``payloads`` holds, by channel name (``teams``, ``slack``: the keys of
     :data:`m365watch.channels.PAYLOAD_BUILDERS`), the payload m365watch built
-    for that channel; a channel without one gets ``markdown``.
+    for that channel; a channel without one gets ``markdown``. ``attachments`` are
+    files sent along where the channel can carry them (email): the post-incident
+    reports the message says were saved.
     """
 
     title: str
@@ -63,27 +66,41 @@ class Message:
     url: str
     payloads: Mapping[str, dict[str, Any]] = field(default_factory=dict, compare=False)
     issue_ids: tuple[str, ...] = ()
+    attachments: tuple[Path, ...] = ()
 
     def payload(self, channel: str) -> dict[str, Any]:
         """The payload built for ``channel`` (e.g. the Teams card); empty when there is none."""
         return self.payloads.get(channel, {})
 
 
-def render_change(change: IssueChange) -> Message:
-    """The message for one change: title, what changed, facts, the newest post, the link."""
-    section = change_section(change)
-    return _message(section.headline, [section], digest=False)
+def render_change(change: IssueChange, reports: Mapping[str, Path] | None = None) -> Message:
+    """The message for one change: title, what changed, facts, the newest post, the link.
+
+    ``reports`` maps issue ids to their saved post-incident report: the message says
+    where it is and carries it as an attachment.
+    """
+    return render_digest([change], reports)
 
 
-def render_digest(changes: Sequence[IssueChange]) -> Message:
-    """One message listing several changes, most severe first; one change renders as usual."""
-    if len(changes) == 1:
-        return render_change(changes[0])
-    sections = [change_section(c) for c in digest_order(changes)]
-    ids = [s.issue_id for s in sections]
-    shown = ", ".join(ids[:6]) + (f" and {len(ids) - 6} more" if len(ids) > 6 else "")
-    title = f"Microsoft 365 service health: {len(ids)} changes ({shown})"
-    return _message(title, sections, digest=True)
+def render_digest(
+    changes: Sequence[IssueChange], reports: Mapping[str, Path] | None = None
+) -> Message:
+    """One message listing several changes, most severe first; one change renders as usual.
+
+    ``reports`` as for :func:`render_change`.
+    """
+    reports = reports or {}
+    ordered = digest_order(changes) if len(changes) > 1 else list(changes)
+    sections = [change_section(c, str(reports.get(c.issue.id, ""))) for c in ordered]
+    attachments = tuple(reports[c.issue.id] for c in ordered if c.issue.id in reports)
+    if len(sections) == 1:
+        message = _message(sections[0].headline, sections, digest=False)
+    else:
+        ids = [s.issue_id for s in sections]
+        shown = ", ".join(ids[:6]) + (f" and {len(ids) - 6} more" if len(ids) > 6 else "")
+        title = f"Microsoft 365 service health: {len(ids)} changes ({shown})"
+        message = _message(title, sections, digest=True)
+    return replace(message, attachments=attachments) if attachments else message
 
 
 def render_test(target: str, now: datetime, *, version: str = "") -> Message:

@@ -40,6 +40,7 @@ from typing import Any
 from urllib.parse import quote
 
 import apprise
+from apprise.plugins.email import NotifyEmail
 from apprise.plugins.slack import NotifySlack, SlackMode
 from apprise.plugins.workflows import NotifyWorkflows
 
@@ -213,6 +214,7 @@ class Notifier:
                     f"{self._send_timeout:g} s and has not finished"
                 )
                 continue
+            attach = None if templated and payload else _attachments(obj, message)
             try:
                 if templated and payload:
                     _write_template(templated.path, payload)
@@ -224,6 +226,7 @@ class Notifier:
                         title=message.title,
                         notify_type=message.notify_type,
                         body_format=body_format,
+                        attach=attach,
                     ),
                 )
             except Exception as exc:  # Apprise should not raise; never lose the poll if it does
@@ -299,6 +302,21 @@ def _asset() -> apprise.AppriseAsset:
     asset = apprise.AppriseAsset()
     asset._service_timeout = 0.0  # absent before Apprise 2.1 (no limit, nothing to turn off)
     return asset
+
+
+def _attachments(obj: apprise.Apprise, message: Message) -> apprise.AppriseAttachment | None:
+    """The message's files (post-incident reports), for an email URL only; None otherwise.
+
+    Chat targets get the line saying where the file is, never the file; a file gone
+    from the disk since is left out rather than failing the send.
+    """
+    paths = [str(p) for p in message.attachments if p.is_file()]
+    if not paths or len(obj) != 1:
+        return None
+    plugin = obj[0]
+    if not isinstance(plugin, NotifyEmail) or not getattr(plugin, "attachment_support", False):
+        return None
+    return apprise.AppriseAttachment(paths)
 
 
 def _body_for(notify_format: object, message: Message) -> tuple[str, str]:

@@ -21,6 +21,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from m365watch import __version__
@@ -114,8 +115,14 @@ def run_poll(
     now: datetime,
     dry_run: bool = False,
     notify_existing: bool = False,
+    reports: Callable[[Sequence[Any]], Mapping[str, Path]] | None = None,
 ) -> PollResult:
     """Run one complete poll under the state lock. Raises M365WatchError on failure.
+
+    ``reports`` (``[pir]``) is asked, once the plan is committed and before anything
+    is sent, for the files saved for the changes about to go out (item id -> path);
+    the messages say where they are and carry them where they can. It must be quick:
+    every notification waits for it.
 
     Nothing is written when the poll fails before delivery (Graph, auth) or when
     nothing changed and nothing is owed; in that last case the file's time is
@@ -175,7 +182,8 @@ def run_poll(
         deliveries: list[Delivery] = []
         if sends:
             assert sender is not None  # made above, as some message is owed
-            messages = [(o.unit, by_name[o.feed].render(o.changes)) for o in sends]
+            saved = _saved_reports(reports, [c for o in sends for c in o.changes])
+            messages = [(o.unit, by_name[o.feed].render(o.changes, saved)) for o in sends]
             deliveries = deliver(
                 sender, messages, on_result=lambda i, result: outbox.record(sends[i], result)
             )
@@ -188,6 +196,19 @@ def run_poll(
             pending=outbox.pending,
             state_written=state_written,
         )
+
+
+def _saved_reports(
+    reports: Callable[[Sequence[Any]], Mapping[str, Path]] | None, changes: Sequence[Any]
+) -> Mapping[str, Path]:
+    """What ``reports`` says was saved for ``changes``; nothing when it fails (one warning)."""
+    if reports is None:
+        return {}
+    try:
+        return reports(changes)
+    except Exception as error:  # the messages go out without the files
+        log.warning("the files saved for these changes were not looked up: %s", error)
+        return {}
 
 
 def _checked(make_sender: Callable[[], Sender]) -> Sender:

@@ -167,15 +167,25 @@ class Section:
     issue_id: str = ""
 
 
-def change_section(change: IssueChange) -> Section:
-    """The pieces of the message for one change."""
+REPORT_SAVED_LABEL = "Post-incident report: saved to"
+
+
+def change_section(change: IssueChange, report: str = "") -> Section:
+    """The pieces of the message for one change.
+
+    ``report`` is where its post-incident report was saved (``[pir]``): said in a
+    line of its own after what changed.
+    """
     issue = change.issue
+    lines = [clean_text(x) for x in change_lines(change)]
+    if report:
+        lines.append(f"{REPORT_SAVED_LABEL} {clean_text(report)}")
     post = change.new_posts[-1] if change.new_posts else None
     impact = issue.impact_description if ChangeKind.NEW in change.kinds else None
     return Section(
         headline=clean_text(message_title(issue)),
         title=clean_text(issue.title),
-        lines=tuple(clean_text(x) for x in change_lines(change)),
+        lines=tuple(lines),
         facts=tuple(Fact(f.label, clean_text(f.value)) for f in facts(change)),
         url=issue.url,
         notify_type=notify_type(change),

@@ -287,6 +287,33 @@ def after_poll(settings: Settings, outcome: PollOutcome, source: object) -> None
         _keep_reports(settings.pir, outcome, source)
 
 
+def report_hook(
+    settings: Settings, source: object
+) -> Callable[[Sequence[object]], dict[str, Path]] | None:
+    """With ``[pir]``: what ``run_poll`` asks before delivery for the reports to mention.
+
+    One quick try per missing report (``pir.QUICK_SECONDS`` in all, no retries), so a
+    slow Graph never holds a notification up for long; None without ``[pir]`` or when
+    ``source`` serves no reports.
+    """
+    if settings.pir is None:
+        return None
+    from m365watch.graph import GraphClient
+    from m365watch.outputs import pir as reports
+
+    if not isinstance(source, GraphClient):
+        return None
+    graph, directory = source, settings.pir.directory
+
+    def fetch(issue_id: str, seconds: float) -> bytes:
+        return graph.get_incident_report(issue_id, time_limit=seconds, retries=False)
+
+    def hook(changes: Sequence[object]) -> dict[str, Path]:
+        return reports.reports_before_delivery(directory, changes, fetch)
+
+    return hook
+
+
 def _update_feed(feed: FeedSettings, outcome: PollOutcome) -> None:
     """Rewrite the Atom feed when the poll sent something; a failure is one warning."""
     from m365watch.outputs import atom

@@ -264,6 +264,9 @@ def reset(fake: FakeMicrosoft) -> None:
     fake.sent.clear()
     fake.closed_early.clear()
     fake.hooks.clear()
+    fake.hook_times.clear()
+    fake.reports.clear()
+    fake.report_delay = 0.0
     fake.counts.clear()
     fake.hold = None
     fake.held.clear()

@@ -9,6 +9,7 @@ Only loopback; the server stops with :meth:`stop` (or the context manager).
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime as dt
 import ipaddress
 import json
@@ -108,6 +109,11 @@ class FakeMicrosoft:
         self.held = threading.Event()
         self.release = threading.Event()
         self.counts: collections.Counter[str] = collections.Counter()
+        # Post-incident reports served at .../issues/ID/incidentReport (404 for others),
+        # each after ``report_delay`` seconds; when each webhook request came (monotonic).
+        self.reports: dict[str, bytes] = {}
+        self.report_delay = 0.0
+        self.hook_times: dict[str, list[float]] = collections.defaultdict(list)
         self.hooks: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
         self.token = "loopback-access-token"
         self._lock = threading.Lock()
@@ -242,9 +248,28 @@ class FakeMicrosoft:
                         fake.closed_early["graph"] += 1
                 self.close_connection = True
 
+            def _report(self, path: str) -> None:
+                issue_id = path.rsplit("/", 2)[-2]
+                with fake._lock:
+                    fake.counts["report"] += 1
+                if fake._stopping.wait(fake.report_delay):
+                    return
+                data = fake.reports.get(issue_id)
+                if data is None:
+                    self._send(404, json.dumps({"error": {"code": "NotFound", "message": ""}}))
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/pdf")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                with contextlib.suppress(OSError):
+                    self.wfile.write(data)
+
             def do_GET(self) -> None:
                 path = urlsplit(self.path).path
-                if path.endswith("/.well-known/openid-configuration"):
+                if path.endswith("/incidentReport"):
+                    self._report(path)
+                elif path.endswith("/.well-known/openid-configuration"):
                     with fake._lock:
                         fake.counts["openid"] += 1
                     base = f"{fake.base_url}/{TENANT_GUID}"
@@ -292,6 +317,7 @@ class FakeMicrosoft:
                 elif path.startswith("/hooks/"):
                     name = path.split("/")[2]
                     with fake._lock:
+                        fake.hook_times[name].append(time.monotonic())
                         fake.counts[f"hook:{name}"] += 1
                         held = fake.hold == (name, fake.counts[f"hook:{name}"])
                     if held:

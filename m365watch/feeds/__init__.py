@@ -10,6 +10,7 @@ wiring, with no edit inside the pipeline. Pure: standard library only.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from m365watch.messages import Message
@@ -89,8 +90,14 @@ class Feed(Protocol[ItemT, ChangeT]):
         """True when ``target``'s filters (services, classifications, events) want it."""
         ...
 
-    def render(self, changes: Sequence[ChangeT]) -> Message:
-        """One message for one change, or a digest of several."""
+    def render(
+        self, changes: Sequence[ChangeT], reports: Mapping[str, Path] | None = None
+    ) -> Message:
+        """One message for one change, or a digest of several.
+
+        ``reports`` maps item ids to files saved for them (post-incident reports): the
+        message says where each is and carries it as an attachment.
+        """
         ...
 
 

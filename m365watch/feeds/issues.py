@@ -8,6 +8,7 @@ rendering is :mod:`m365watch.messages`; this module binds them into the
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from m365watch.diff import ChangeKind, IssueChange, diff_issue
@@ -87,9 +88,11 @@ class IssuesFeed:
             target.events
         )
 
-    def render(self, changes: Sequence[IssueChange]) -> Message:
-        """One message per issue, or a digest (most severe first)."""
-        return render_digest(changes)
+    def render(
+        self, changes: Sequence[IssueChange], reports: Mapping[str, Path] | None = None
+    ) -> Message:
+        """One message per issue, or a digest (most severe first); ``reports``: saved PIRs."""
+        return render_digest(changes, reports)
 
 
 ISSUES = IssuesFeed()

@@ -1,7 +1,10 @@
 """Post-incident reports kept: each report Microsoft publishes, saved once in ``[pir] directory``.
 
-Runs after a poll's notifications went out (``wiring.after_poll``), so a slow or
-failing download never delays them. An issue that reached
+Before a poll delivers, :func:`reports_before_delivery` makes one quick try
+(:data:`QUICK_SECONDS` in all, no retries) at each report its messages announce,
+so the ``pir`` message can say where the report is and email can carry it; what
+that try misses is saved after the notifications went out (``wiring.after_poll``),
+so a slow or failing download never delays them. An issue that reached
 ``postIncidentReviewPublished`` is *owed* a report until one is saved; what is
 owed is remembered in ``pending.json`` in the directory and tried again by later
 polls, up to :data:`MAX_ATTEMPTS` times. Reports are saved 0600, atomically.
@@ -11,7 +14,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -31,6 +35,9 @@ MAX_ATTEMPTS = 12
 MAX_PER_POLL = 5
 EXTENSIONS = (".pdf", ".docx", ".bin")
 _PENDING_MAX_BYTES = 1024 * 1024
+# What the quick tries before delivery may spend in all, and the least worth starting one.
+QUICK_SECONDS = 10.0
+_QUICK_MIN_SECONDS = 1.0
 
 
 @runtime_checkable
@@ -162,6 +169,53 @@ def keep_reports(
             one_line(str(error), 200),
         )
     return saved
+
+
+def reports_before_delivery(
+    directory: Path,
+    changes: Sequence[object],
+    fetch: Callable[[str, float], bytes],
+    *,
+    time_limit: float | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> dict[str, Path]:
+    """Issue id -> saved report, for the ``pir`` changes about to be sent; never raises.
+
+    A report already saved is used as it is; a missing one gets one quick try,
+    ``fetch(issue_id, seconds_left)``, all of them within ``time_limit`` (default
+    :data:`QUICK_SECONDS`). A failure is
+    one warning: the message goes out without the report, and the poll's
+    :func:`keep_reports` (after delivery) tries again as it always does.
+    """
+    issue_changes = [c for c in changes if isinstance(c, IssueChange)]
+    found: dict[str, Path] = {}
+    limit = QUICK_SECONDS if time_limit is None else time_limit
+    started = monotonic()
+    for issue_id in sorted(set(owed_by(issue_changes))):
+        path = saved_report(directory, issue_id)
+        if path is None:
+            left = limit - (monotonic() - started)
+            if left < _QUICK_MIN_SECONDS:
+                logger.warning(
+                    "post-incident report of %s not tried before sending (no time left); "
+                    "trying again after",
+                    issue_id,
+                )
+                continue
+            try:
+                data = fetch(issue_id, left)
+                path = directory / f"{issue_id}{report_extension(data)}"
+                save_report(path, data)
+            except Exception as error:  # never keeps a notification from going out
+                logger.warning(
+                    "post-incident report of %s not saved before sending (%s); trying again after",
+                    issue_id,
+                    one_line(str(error), 300),
+                )
+                continue
+            logger.info("saved the post-incident report of %s to %s", issue_id, path)
+        found[issue_id] = path
+    return found
 
 
 def _load_pending(directory: Path) -> dict[str, int]:
