@@ -190,12 +190,7 @@ class GraphClient:
 
     def get_issue(self, issue_id: str) -> dict[str, Any]:
         """Return one issue by id; raise NotFoundError if the tenant has no such issue."""
-        if not isinstance(issue_id, str) or not is_issue_id(issue_id):
-            shown = one_line(repr(issue_id), 40)
-            raise NotFoundError(
-                f"{shown} is not a service health issue id: expected two to four letters "
-                "followed by digits, such as EX1256020"
-            )
+        _require_issue_id(issue_id)
         not_found = f"issue {issue_id} does not exist in this tenant"
         budget = self._budget()
         body = self._get_json(f"{self._base}/issues/{issue_id}", {}, budget, not_found)
@@ -224,12 +219,7 @@ class GraphClient:
         ``time_limit`` replaces the client's limit for this call (sign-in included), and
         ``retries=False`` makes it one attempt: a quick try that never waits long.
         """
-        if not isinstance(issue_id, str) or not is_issue_id(issue_id):
-            shown = one_line(repr(issue_id), 40)
-            raise NotFoundError(
-                f"{shown} is not a service health issue id: expected two to four letters "
-                "followed by digits, such as EX1256020"
-            )
+        _require_issue_id(issue_id)
         url = f"{self._base}/issues/{issue_id}/incidentReport"
         # Graph answers with a file stream: JSON only when it reports an error.
         headers = {"Accept": "*/*"}
@@ -686,3 +676,13 @@ def _innermost_message(value: Any, depth: int = 0) -> str | None:
 def _says_not_exist(response: requests.Response) -> bool:
     message = _graph_error_message(response)
     return message is not None and _NOT_EXIST.search(message) is not None
+
+
+def _require_issue_id(issue_id: object) -> None:
+    """NotFoundError, without a request, for anything that is not an issue id."""
+    if not isinstance(issue_id, str) or not is_issue_id(issue_id):
+        shown = one_line(repr(issue_id), 40)
+        raise NotFoundError(
+            f"{shown} is not a service health issue id: expected two to four letters "
+            "followed by digits, such as EX1256020"
+        )
