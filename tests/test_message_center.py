@@ -33,7 +33,7 @@ from m365watch.settings import MessagesSettings, PollSettings, TargetSettings
 from m365watch.store import StateStore
 from tests.command_line import invoke, write_config
 from tests.helpers import SLACK_URL, SLACK_WEBHOOK, body_of, load_json, text_of
-from tests.identity import mock_identity
+from tests.identity import TOKEN, mock_identity
 
 GRAPH = "https://graph.microsoft.com/v1.0/admin/serviceAnnouncement"
 ACT_BY = datetime(2021, 7, 31, 7, 0, tzinfo=timezone.utc)  # MC237349's act-by date
@@ -407,3 +407,39 @@ def test_the_first_poll_with_messages_is_its_own_baseline(tmp_path: Path) -> Non
         assert messages.calls[0].request.headers["Prefer"] == "odata.maxpagesize=1000"
     assert result.exit_code == 0, result.output
     assert "0 change(s)" in result.output
+
+
+def test_list_messages_follows_next_links_and_a_403_names_the_permission() -> None:
+    from m365watch.errors import GraphError
+    from m365watch.graph import GraphClient
+
+    client = GraphClient(graph_endpoint="https://graph.microsoft.com", get_token=lambda d: TOKEN)
+    posts = real_posts()
+    with responses.RequestsMock() as rsps:
+        first = rsps.get(
+            f"{GRAPH}/messages",
+            json={"value": posts[:2], "@odata.nextLink": f"{GRAPH}/messages?$skiptoken=2"},
+        )
+        rsps.get(f"{GRAPH}/messages?$skiptoken=2", json={"value": posts[2:]})
+        assert [p["id"] for p in client.list_messages()] == [p["id"] for p in posts]
+        assert first.calls[0].request.headers["Prefer"] == "odata.maxpagesize=1000"
+    with responses.RequestsMock() as rsps:
+        rsps.get(f"{GRAPH}/messages", status=403, json={"error": {"code": "Forbidden"}})
+        with pytest.raises(GraphError, match=r"ServiceMessage\.Read\.All .*grant consent"):
+            client.list_messages()
+
+
+@responses.activate
+def test_malformed_posts_are_skipped_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    posts = real_posts()
+    t = ACT_BY - timedelta(days=40)
+    with caplog.at_level("WARNING"):
+        result = run(tmp_path, Source([], [*posts, {"title": "no id"}, {"id": ""}]), t)
+    assert result.changes == ()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["2 messages from Graph had no id and were ignored"]
+    assert set(StateStore(tmp_path / "state.json").load().items("messages")) == {
+        p["id"] for p in posts
+    }
