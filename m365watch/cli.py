@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Concatenate, NoReturn, ParamSpec
+from typing import TYPE_CHECKING, Any, Concatenate, NoReturn, ParamSpec, cast
 
 import click
 
@@ -345,6 +345,8 @@ def poll(ctx: Context, dry_run: bool, notify_existing: bool, lock_wait: float) -
         lock_wait=lock_wait,
     )
     print_poll_result(result, quiet=ctx.quiet)
+    if result.errors:
+        return EXIT_RUNTIME  # the other feeds were polled and delivered
     return EXIT_DELIVERY if result.failed or watcher.failed else 0
 
 
@@ -356,22 +358,29 @@ def poll_once(
     lock_wait: float = DEFAULT_LOCK_WAIT,
     source: IssueSource | None = None,
     report_source: object | None = None,
+    message_source: object | None = None,
 ) -> PollResult:
     """Wire the real adapters (``source`` defaults to Graph) and run one poll.
 
-    ``report_source`` serves post-incident reports (default: ``source``).
+    ``report_source`` serves post-incident reports and ``message_source`` the Message
+    center posts with ``[messages]`` (both default: ``source``).
     """
-    from m365watch.poll import issues_from, run_poll
+    from m365watch.poll import FeedSource, MessageSource, issues_from, messages_from, run_poll
 
     issues = source if source is not None else wiring.build_graph(settings)
+    now = wiring.utc_now()
+    sources: list[FeedSource] = [issues_from(issues)]
+    if settings.messages is not None:
+        posts = cast(MessageSource, message_source if message_source is not None else issues)
+        sources.append(messages_from(posts, settings.messages, now))
     return run_poll(
-        sources=[issues_from(issues)],
+        sources=sources,
         store=wiring.build_state_store(settings, lock_wait=lock_wait),
         make_sender=lambda: wiring.build_sender(settings),
         poll=settings.poll,
         targets=settings.targets,
         targets_fingerprint=settings.targets_fingerprint,
-        now=wiring.utc_now(),
+        now=now,
         dry_run=dry_run,
         notify_existing=notify_existing,
         reports=wiring.report_hook(
@@ -382,6 +391,9 @@ def poll_once(
 
 def print_poll_result(result: PollResult, *, quiet: bool = False) -> None:
     """The summary of a poll for people (and cron mail)."""
+    for error in result.errors:
+        # Said even with -q: a feed is not being watched.
+        click.echo(f"Error: {error}", err=True)
     if result.dropped:
         # Said even with -q: these messages will never be sent.
         lost = ", ".join(f"{d.item_id} for {d.target}" for d in result.dropped)
@@ -636,6 +648,7 @@ def poll_with_health(
                 lock_wait=lock_wait,
                 source=monitored,
                 report_source=graph,
+                message_source=graph,
             ),
             graph,
             wiring.build_watcher_store(settings, lock_wait=lock_wait),

@@ -24,7 +24,11 @@ from m365watch.models import CLASSIFICATIONS
 from m365watch.settings import (
     CLOUD_NAMES,
     DEFAULT_ALERT_AFTER,
+    DEFAULT_REMIND_BEFORE_DAYS,
+    MESSAGE_CATEGORIES,
+    MESSAGE_SEVERITIES,
     FeedSettings,
+    MessagesSettings,
     MetricsSettings,
     PirSettings,
     PollSettings,
@@ -55,7 +59,9 @@ _TEAMS_CONNECTOR = re.compile(
 )
 
 _KEYS: dict[str, frozenset[str]] = {
-    "": frozenset({"tenant", "state", "poll", "notify", "health", "metrics", "feed", "pir"}),
+    "": frozenset(
+        {"tenant", "state", "poll", "notify", "health", "metrics", "feed", "pir", "messages"}
+    ),
     "tenant": frozenset(
         {
             "tenant_id",
@@ -75,6 +81,9 @@ _KEYS: dict[str, frozenset[str]] = {
     "metrics": frozenset({"textfile", "listen"}),
     "feed": frozenset({"path", "max_entries"}),
     "pir": frozenset({"directory"}),
+    "messages": frozenset(
+        {"categories", "severities", "services", "tags", "major_only", "remind_before_days"}
+    ),
 }
 
 
@@ -228,6 +237,7 @@ def parse_settings(
         metrics=_metrics(doc, base_dir),
         feed=_feed(doc, base_dir),
         pir=_pir(doc, base_dir),
+        messages=_messages(doc),
     )
 
 
@@ -287,6 +297,34 @@ def _pir(doc: Mapping[str, Any], base_dir: Path | None) -> PirSettings | None:
     if "directory" not in table:
         raise ConfigError("[pir] needs directory, the folder post-incident reports are saved in")
     return PirSettings(_path(_string(table, "directory", "pir"), base_dir, "pir.directory"))
+
+
+def _messages(doc: Mapping[str, Any]) -> MessagesSettings | None:
+    if "messages" not in doc:
+        return None
+    table = _table(doc, "messages")
+    _check_keys(table, "messages", "[messages]")
+    return MessagesSettings(
+        categories=_choices(table, "categories", "messages", MESSAGE_CATEGORIES),
+        severities=_choices(table, "severities", "messages", MESSAGE_SEVERITIES),
+        services=_string_list(table, "services", "messages"),
+        tags=_string_list(table, "tags", "messages"),
+        major_only=_bool(table, "major_only", "messages", False),
+        remind_before_days=_remind_days(table),
+    )
+
+
+def _remind_days(table: Mapping[str, Any]) -> tuple[float, ...]:
+    value = table.get("remind_before_days", list(DEFAULT_REMIND_BEFORE_DAYS))
+    ok = isinstance(value, list) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 3650 for v in value
+    )
+    if not ok:
+        raise ConfigError(
+            "messages.remind_before_days must be a list of days before the act-by date, "
+            "each more than 0 and at most 3650, e.g. [30, 7] or [0.5]"
+        )
+    return tuple(sorted({float(v) for v in value}, reverse=True))
 
 
 # The deepest setting is a URL in a [[notify]] block's urls: three containers down.

@@ -38,7 +38,9 @@ class ChangeKind(str, Enum):
 # Order used when a change is described in words.
 KIND_ORDER: tuple[ChangeKind, ...] = tuple(ChangeKind)
 # Events a [[notify]] target may subscribe to; "watcher" is about m365watch itself.
-EVENTS: tuple[str, ...] = (*(k.value for k in ChangeKind), "watcher")
+# The Message center feed's events (m365watch.feeds.messages), named apart from the issues'.
+MESSAGE_EVENTS: tuple[str, ...] = ("message-new", "message-updated", "message-due")
+EVENTS: tuple[str, ...] = (*(k.value for k in ChangeKind), *MESSAGE_EVENTS, "watcher")
 
 
 @dataclass(frozen=True)

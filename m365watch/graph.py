@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 SERVICE_ANNOUNCEMENT_PATH = "/v1.0/admin/serviceAnnouncement"
 # Graph caps odata.maxpagesize at 1000 for issues; fewer pages means fewer requests
 # against the 800-per-hour budget.
+MESSAGES_PERMISSION = "ServiceMessage.Read.All"
 PREFER_MAX_PAGE_SIZE = "odata.maxpagesize=1000"
 MAX_PAGES = 100
 # Statuses worth another try: throttling and gateway/availability trouble.
@@ -181,6 +182,13 @@ class GraphClient:
             # %20 rather than '+' for spaces: OData parsers differ on form encoding.
             url += "?$filter=" + quote(filter, safe="")
         return self._get_collection(url, {"Prefer": PREFER_MAX_PAGE_SIZE})
+
+    def list_messages(self) -> list[dict[str, Any]]:
+        """Return every Message center post, following ``@odata.nextLink`` to the end.
+
+        Needs the application permission ServiceMessage.Read.All (not ServiceHealth.Read.All).
+        """
+        return self._get_collection(f"{self._base}/messages", {"Prefer": PREFER_MAX_PAGE_SIZE})
 
     def list_health_overviews(self) -> list[dict[str, Any]]:
         """Return the health overview of every service (one dict per service)."""
@@ -535,7 +543,7 @@ class GraphClient:
         if status == 403:
             self._fail(
                 "Graph answered 403 Forbidden: grant the application permission "
-                "ServiceHealth.Read.All to the app registration and have an admin grant consent"
+                f"{_permission_for(url)} to the app registration and have an admin grant consent"
             )
         if status in RETRY_STATUSES:
             self._fail(f"{_unavailable(status)}{said}; run again later")
@@ -686,3 +694,11 @@ def _require_issue_id(issue_id: object) -> None:
             f"{shown} is not a service health issue id: expected two to four letters "
             "followed by digits, such as EX1256020"
         )
+
+
+def _permission_for(url: str) -> str:
+    """The application permission a Graph path needs: the Message center has its own."""
+    path = urlsplit(url).path
+    if "/serviceAnnouncement/messages" in path:
+        return MESSAGES_PERMISSION
+    return "ServiceHealth.Read.All"

@@ -161,6 +161,11 @@ def render_watcher_up(since: datetime | None, now: datetime) -> Message:
     return _message(WATCHER_UP_TITLE, [section], digest=False)
 
 
+def render_sections(title: str, sections: Sequence[Section], *, digest: bool) -> Message:
+    """A message from sections another feed wrote (the Message center): every channel's form."""
+    return _message(title, sections, digest=digest)
+
+
 def _message(title: str, sections: Sequence[Section], *, digest: bool) -> Message:
     kind = worst_type(s.notify_type for s in sections)
     heading = title if digest else ""  # a digest opens with its title; one change with its issue

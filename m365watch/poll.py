@@ -27,12 +27,14 @@ from typing import Any, Protocol
 from m365watch import __version__
 from m365watch.deliver import Delivery, Sender, SendResult, deliver
 from m365watch.diff import IssueChange
+from m365watch.errors import GraphError
 from m365watch.feeds import Feed
 from m365watch.feeds.issues import ISSUES
+from m365watch.feeds.messages import MessagesFeed
 from m365watch.messages import Message, render_test
 from m365watch.plan import Dropped, Outgoing, outgoing, plan_poll, with_fingerprint
 from m365watch.records import STATE_SCHEMA, Entry, State, Unit
-from m365watch.settings import PollSettings, TargetSettings
+from m365watch.settings import MessagesSettings, PollSettings, TargetSettings
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +73,36 @@ class StateStorage(Protocol):
         ...
 
 
+class MessageSource(Protocol):
+    """Where Message center posts come from: the Graph adapter."""
+
+    def list_messages(self) -> list[dict[str, Any]]:
+        """Every Message center post of the tenant, as Graph's JSON."""
+        ...
+
+
 @dataclass(frozen=True)
 class FeedSource:
-    """A feed, and how to read its items this poll."""
+    """A feed, and how to read its items this poll.
+
+    ``optional``: a GraphError while reading skips this feed for this poll (its
+    snapshots untouched, the error in :attr:`PollResult.errors`) instead of ending
+    the poll, so one feed's missing permission does not stop the others.
+    """
 
     feed: Feed[Any, Any]
     read: Callable[[], Sequence[Mapping[str, Any]]]
+    optional: bool = False
 
 
 def issues_from(source: IssueSource) -> FeedSource:
     """The service-health issues feed, read from ``source``."""
     return FeedSource(ISSUES, source.list_issues)
+
+
+def messages_from(source: MessageSource, settings: MessagesSettings, now: datetime) -> FeedSource:
+    """The Message center feed for a poll at ``now``: optional (it needs its own permission)."""
+    return FeedSource(MessagesFeed(settings=settings, now=now), source.list_messages, optional=True)
 
 
 @dataclass(frozen=True)
@@ -97,6 +118,7 @@ class PollResult:
     dry_run: bool = False
     previews: tuple[tuple[str, Message], ...] = field(default=())
     dropped: tuple[Dropped, ...] = ()
+    errors: tuple[str, ...] = ()  # optional feeds that could not be read this poll
 
     @property
     def failed(self) -> tuple[Delivery, ...]:
@@ -131,11 +153,11 @@ def run_poll(
     feeds = [s.feed for s in sources]
     with store.locked():
         state = store.load()
-        fetched = {s.feed.name: s.read() for s in sources}
+        fetched, errors = _read(sources)
         plan = plan_poll(
             state,
             fetched,
-            feeds=feeds,
+            feeds=[feed for feed in feeds if feed.name in fetched],
             poll=poll,
             targets=targets,
             now=now,
@@ -153,6 +175,7 @@ def run_poll(
             issues_seen=issues.seen if issues else 0,
             changes=plan.changes,
             dropped=plan.dropped,
+            errors=errors,
         )
 
         # Apprise checks the URLs when they changed (loading it costs ~0.4 s, so a quiet poll
@@ -196,6 +219,23 @@ def run_poll(
             pending=outbox.pending,
             state_written=state_written,
         )
+
+
+def _read(
+    sources: Sequence[FeedSource],
+) -> tuple[dict[str, Sequence[Mapping[str, Any]]], tuple[str, ...]]:
+    """Each feed's items; an optional feed's GraphError is kept as its error, not raised."""
+    fetched: dict[str, Sequence[Mapping[str, Any]]] = {}
+    errors: list[str] = []
+    for source in sources:
+        try:
+            fetched[source.feed.name] = source.read()
+        except GraphError as error:
+            if not source.optional:
+                raise
+            log.debug("the %s feed was not read: %s", source.feed.name, error)
+            errors.append(f"the {source.feed.name} feed was not read: {error}")
+    return fetched, tuple(errors)
 
 
 def _saved_reports(

@@ -98,6 +98,28 @@ class PirSettings:
     directory: Path
 
 
+# Message center vocabularies (Graph's camelCase words, compared case-insensitively).
+MESSAGE_CATEGORIES: tuple[str, ...] = ("preventorfixissue", "planforchange", "stayinformed")
+MESSAGE_SEVERITIES: tuple[str, ...] = ("normal", "high", "critical")
+DEFAULT_REMIND_BEFORE_DAYS: tuple[float, ...] = (30.0, 7.0)
+
+
+@dataclass(frozen=True)
+class MessagesSettings:
+    """``[messages]``: the Message center feed, its filters and act-by reminders.
+
+    Empty filters let everything through; ``remind_before_days`` are the thresholds
+    (days before a post's act-by date) at which a reminder is sent, largest first.
+    """
+
+    categories: tuple[str, ...] = ()
+    severities: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    major_only: bool = False
+    remind_before_days: tuple[float, ...] = DEFAULT_REMIND_BEFORE_DAYS
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the configuration file says, validated."""
@@ -110,6 +132,7 @@ class Settings:
     metrics: MetricsSettings | None = None
     feed: FeedSettings | None = None
     pir: PirSettings | None = None
+    messages: MessagesSettings | None = None
     source: Path | None = None
     warnings: tuple[str, ...] = ()
 

@@ -38,6 +38,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "deliver",
         "feeds",
         "feeds.issues",
+        "feeds.messages",
         "redact",
         "budget",
     ),

@@ -283,7 +283,10 @@ TENANT_KEYS = (
     "graph_endpoint, tenant_id"
 )
 NOTIFY_KEYS = "classifications, digest, events, name, services, url, urls"
-EVENT_VALUES = "new, status, post, classification, resolved, reopened, pir, watcher"
+EVENT_VALUES = (
+    "new, status, post, classification, resolved, reopened, pir, "
+    "message-new, message-updated, message-due, watcher"
+)
 
 BAD_CONFIGS: list[tuple[str, Callable[[dict[str, Any]], None], dict[str, str], list[str]]] = [
     (
@@ -469,7 +472,7 @@ BAD_CONFIGS: list[tuple[str, Callable[[dict[str, Any]], None], dict[str, str], l
         {},
         [
             "unknown key 'tenants' in top level",
-            "valid keys are feed, health, metrics, notify, pir, poll, state, tenant",
+            "valid keys are feed, health, messages, metrics, notify, pir, poll, state, tenant",
         ],
     ),
     (

@@ -31,7 +31,8 @@ def settings(*blocks: dict[str, Any], **poll: Any) -> Any:
             [{"name": "ops", "url": SLACK_URL, "events": ["new", "resolve"]}],
             {},
             "notify target 'ops' events has 'resolve': valid values are new, status, post, "
-            "classification, resolved, reopened, pir, watcher",
+            "classification, resolved, reopened, pir, message-new, message-updated, message-due, "
+            "watcher",
         ),
         (
             [{"name": "ops", "url": SLACK_URL, "classifications": ["outage"]}],

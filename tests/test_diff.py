@@ -299,7 +299,7 @@ def test_matches(kinds: set[ChangeKind], events: list[str], wanted: bool) -> Non
     assert IssueChange(issue(), frozenset(kinds)).matches(events) is wanted
 
 
-def test_events_are_the_kinds_plus_watcher() -> None:
+def test_events_are_the_kinds_the_message_center_s_and_watcher() -> None:
     assert EVENTS == (
         "new",
         "status",
@@ -308,6 +308,9 @@ def test_events_are_the_kinds_plus_watcher() -> None:
         "resolved",
         "reopened",
         "pir",
+        "message-new",
+        "message-updated",
+        "message-due",
         "watcher",
     )
 

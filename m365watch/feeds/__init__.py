@@ -103,8 +103,9 @@ class Feed(Protocol[ItemT, ChangeT]):
 
 def _registry() -> dict[str, Feed[Any, Any]]:
     from m365watch.feeds.issues import ISSUES
+    from m365watch.feeds.messages import MESSAGES
 
-    return {ISSUES.name: ISSUES}
+    return {ISSUES.name: ISSUES, MESSAGES.name: MESSAGES}
 
 
 # Every feed this version knows, by name: how the state's tables and outbox entries are read.
