@@ -52,7 +52,7 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 EXIT_TERMINATED = 143  # 128 + SIGTERM, as shells report a process it stopped
 
 _SUCCESS = "success"
-_RUNTIME = "runtime failure (sign-in, Microsoft Graph, state file); a poll commits nothing"
+_RUNTIME = "runtime failure (sign-in, Microsoft Graph, state file); what failed commits nothing"
 _USAGE = "usage or configuration error"
 _DELIVERY = "the poll finished but a notification failed; it is kept and retried next poll"
 _NOT_FOUND = "the issue asked for does not exist"
