@@ -198,7 +198,8 @@ def is_issue_id(text: str) -> bool:
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
-def _text(raw: object) -> str | None:
+def graph_text(raw: object) -> str | None:
+    """Text from Graph without control characters (but tab and newline); None when empty."""
     if not isinstance(raw, str) or raw == "":
         return None
     return _CONTROL.sub("", raw) or None
@@ -229,11 +230,11 @@ class Post:
         content = ""
         content_type = "text"
         if isinstance(description, Mapping):
-            content = _text(description.get("content")) or ""
-            content_type = (_text(description.get("contentType")) or "text").lower()
+            content = graph_text(description.get("content")) or ""
+            content_type = (graph_text(description.get("contentType")) or "text").lower()
         return cls(
             created=parse_timestamp(data.get("createdDateTime")),
-            post_type=_text(data.get("postType")),
+            post_type=graph_text(data.get("postType")),
             content=content,
             content_type="html" if content_type == "html" else "text",
         )
@@ -275,25 +276,25 @@ class Issue:
     @classmethod
     def from_graph(cls, data: Mapping[str, Any]) -> Issue:
         """Parse a ``serviceHealthIssue``; raises ParseError only when there is no id."""
-        issue_id = _text(data.get("id"))
+        issue_id = graph_text(data.get("id"))
         if issue_id is None:
             raise ParseError("a service-health issue without an id")
         raw_posts = data.get("posts")
         posts = tuple(Post.from_graph(p) for p in (raw_posts or []) if isinstance(p, Mapping))
-        status_raw = _text(data.get("status"))
-        classification_raw = _text(data.get("classification"))
+        status_raw = graph_text(data.get("status"))
+        classification_raw = graph_text(data.get("classification"))
         resolved = data.get("isResolved")
         return cls(
             id=issue_id,
-            title=_text(data.get("title")) or "(no title)",
-            service=_text(data.get("service")) or "(unknown service)",
+            title=graph_text(data.get("title")) or "(no title)",
+            service=graph_text(data.get("service")) or "(unknown service)",
             status=canonical_status(status_raw),
             classification=canonical_classification(classification_raw),
             is_resolved=resolved is True or str(resolved).lower() == "true",
-            feature=_text(data.get("feature")),
-            feature_group=_text(data.get("featureGroup")),
-            origin=_text(data.get("origin")),
-            impact_description=_text(data.get("impactDescription")),
+            feature=graph_text(data.get("feature")),
+            feature_group=graph_text(data.get("featureGroup")),
+            origin=graph_text(data.get("origin")),
+            impact_description=graph_text(data.get("impactDescription")),
             start=parse_timestamp(data.get("startDateTime")),
             end=parse_timestamp(data.get("endDateTime")),
             last_modified=parse_timestamp(data.get("lastModifiedDateTime")),
@@ -394,10 +395,10 @@ class ServiceHealth:
     @classmethod
     def from_graph(cls, data: Mapping[str, Any]) -> ServiceHealth:
         """Parse a ``serviceHealth`` object."""
-        status_raw = _text(data.get("status"))
+        status_raw = graph_text(data.get("status"))
         return cls(
-            id=_text(data.get("id")) or "",
-            service=_text(data.get("service")) or _text(data.get("id")) or "(unknown)",
+            id=graph_text(data.get("id")) or "",
+            service=graph_text(data.get("service")) or graph_text(data.get("id")) or "(unknown)",
             status=canonical_status(status_raw),
             status_raw=status_raw,
         )

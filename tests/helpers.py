@@ -104,3 +104,17 @@ TEAMS_URL = "workflows://prod-12.westus.logic.azure.com:443/f0a1b2c3d4e5/Sig0123
 TEAMS_ENDPOINT = (
     "https://prod-12.westus.logic.azure.com:443/workflows/f0a1b2c3d4e5/triggers/manual/paths/invoke"
 )
+
+
+def resolved_incident(issue_id: str, status: str) -> dict[str, Any]:
+    """A resolved Exchange incident as Graph sends it, in ``status`` (e.g. a PIR published)."""
+    return {
+        "id": issue_id,
+        "title": "Mail delayed",
+        "service": "Exchange Online",
+        "status": status,
+        "classification": "incident",
+        "isResolved": True,
+        "lastModifiedDateTime": "2026-11-21T09:00:00Z",
+        "posts": [],
+    }

@@ -16,6 +16,7 @@ from m365watch.errors import GraphError, NotFoundError
 from m365watch.graph import GraphClient
 from m365watch.outputs import pir
 from tests.command_line import invoke, write_config
+from tests.helpers import resolved_incident
 from tests.identity import mock_identity
 
 GRAPH = "https://graph.microsoft.com"
@@ -173,16 +174,7 @@ def test_a_report_never_published_is_given_up(tmp_path: Path) -> None:
 
 
 def graph_issue(issue_id: str, status: str) -> dict[str, Any]:
-    return {
-        "id": issue_id,
-        "title": "Mail delayed",
-        "service": "Exchange Online",
-        "status": status,
-        "classification": "incident",
-        "isResolved": True,
-        "lastModifiedDateTime": "2026-11-21T09:00:00Z",
-        "posts": [],
-    }
+    return resolved_incident(issue_id, status)
 
 
 def poll(config: Path, status: str, report: Any = None, *, sign_in: bool = False) -> Any:

@@ -20,7 +20,7 @@ import responses
 import m365watch.budget
 from m365watch.outputs import pir
 from tests.command_line import invoke, write_config
-from tests.helpers import SLACK_URL, TEAMS_ENDPOINT, TEAMS_URL
+from tests.helpers import SLACK_URL, TEAMS_ENDPOINT, TEAMS_URL, resolved_incident
 from tests.identity import mock_identity
 from tests.loopback import FakeMicrosoft
 
@@ -32,16 +32,7 @@ SAVED_LINE = "Post-incident report: saved to"
 
 
 def graph_issue(status: str) -> dict[str, Any]:
-    return {
-        "id": "EX1256020",
-        "title": "Mail delayed",
-        "service": "Exchange Online",
-        "status": status,
-        "classification": "incident",
-        "isResolved": True,
-        "lastModifiedDateTime": "2026-11-21T09:00:00Z",
-        "posts": [],
-    }
+    return resolved_incident("EX1256020", status)
 
 
 def notify_blocks(port: int) -> str:

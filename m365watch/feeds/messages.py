@@ -17,7 +17,6 @@ threshold crossed since the last poll once.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from m365watch.messages import Message, render_sections
-from m365watch.models import format_timestamp, parse_timestamp
+from m365watch.models import format_timestamp, graph_text, parse_timestamp
 from m365watch.posts import Block, clean_text, text_blocks
 from m365watch.sections import INFO, WARNING, Fact, Section, format_time
 from m365watch.settings import MessagesSettings, PollSettings, TargetSettings
@@ -44,11 +43,10 @@ _CATEGORIES = {
     "stayinformed": ("stayInformed", "Stay informed"),
 }
 _SEVERITIES = {"normal": "Normal", "high": "High", "critical": "Critical"}
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def _text(raw: object) -> str:
-    return _CONTROL.sub("", raw) if isinstance(raw, str) else ""
+    return graph_text(raw) or ""
 
 
 def _strings(raw: object) -> tuple[str, ...]:
