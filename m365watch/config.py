@@ -24,6 +24,7 @@ from m365watch.models import CLASSIFICATIONS
 from m365watch.settings import (
     CLOUD_NAMES,
     DEFAULT_ALERT_AFTER,
+    DEFAULT_CONCURRENCY,
     DEFAULT_REMIND_BEFORE_DAYS,
     MESSAGE_CATEGORIES,
     MESSAGE_SEVERITIES,
@@ -60,7 +61,18 @@ _TEAMS_CONNECTOR = re.compile(
 
 _KEYS: dict[str, frozenset[str]] = {
     "": frozenset(
-        {"tenant", "state", "poll", "notify", "health", "metrics", "feed", "pir", "messages"}
+        {
+            "tenant",
+            "tenants",
+            "state",
+            "poll",
+            "notify",
+            "health",
+            "metrics",
+            "feed",
+            "pir",
+            "messages",
+        }
     ),
     "tenant": frozenset(
         {
@@ -74,9 +86,34 @@ _KEYS: dict[str, frozenset[str]] = {
             "graph_endpoint",
         }
     ),
+    "tenants": frozenset(
+        {
+            "name",
+            "tenant_id",
+            "client_id",
+            "client_secret",
+            "certificate_path",
+            "certificate_password",
+            "cloud",
+            "authority",
+            "graph_endpoint",
+        }
+    ),
     "state": frozenset({"path"}),
-    "poll": frozenset({"services", "classifications", "notify_existing"}),
-    "notify": frozenset({"name", "url", "urls", "services", "classifications", "events", "digest"}),
+    "poll": frozenset({"services", "classifications", "notify_existing", "concurrency"}),
+    "notify": frozenset(
+        {
+            "name",
+            "url",
+            "urls",
+            "services",
+            "classifications",
+            "events",
+            "digest",
+            "tenants",
+            "group_tenants",
+        }
+    ),
     "health": frozenset({"alert_after"}),
     "metrics": frozenset({"textfile", "listen"}),
     "feed": frozenset({"path", "max_entries"}),
@@ -138,9 +175,7 @@ def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
 
 
 def _permission_warnings(path: Path, document: Mapping[str, Any]) -> list[str]:
-    tenant = document.get("tenant")
-    secret = tenant.get("client_secret") if isinstance(tenant, Mapping) else None
-    literal_secret = isinstance(secret, str) and secret and not _ENV_REF.fullmatch(secret)
+    credentials = _credential_tables(document)
     try:
         mode = path.stat().st_mode
     except OSError:
@@ -148,13 +183,12 @@ def _permission_warnings(path: Path, document: Mapping[str, Any]) -> list[str]:
     if not mode & (stat.S_IRGRP | stat.S_IROTH):
         return []
     warnings = []
-    if literal_secret:
+    if any(_literal(t.get("client_secret"), whole=True) for t in credentials):
         warnings.append(
             f"{path} holds a literal client secret and other users can read it: "
             f'run chmod 600 {path}, or use client_secret = "${{M365WATCH_CLIENT_SECRET}}"'
         )
-    password = tenant.get("certificate_password") if isinstance(tenant, Mapping) else None
-    if isinstance(password, str) and password and not _ENV_REF.search(password):
+    if any(_literal(t.get("certificate_password"), whole=False) for t in credentials):
         warnings.append(
             f"{path} holds a literal certificate password and other users can read it: "
             f'run chmod 600 {path}, or use certificate_password = "${{M365WATCH_CERT_PASSWORD}}"'
@@ -167,6 +201,21 @@ def _permission_warnings(path: Path, document: Mapping[str, Any]) -> list[str]:
             'write each URL as "${NAME}" and set NAME in the environment'
         )
     return warnings
+
+
+def _credential_tables(document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """[tenant] and every [[tenants]] block: where secrets may be written."""
+    tables = [document.get("tenant")]
+    blocks = document.get("tenants")
+    tables += blocks if isinstance(blocks, list) else []
+    return [t for t in tables if isinstance(t, Mapping)]
+
+
+def _literal(value: Any, *, whole: bool) -> bool:
+    """True for a non-empty string that is not (``whole``) / holds no ``${NAME}`` reference."""
+    if not isinstance(value, str) or not value:
+        return False
+    return not (_ENV_REF.fullmatch(value) if whole else _ENV_REF.search(value))
 
 
 def _literal_urls(document: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -190,7 +239,8 @@ def parse_settings(
     """Validate an already-parsed TOML document (see :func:`load_settings`)."""
     doc = _expand(document, env)
     _check_keys(doc, "", "top level")
-    tenant = _tenant(doc["tenant"], base_dir) if "tenant" in doc else None
+    tenants = _tenants(doc, base_dir)
+    tenant = _tenant(doc["tenant"], base_dir) if "tenant" in doc and not tenants else None
 
     state = _table(doc, "state")
     _check_keys(state, "state", "[state]")
@@ -208,6 +258,7 @@ def parse_settings(
             poll_table, "classifications", "poll", CLASSIFICATIONS, default=CLASSIFICATIONS
         ),
         notify_existing=_bool(poll_table, "notify_existing", "poll", False),
+        concurrency=_concurrency(poll_table),
     )
 
     raw_targets = doc.get("notify", [])
@@ -221,6 +272,19 @@ def parse_settings(
                 f"two [[notify]] blocks are named {target.name!r}: names must be unique"
             )
         targets.append(target)
+    names = [t.name for t in tenants]
+    for target in targets:
+        if target.tenants and not tenants:
+            raise ConfigError(
+                f"notify target {target.name!r} names tenants but the configuration has no "
+                "[[tenants]]: remove its tenants key, or add [[tenants]] blocks"
+            )
+        for name in target.tenants:
+            if name not in names:
+                raise ConfigError(
+                    f"notify target {target.name!r} names the tenant {name!r}, which is not "
+                    f"configured: the [[tenants]] are {', '.join(map(str, names))}"
+                )
 
     health = _table(doc, "health")
     _check_keys(health, "health", "[health]")
@@ -230,6 +294,7 @@ def parse_settings(
 
     return Settings(
         tenant=tenant,
+        tenants=tenants,
         state_path=state_path,
         poll=poll,
         targets=tuple(targets),
@@ -432,7 +497,9 @@ def _check_keys(table: Mapping[str, Any], section: str, label: str) -> None:
 def _key_in(section: str, key: str) -> str:
     """``tenant.client_id``; in a [[notify]] block, ``[[notify]] block 1 url`` (or by name)."""
     return (
-        f"{section} {key}" if section.startswith(("[[notify]]", "notify ")) else f"{section}.{key}"
+        f"{section} {key}"
+        if section.startswith(("[[notify]]", "notify ", "[[tenants]]"))
+        else f"{section}.{key}"
     )
 
 
@@ -504,12 +571,12 @@ def _path(value: str, base_dir: Path | None, key: str) -> Path:
 _URL_NAMES = {"authority": "authority host", "graph_endpoint": "Graph endpoint"}
 
 
-def _https_url(table: Mapping[str, Any], key: str) -> str | None:
+def _https_url(table: Mapping[str, Any], key: str, section: str = "tenant") -> str | None:
     if key not in table:
         return None
-    value = _string(table, key, "tenant").rstrip("/")
+    value = _string(table, key, section).rstrip("/")
     if not value.lower().startswith("https://"):
-        raise ConfigError(f"tenant.{key} must be an https:// URL")
+        raise ConfigError(f"{_key_in(section, key)} must be an https:// URL")
     # A host only: MSAL appends the tenant to the authority, and Graph paths go after the root.
     try:
         parts = urlsplit(value)
@@ -524,43 +591,110 @@ def _https_url(table: Mapping[str, Any], key: str) -> str | None:
         port = 0
     if port == 0:
         raise ConfigError(
-            f"tenant.{key} has an invalid port: write a number from 1 to 65535 after the "
-            f"host, or none for 443, got {value!r}"
+            f"{_key_in(section, key)} has an invalid port: write a number from 1 to 65535 "
+            f"after the host, or none for 443, got {value!r}"
         )
     return value
 
 
-def _tenant(raw: Any, base_dir: Path | None) -> TenantSettings:
+_CREDENTIAL_KEYS = ("client_secret", "certificate_path", "certificate_password")
+# A [[tenants]] name: a label in messages and a folder name under the state directory.
+_TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def _tenants(doc: Mapping[str, Any], base_dir: Path | None) -> tuple[TenantSettings, ...]:
+    """The [[tenants]] blocks, each over the [tenant] defaults; () when there are none."""
+    if "tenants" not in doc:
+        return ()
+    blocks = doc["tenants"]
+    if not isinstance(blocks, list) or not all(isinstance(b, Mapping) for b in blocks):
+        raise ConfigError("tenants must be written as [[tenants]] blocks (an array of tables)")
+    if not blocks:
+        raise ConfigError("tenants is empty: add [[tenants]] blocks, or remove the key")
+    defaults = doc.get("tenant", {})
+    if not isinstance(defaults, Mapping):
+        raise ConfigError("[tenant] must be a table")
+    _check_keys(defaults, "tenant", "[tenant]")
+    if "tenant_id" in defaults:
+        raise ConfigError(
+            "[tenant] has a tenant_id and there are [[tenants]] blocks: with [[tenants]], "
+            "[tenant] holds only the defaults every tenant inherits; move tenant_id into a "
+            "[[tenants]] block"
+        )
+    tenants: list[TenantSettings] = []
+    seen: dict[str, str] = {}
+    for index, block in enumerate(blocks, start=1):
+        label = f"[[tenants]] block {index}"
+        name = _string(block, "name", label)
+        if not _TENANT_NAME.match(name) or name.strip(".") == "":
+            raise ConfigError(
+                f"{label}: name {name!r} must be a short label of letters, digits, '.', '_' "
+                "or '-' (at most 63, starting with a letter or digit)"
+            )
+        label = f"[[tenants]] {name!r}"
+        _check_keys(block, "tenants", label)
+        folded = name.casefold()
+        if folded in seen:
+            raise ConfigError(
+                f"two [[tenants]] blocks are named {seen[folded]!r} and {name!r}: names must be "
+                "unique (ignoring case: each is a folder name)"
+            )
+        seen[folded] = name
+        merged = dict(defaults)
+        if any(key in block for key in _CREDENTIAL_KEYS):
+            # A tenant's own credential replaces the default one whole.
+            for key in _CREDENTIAL_KEYS:
+                merged.pop(key, None)
+        merged.update({k: v for k, v in block.items() if k != "name"})
+        tenants.append(dataclasses.replace(_tenant(merged, base_dir, label), name=name))
+    return tuple(tenants)
+
+
+def _concurrency(table: Mapping[str, Any]) -> int:
+    value = table.get("concurrency", DEFAULT_CONCURRENCY)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 64:
+        raise ConfigError("poll.concurrency must be a whole number of tenants from 1 to 64")
+    return value
+
+
+def _tenant(raw: Any, base_dir: Path | None, section: str = "tenant") -> TenantSettings:
     if not isinstance(raw, Mapping):
         raise ConfigError("[tenant] must be a table")
-    _check_keys(raw, "tenant", "[tenant]")
-    tenant_id = _string(raw, "tenant_id", "tenant")
+    if section == "tenant":
+        _check_keys(raw, "tenant", "[tenant]")
+    tenant_id = _string(raw, "tenant_id", section)
     if not _TENANT.match(tenant_id):
         raise ConfigError(
-            "tenant.tenant_id must be the directory (tenant) GUID or a domain such as "
-            "contoso.onmicrosoft.com"
+            f"{_key_in(section, 'tenant_id')} must be the directory (tenant) GUID or a domain "
+            "such as contoso.onmicrosoft.com"
         )
-    client_id = _string(raw, "client_id", "tenant")
+    client_id = _string(raw, "client_id", section)
     if not _GUID.match(client_id):
         raise ConfigError(
-            "tenant.client_id must be the app registration's Application (client) ID, a GUID"
+            f"{_key_in(section, 'client_id')} must be the app registration's Application "
+            "(client) ID, a GUID"
         )
     has_secret = "client_secret" in raw
     has_cert = "certificate_path" in raw
     if has_secret == has_cert:
-        raise ConfigError("[tenant] needs exactly one of client_secret or certificate_path")
-    secret = _string(raw, "client_secret", "tenant") if has_secret else None
+        where = "[tenant]" if section == "tenant" else f"{section} (or [tenant])"
+        raise ConfigError(f"{where} needs exactly one of client_secret or certificate_path")
+    secret = _string(raw, "client_secret", section) if has_secret else None
     cert = (
-        _path(_string(raw, "certificate_path", "tenant"), base_dir, "tenant.certificate_path")
+        _path(
+            _string(raw, "certificate_path", section),
+            base_dir,
+            _key_in(section, "certificate_path"),
+        )
         if has_cert
         else None
     )
     password = raw.get("certificate_password")
     if password is not None and not isinstance(password, str):
-        raise ConfigError("tenant.certificate_password must be a string")
+        raise ConfigError(f"{_key_in(section, 'certificate_password')} must be a string")
     cloud = raw.get("cloud", "global")
     if not isinstance(cloud, str) or cloud.lower() not in CLOUD_NAMES:
-        raise ConfigError(f"tenant.cloud must be one of {', '.join(CLOUD_NAMES)}")
+        raise ConfigError(f"{_key_in(section, 'cloud')} must be one of {', '.join(CLOUD_NAMES)}")
     return TenantSettings(
         tenant_id=tenant_id,
         client_id=client_id,
@@ -568,8 +702,8 @@ def _tenant(raw: Any, base_dir: Path | None) -> TenantSettings:
         certificate_path=cert,
         certificate_password=password or None,
         cloud=cloud.lower(),
-        authority=_https_url(raw, "authority"),
-        graph_endpoint=_https_url(raw, "graph_endpoint"),
+        authority=_https_url(raw, "authority", section),
+        graph_endpoint=_https_url(raw, "graph_endpoint", section),
     )
 
 
@@ -608,4 +742,6 @@ def _target(raw: Any, index: int) -> TargetSettings:
         classifications=_choices(raw, "classifications", label, CLASSIFICATIONS),
         events=_choices(raw, "events", label, EVENTS),
         digest=_bool(raw, "digest", label, False),
+        tenants=_string_list(raw, "tenants", label),
+        group_tenants=_bool(raw, "group_tenants", label, False),
     )

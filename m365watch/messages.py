@@ -34,8 +34,10 @@ from m365watch.sections import (
     Section,
     change_section,
     digest_order,
+    digest_title,
     format_time,
     post_parts,
+    with_tenants,
     worst_type,
 )
 
@@ -73,32 +75,46 @@ class Message:
         return self.payloads.get(channel, {})
 
 
-def render_change(change: IssueChange, reports: Mapping[str, Path] | None = None) -> Message:
+def render_change(
+    change: IssueChange,
+    reports: Mapping[str, Path] | None = None,
+    tenants: Mapping[str, Sequence[str]] | None = None,
+) -> Message:
     """The message for one change: title, what changed, facts, the newest post, the link.
 
     ``reports`` maps issue ids to their saved post-incident report: the message says
     where it is and carries it as an attachment.
     """
-    return render_digest([change], reports)
+    return render_digest([change], reports, tenants)
 
 
 def render_digest(
-    changes: Sequence[IssueChange], reports: Mapping[str, Path] | None = None
+    changes: Sequence[IssueChange],
+    reports: Mapping[str, Path] | None = None,
+    tenants: Mapping[str, Sequence[str]] | None = None,
 ) -> Message:
     """One message listing several changes, most severe first; one change renders as usual.
 
-    ``reports`` as for :func:`render_change`.
+    ``reports`` as for :func:`render_change`; ``tenants`` maps issue ids to the
+    [[tenants]] names each change happened in (named in the title and the facts).
     """
-    reports = reports or {}
+    reports, tenants = reports or {}, tenants or {}
     ordered = digest_order(changes) if len(changes) > 1 else list(changes)
-    sections = [change_section(c, str(reports.get(c.issue.id, ""))) for c in ordered]
+    sections = [
+        with_tenants(
+            change_section(c, str(reports.get(c.issue.id, ""))), tenants.get(c.issue.id, ())
+        )
+        for c in ordered
+    ]
     attachments = tuple(reports[c.issue.id] for c in ordered if c.issue.id in reports)
     if len(sections) == 1:
         message = _message(sections[0].headline, sections, digest=False)
     else:
         ids = [s.issue_id for s in sections]
         shown = ", ".join(ids[:6]) + (f" and {len(ids) - 6} more" if len(ids) > 6 else "")
-        title = f"Microsoft 365 service health: {len(ids)} changes ({shown})"
+        title = digest_title(
+            f"Microsoft 365 service health: {len(ids)} changes ({shown})", sections
+        )
         message = _message(title, sections, digest=True)
     return replace(message, attachments=attachments) if attachments else message
 
@@ -210,12 +226,13 @@ def _document(heading: str, sections: Sequence[Section], post_limit: int, kind: 
         accent = COLOURS[section.notify_type]
         if compact:
             units.append(Block((section.headline,), heading=3, accent=accent))
-            units.append(Block(("\n".join([section.title, *section.lines]),)))
+            lines = [section.title, *section.tenant_lines(chat=False), *section.lines]
+            units.append(Block(("\n".join(lines),)))
         else:
             units.append(Block((section.title,), heading=2, accent=accent))
             if section.lines:
                 units.append(Block(("\n".join(section.lines),)))
-            units.append(section.facts)
+            units.append(section.facts_for(chat=False))
             if section.impact:
                 units.append(Block((f"Impact: {section.impact}",)))
         if section.post:
@@ -320,14 +337,16 @@ def _markdown_message(heading: str, sections: Sequence[Section], post_limit: int
     for section in sections:
         if heading:
             lines = [f"**{_md_escape(section.headline)}**", _md_escape(section.title)]
-            parts.append("\n".join(lines + [_md_escape(x) for x in section.lines]))
+            more = [*section.tenant_lines(chat=True), *section.lines]
+            parts.append("\n".join(lines + [_md_escape(x) for x in more]))
         else:
             parts.append(f"**{_md_escape(section.title)}**")
             if section.lines:
                 parts.append("\n".join(_md_escape(x) for x in section.lines))
             parts.append(
                 "\n".join(
-                    f"**{_md_escape(f.label)}:** {_md_escape(f.value)}" for f in section.facts
+                    f"**{_md_escape(f.label)}:** {_md_escape(f.value)}"
+                    for f in section.facts_for(chat=True)
                 )
             )
             if section.impact:

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -150,6 +151,126 @@ def run_poll(
     nothing changed and nothing is owed; in that last case the file's time is
     refreshed instead.
     """
+    sender = _SenderOnce(make_sender)
+    with planned_poll(
+        sources=sources,
+        store=store,
+        sender=sender,
+        poll=poll,
+        targets=targets,
+        targets_fingerprint=targets_fingerprint,
+        now=now,
+        dry_run=dry_run,
+        notify_existing=notify_existing,
+        reports=reports,
+    ) as planned:
+        if dry_run:
+            return planned.preview()
+        sends = [(o, planned.render(o)) for o in planned.sends]
+        deliveries = deliver(
+            sender.checked() if sends else _NoSender(),
+            [(o.unit, message) for o, message in sends],
+            on_result=lambda i, result: planned.record(sends[i][0], result),
+        )
+        return planned.finish(deliveries)
+
+
+class _NoSender:
+    """Stands in for the sender when nothing is to be sent."""
+
+    def check(self) -> None:
+        """Nothing to check."""
+
+    def send(self, target: str, message: Message, *, url: int | None = None) -> SendResult:
+        raise AssertionError("nothing was to be sent")  # pragma: no cover
+
+
+class _SenderOnce:
+    """The sender, made and checked at most once (also across the tenants of one poll)."""
+
+    def __init__(self, make_sender: Callable[[], Sender]) -> None:
+        self._make = make_sender
+        self._sender: Sender | None = None
+        self._lock = threading.Lock()
+
+    def checked(self) -> Sender:
+        """The sender, its URLs checked: ConfigError naming a target whose URL is refused."""
+        with self._lock:
+            if self._sender is None:
+                sender = self._make()
+                sender.check()
+                self._sender = sender
+            return self._sender
+
+
+@dataclass
+class PlannedPoll:
+    """A tenant's poll once its plan is committed: what it owes, until delivery is done.
+
+    Lives inside :func:`planned_poll` (the state lock held); :meth:`record` writes
+    each unit's answer to the outbox as soon as it is known.
+    """
+
+    found: PollResult
+    sends: list[Outgoing]
+    feeds: Mapping[str, Feed[Any, Any]]
+    outbox: _Outbox
+    state_written: bool
+    previews: tuple[tuple[str, Message], ...] = ()
+    reports: Callable[[Sequence[Any]], Mapping[str, Path]] | None = None
+    _saved: Mapping[str, Path] | None = None
+
+    def saved(self) -> Mapping[str, Path]:
+        """The files ``reports`` saved for the changes about to be sent (asked once)."""
+        if self._saved is None:
+            self._saved = _saved_reports(self.reports, [c for o in self.sends for c in o.changes])
+        return self._saved
+
+    def render(self, item: Outgoing, tenants: Mapping[str, Sequence[str]] | None = None) -> Message:
+        """The message for one outgoing item (naming ``tenants`` by item id)."""
+        return self.feeds[item.feed].render(item.changes, self.saved(), tenants)
+
+    def record(self, item: Outgoing, result: SendResult) -> None:
+        """One unit's answer to one message, written to the outbox at once."""
+        self.outbox.record(item, result)
+
+    def preview(self) -> PollResult:
+        """The result of a dry run: what would be sent, nothing written."""
+        return replace(self.found, pending=len(self.previews), dry_run=True, previews=self.previews)
+
+    def finish(self, deliveries: Sequence[Delivery]) -> PollResult:
+        """Write what is left of the outbox; the poll's result."""
+        self.outbox.flush()
+        if not self.state_written:
+            self.outbox.store.touch()
+        return replace(
+            self.found,
+            deliveries=tuple(deliveries),
+            pending=self.outbox.pending,
+            state_written=self.state_written,
+        )
+
+
+@contextlib.contextmanager
+def planned_poll(
+    *,
+    sources: Sequence[FeedSource],
+    store: StateStorage,
+    sender: _SenderOnce,
+    poll: PollSettings,
+    targets: Sequence[TargetSettings],
+    targets_fingerprint: str,
+    now: datetime,
+    dry_run: bool = False,
+    notify_existing: bool = False,
+    reports: Callable[[Sequence[Any]], Mapping[str, Path]] | None = None,
+    tenant: str | None = None,
+) -> Iterator[PlannedPoll]:
+    """Fetch, plan and commit the plan under the state lock, held while inside.
+
+    What is owed is in :attr:`PlannedPoll.sends`; a dry run previews it (named with
+    ``tenant``, when given) and writes nothing.
+    """
     feeds = [s.feed for s in sources]
     with store.locked():
         state = store.load()
@@ -180,45 +301,29 @@ def run_poll(
 
         # Apprise checks the URLs when they changed (loading it costs ~0.4 s, so a quiet poll
         # with unchanged targets never does), and on every dry run.
-        sender: Sender | None = None
         if targets and (state.meta.targets_fingerprint != targets_fingerprint or dry_run):
-            sender = _checked(make_sender)
+            sender.checked()
             next_state = with_fingerprint(next_state, targets_fingerprint)
         owed = outgoing(next_state.outbox, targets, feeds)
         by_name = {feed.name: feed for feed in feeds}
+        sends = [o for o in owed if o.changes]
+        outbox = _Outbox(store, list(next_state.outbox), now)
         if dry_run:
+            names = {c.item_id: (tenant,) for o in sends for c in o.changes} if tenant else None
             previews = tuple(
-                (o.unit.label, by_name[o.feed].render(o.changes)) for o in owed if o.changes
+                (o.unit.label, by_name[o.feed].render(o.changes, None, names)) for o in sends
             )
-            return replace(found, pending=len(previews), dry_run=True, previews=previews)
-        if sender is None and any(o.changes for o in owed):
+            yield PlannedPoll(found, [], by_name, outbox, False, previews)
+            return
+        if sends:
             # Checked before anything is sent: a URL Apprise no longer accepts must not
             # stop the poll halfway, after other targets got what they will get again.
-            sender = _checked(make_sender)
-
-        sends = [o for o in owed if o.changes]
+            sender.checked()
         state_written = _commit_plan(
             store, state, next_state, plan.snapshots_changed, sending=bool(sends)
         )
-        outbox = _Outbox(store, list(next_state.outbox), now)
         outbox.settle_silent([o for o in owed if not o.changes])
-        deliveries: list[Delivery] = []
-        if sends:
-            assert sender is not None  # made above, as some message is owed
-            saved = _saved_reports(reports, [c for o in sends for c in o.changes])
-            messages = [(o.unit, by_name[o.feed].render(o.changes, saved)) for o in sends]
-            deliveries = deliver(
-                sender, messages, on_result=lambda i, result: outbox.record(sends[i], result)
-            )
-        outbox.flush()
-        if not state_written:
-            store.touch()
-        return replace(
-            found,
-            deliveries=tuple(deliveries),
-            pending=outbox.pending,
-            state_written=state_written,
-        )
+        yield PlannedPoll(found, sends, by_name, outbox, state_written, reports=reports)
 
 
 def _read(
@@ -249,12 +354,6 @@ def _saved_reports(
     except Exception as error:  # the messages go out without the files
         log.warning("the files saved for these changes were not looked up: %s", error)
         return {}
-
-
-def _checked(make_sender: Callable[[], Sender]) -> Sender:
-    sender = make_sender()
-    sender.check()
-    return sender
 
 
 def _commit_plan(

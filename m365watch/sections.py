@@ -9,7 +9,7 @@ title line, what changed, the facts and the newest post of one issue make a
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from m365watch.diff import ChangeKind, IssueChange
@@ -165,6 +165,56 @@ class Section:
     post_heading: str = ""
     post: tuple[Block, ...] = ()
     issue_id: str = ""
+    tenants: tuple[str, ...] = ()  # [[tenants]] names it happened in (empty: one plain tenant)
+
+    def facts_for(self, *, chat: bool) -> tuple[Fact, ...]:
+        """The facts, led by the tenants (the first ten in ``chat``, all elsewhere)."""
+        if not self.tenants:
+            return self.facts
+        label = "Tenant" if len(self.tenants) == 1 else "Tenants"
+        return (Fact(label, tenant_list(self.tenants, chat=chat)), *self.facts)
+
+    def tenant_lines(self, *, chat: bool) -> tuple[str, ...]:
+        """The tenants as a line of a digest's compact entry (none without tenants)."""
+        if not self.tenants:
+            return ()
+        fact = self.facts_for(chat=chat)[0]
+        return (f"{fact.label}: {fact.value}",)
+
+
+CHAT_TENANTS = 10  # tenants a chat message names before "+N more"
+
+
+def tenant_list(names: Sequence[str], *, chat: bool) -> str:
+    """``contoso, fabrikam``; in chat the first ten and ``+N more``."""
+    shown = list(names[:CHAT_TENANTS]) if chat else list(names)
+    more = len(names) - len(shown)
+    return ", ".join(shown) + (f" +{more} more" if more else "")
+
+
+def tenant_label(names: Sequence[str]) -> str:
+    """What a title is prefixed with: ``contoso: `` or ``3 tenants: `` (empty without tenants)."""
+    if not names:
+        return ""
+    return f"{names[0]}: " if len(names) == 1 else f"{len(names)} tenants: "
+
+
+def with_tenants(section: Section, names: Sequence[str]) -> Section:
+    """``section`` labelled with the tenants it happened in (unchanged for none)."""
+    names = tuple(clean_text(n) for n in names)
+    if not names:
+        return section
+    return replace(section, headline=tenant_label(names) + section.headline, tenants=names)
+
+
+def digest_title(title: str, sections: Sequence[Section]) -> str:
+    """A digest's title, prefixed with its tenant when every change is from the same one."""
+    tenants = {s.tenants for s in sections}
+    if len(tenants) == 1:
+        (names,) = tenants
+        if len(names) == 1:
+            return tenant_label(names) + title
+    return title
 
 
 REPORT_SAVED_LABEL = "Post-incident report: saved to"

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from m365watch.errors import ConfigError
@@ -25,6 +26,7 @@ CLOUD_NAMES: tuple[str, ...] = tuple(CLOUDS)
 DEFAULT_ALERT_AFTER = 3
 # Seconds a poll waits for another one's lock: here, so --help can show it without the store.
 DEFAULT_LOCK_WAIT = 10.0
+DEFAULT_CONCURRENCY = 8
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
@@ -41,6 +43,13 @@ class TenantSettings:
     cloud: str = "global"
     authority: str | None = None
     graph_endpoint: str | None = None
+    # The [[tenants]] label ("contoso"); None for the single [tenant] of a plain configuration.
+    name: str | None = None
+
+    @property
+    def admin_consent_url(self) -> str:
+        """Where an admin of this tenant grants (or grants again) the app's consent."""
+        return f"{self.endpoints[0]}/{self.tenant_id}/adminconsent?client_id={self.client_id}"
 
     @property
     def endpoints(self) -> tuple[str, str]:
@@ -56,6 +65,7 @@ class PollSettings:
     services: tuple[str, ...] = ()
     classifications: tuple[str, ...] = CLASSIFICATIONS
     notify_existing: bool = False
+    concurrency: int = DEFAULT_CONCURRENCY  # tenants polled at once
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,12 @@ class TargetSettings:
     classifications: tuple[str, ...] = ()
     events: tuple[str, ...] = ()
     digest: bool = False
+    tenants: tuple[str, ...] = ()  # [[tenants]] names; empty = every tenant
+    group_tenants: bool = False  # one message per issue per poll naming every tenant
+
+    def covers(self, tenant: str | None) -> bool:
+        """True when this target wants the changes of ``tenant`` (None: the only tenant)."""
+        return tenant is None or not self.tenants or tenant in self.tenants
 
     @property
     def schemes(self) -> tuple[str, ...]:
@@ -135,6 +151,51 @@ class Settings:
     messages: MessagesSettings | None = None
     source: Path | None = None
     warnings: tuple[str, ...] = ()
+    # [[tenants]]: each one's settings (``tenant`` is then None); empty for one [tenant].
+    tenants: tuple[TenantSettings, ...] = ()
+
+    @property
+    def many_tenants(self) -> bool:
+        """True when the configuration has [[tenants]] (even just one)."""
+        return bool(self.tenants)
+
+    @property
+    def tenant_name(self) -> str | None:
+        """The label of the tenant these settings are for (None: a plain configuration)."""
+        return self.tenant.name if self.tenant is not None else None
+
+    def for_tenants(self, names: Sequence[str] = ()) -> list[Settings]:
+        """One single-tenant view per tenant (those in ``names``; all when empty).
+
+        A plain configuration is its own one view. With [[tenants]] each view has its
+        tenant as ``tenant``, its own state file (so its own lock, outbox, health file
+        and token cache) in ``tenants/NAME/`` beside the configured state path, and
+        only the targets that cover it. ConfigError for a name that is not configured.
+        """
+        if not self.tenants:
+            if names:
+                raise ConfigError(
+                    f"--tenant {names[0]!r}: {self.source} has no [[tenants]], only one "
+                    "[tenant]; run without --tenant"
+                )
+            return [self]
+        known = {t.name: t for t in self.tenants}
+        for name in names:
+            if name not in known:
+                raise ConfigError(
+                    f"no tenant is named {name!r}: the tenants are {', '.join(map(str, known))}"
+                )
+        return [
+            replace(
+                self,
+                tenant=tenant,
+                tenants=(),
+                state_path=tenant_state_path(self.state_path, str(tenant.name)),
+                targets=tuple(t for t in self.targets if t.covers(tenant.name)),
+            )
+            for tenant in self.tenants
+            if not names or tenant.name in names
+        ]
 
     @property
     def targets_fingerprint(self) -> str:
@@ -148,12 +209,21 @@ class Settings:
 
     def require_tenant(self) -> TenantSettings:
         """The [tenant] table; ConfigError when the configuration has none."""
+        if self.tenant is None and self.tenants:
+            raise ConfigError(
+                f"{self.source} has [[tenants]]: this needs one tenant (use --tenant NAME)"
+            )
         if self.tenant is None:
             raise ConfigError(
                 f"{self.source} has no [tenant] table: add tenant_id, client_id and "
                 "client_secret or certificate_path (see config.example.toml)"
             )
         return self.tenant
+
+
+def tenant_state_path(state_path: Path, name: str) -> Path:
+    """Where the state of the [[tenants]] entry ``name`` lives: ``tenants/NAME/`` beside it."""
+    return state_path.parent / "tenants" / name / state_path.name
 
 
 def scheme_of(url: str) -> str:

@@ -282,7 +282,7 @@ TENANT_KEYS = (
     "authority, certificate_password, certificate_path, client_id, client_secret, cloud, "
     "graph_endpoint, tenant_id"
 )
-NOTIFY_KEYS = "classifications, digest, events, name, services, url, urls"
+NOTIFY_KEYS = "classifications, digest, events, group_tenants, name, services, tenants, url, urls"
 EVENT_VALUES = (
     "new, status, post, classification, resolved, reopened, pir, "
     "message-new, message-updated, message-due, watcher"
@@ -468,11 +468,11 @@ BAD_CONFIGS: list[tuple[str, Callable[[dict[str, Any]], None], dict[str, str], l
     ("tenant-not-a-table", set_in("tenant", "contoso"), {}, ["[tenant] must be a table"]),
     (
         "unknown-top-level-key",
-        set_in("tenants", {}),
+        set_in("tenantz", {}),
         {},
         [
-            "unknown key 'tenants' in top level",
-            "valid keys are feed, health, messages, metrics, notify, pir, poll, state, tenant",
+            "unknown key 'tenantz' in top level",
+            "valid keys are feed, health, messages, metrics, notify, pir, poll, state, tenant, tenants",
         ],
     ),
     (
@@ -493,7 +493,7 @@ BAD_CONFIGS: list[tuple[str, Callable[[dict[str, Any]], None], dict[str, str], l
         {},
         [
             "unknown key 'service' in [poll]",
-            "valid keys are classifications, notify_existing, services",
+            "valid keys are classifications, concurrency, notify_existing, services",
         ],
     ),
     (

@@ -66,7 +66,7 @@ def attachment(title: str, heading: str, sections: Sequence[Section], kind: str)
         detailed = sections if len(sections) * 2 + 1 <= SLACK_MAX_BLOCKS else sections[:20]
         for section in detailed:
             lines = [f"*{_escape(section.headline)}*", _escape(section.title)]
-            lines += [_escape(x) for x in section.lines]
+            lines += [_escape(x) for x in [*section.tenant_lines(chat=True), *section.lines]]
             if section.post:
                 lines.append(_post(section, DIGEST_EXCERPT_LIMIT))
             lines.append(f"<{section.url}|{CHAT_LINK_LABEL}>")
@@ -86,7 +86,7 @@ def attachment(title: str, heading: str, sections: Sequence[Section], kind: str)
                 "type": "section",
                 "fields": [
                     {"type": "mrkdwn", "text": f"*{f.label}*\n{_escape(f.value)}"}
-                    for f in section.facts[:10]
+                    for f in section.facts_for(chat=True)[:10]
                 ],
             }
         )

@@ -75,7 +75,7 @@ def _lines(lines: Iterable[str], **style: Any) -> list[dict[str, Any]]:
 def _change_body(section: Section, post_limit: int) -> list[dict[str, Any]]:
     """The body of a one-change card: what changed, the FactSet, impact, the newest post."""
     items = _lines(section.lines, weight="Bolder")
-    facts = [{"title": f.label, "value": _escape(f.value)} for f in section.facts]
+    facts = [{"title": f.label, "value": _escape(f.value)} for f in section.facts_for(chat=True)]
     items.append({"type": "FactSet", "facts": facts})
     if section.impact:
         items.append(_text_block(f"**Impact:** {_escape(section.impact)}"))
@@ -94,7 +94,7 @@ def _digest_entry(section: Section, post_limit: int) -> dict[str, Any]:
             color=TEAMS_STYLES[section.notify_type],
         ),
         _text_block(_escape(section.title), spacing="Small"),
-        *_lines(section.lines, spacing="Small"),
+        *_lines([*section.tenant_lines(chat=True), *section.lines], spacing="Small"),
     ]
     if section.post and post_limit > 0:
         items.append(_post(section, post_limit))

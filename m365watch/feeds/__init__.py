@@ -91,12 +91,16 @@ class Feed(Protocol[ItemT, ChangeT]):
         ...
 
     def render(
-        self, changes: Sequence[ChangeT], reports: Mapping[str, Path] | None = None
+        self,
+        changes: Sequence[ChangeT],
+        reports: Mapping[str, Path] | None = None,
+        tenants: Mapping[str, Sequence[str]] | None = None,
     ) -> Message:
         """One message for one change, or a digest of several.
 
         ``reports`` maps item ids to files saved for them (post-incident reports): the
-        message says where each is and carries it as an attachment.
+        message says where each is and carries it as an attachment. ``tenants`` maps
+        item ids to the [[tenants]] names the change happened in: the message names them.
         """
         ...
 

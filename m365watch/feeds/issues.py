@@ -89,10 +89,13 @@ class IssuesFeed:
         )
 
     def render(
-        self, changes: Sequence[IssueChange], reports: Mapping[str, Path] | None = None
+        self,
+        changes: Sequence[IssueChange],
+        reports: Mapping[str, Path] | None = None,
+        tenants: Mapping[str, Sequence[str]] | None = None,
     ) -> Message:
         """One message per issue, or a digest (most severe first); ``reports``: saved PIRs."""
-        return render_digest(changes, reports)
+        return render_digest(changes, reports, tenants)
 
 
 ISSUES = IssuesFeed()

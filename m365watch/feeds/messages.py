@@ -26,7 +26,15 @@ from typing import Any
 from m365watch.messages import Message, render_sections
 from m365watch.models import format_timestamp, graph_text, parse_timestamp
 from m365watch.posts import Block, clean_text, text_blocks
-from m365watch.sections import INFO, WARNING, Fact, Section, format_time
+from m365watch.sections import (
+    INFO,
+    WARNING,
+    Fact,
+    Section,
+    digest_title,
+    format_time,
+    with_tenants,
+)
 from m365watch.settings import MessagesSettings, PollSettings, TargetSettings
 
 NAME = "messages"
@@ -470,10 +478,13 @@ class MessagesFeed:
         return change.matches(target.events)
 
     def render(
-        self, changes: Sequence[MessageChange], reports: Mapping[str, Path] | None = None
+        self,
+        changes: Sequence[MessageChange],
+        reports: Mapping[str, Path] | None = None,
+        tenants: Mapping[str, Sequence[str]] | None = None,
     ) -> Message:
-        """One message per post, or a digest of several."""
-        return render_message_changes(changes)
+        """One message per post, or a digest of several; ``tenants`` as for issues."""
+        return render_message_changes(changes, tenants)
 
 
 MESSAGES = MessagesFeed()
@@ -551,12 +562,18 @@ def message_section(change: MessageChange) -> Section:
     )
 
 
-def render_message_changes(changes: Sequence[MessageChange]) -> Message:
-    """One message for one post, or a digest listing several."""
-    sections = [message_section(c) for c in sorted(changes, key=lambda c: c.post.id)]
+def render_message_changes(
+    changes: Sequence[MessageChange], tenants: Mapping[str, Sequence[str]] | None = None
+) -> Message:
+    """One message for one post, or a digest listing several (naming ``tenants``)."""
+    tenants = tenants or {}
+    sections = [
+        with_tenants(message_section(c), tenants.get(c.post.id, ()))
+        for c in sorted(changes, key=lambda c: c.post.id)
+    ]
     if len(sections) == 1:
         return render_sections(sections[0].headline, sections, digest=False)
     ids = [s.issue_id for s in sections]
     shown = ", ".join(ids[:6]) + (f" and {len(ids) - 6} more" if len(ids) > 6 else "")
-    title = f"Microsoft 365 {LABEL}: {len(ids)} posts ({shown})"
+    title = digest_title(f"Microsoft 365 {LABEL}: {len(ids)} posts ({shown})", sections)
     return render_sections(title, sections, digest=True)
