@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from m365watch.poll import IssueSource, PollResult
     from m365watch.query import IssueDetail, StatusReport
     from m365watch.settings import Settings, TargetSettings
+    from m365watch.tenants import TenantsResult
     from m365watch.watcher import WatcherReport
 
 log = logging.getLogger("m365watch")
@@ -283,6 +284,17 @@ def _seconds(click_ctx: click.Context, param: click.Parameter, value: float) -> 
     return value
 
 
+def tenant_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``--tenant NAME`` (repeatable): only these [[tenants]]."""
+    return click.option(
+        "--tenant",
+        "tenant_names",
+        multiple=True,
+        metavar="NAME",
+        help="Only this [[tenants]] entry (repeat for several); default: every tenant.",
+    )(function)
+
+
 def lock_wait_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The ``--lock-wait SECONDS`` option of the commands that poll."""
     return click.option(
@@ -332,11 +344,33 @@ def main(click_ctx: click.Context, config: Path | None, verbose: int, quiet: boo
     help="On the first run, also send the issues that are already open.",
 )
 @lock_wait_option("How long to wait for another running poll before exiting 75.")
+@tenant_option
 @click.pass_obj
 @guarded
-def poll(ctx: Context, dry_run: bool, notify_existing: bool, lock_wait: float) -> int:
+def poll(
+    ctx: Context,
+    dry_run: bool,
+    notify_existing: bool,
+    lock_wait: float,
+    tenant_names: tuple[str, ...],
+) -> int:
     """Fetch service-health issues once and send what is new or changed."""
     settings = ctx.settings()
+    if settings.many_tenants:
+        many, reports = poll_tenants(
+            settings,
+            names=tenant_names,
+            quiet=ctx.quiet,
+            dry_run=dry_run,
+            notify_existing=notify_existing,
+            lock_wait=lock_wait,
+        )
+        print_tenants_result(many, settings, quiet=ctx.quiet)
+        errors = [t for t in many.tenants if t.error or (t.result and t.result.errors)]
+        if errors:
+            return EXIT_RUNTIME  # the other tenants were polled and delivered
+        return EXIT_DELIVERY if many.failed or any(r.failed for r in reports) else 0
+    settings.for_tenants(tenant_names)  # --tenant without [[tenants]]: a usage error
     result, watcher = poll_with_health(
         settings,
         quiet=ctx.quiet,
@@ -387,6 +421,174 @@ def poll_once(
             settings, report_source if report_source is not None else issues
         ),
     )
+
+
+def poll_tenants(
+    settings: Settings,
+    *,
+    names: tuple[str, ...] = (),
+    quiet: bool = False,
+    dry_run: bool = False,
+    notify_existing: bool = False,
+    lock_wait: float = DEFAULT_LOCK_WAIT,
+    graphs: dict[str, Any] | None = None,
+) -> tuple[TenantsResult, list[WatcherReport]]:
+    """One poll of every tenant (or those ``names``): [[tenants]] polled together.
+
+    ``graphs`` (tenant name -> Graph client) keeps each tenant's signed-in client across
+    the polls of ``watch``; missing ones are built. Each tenant's watcher counts its own
+    failures and alerts naming it.
+    """
+    from m365watch.outputs import PollOutcome
+    from m365watch.poll import (
+        FeedSource,
+        PlannedPoll,
+        SenderOnce,
+        issues_from,
+        messages_from,
+        planned_poll,
+    )
+    from m365watch.tenants import TenantJob, run_tenant_polls
+    from m365watch.watcher import watched_poll
+
+    views = settings.for_tenants(names)
+    started = wiring.utc_now()
+    graphs = {} if graphs is None else graphs
+    for view in views:
+        name = str(view.tenant_name)
+        if name not in graphs:
+            graphs[name] = wiring.build_graph(view)
+    reports: list[WatcherReport] = []
+    reports_lock = threading.Lock()
+
+    def collect(report: WatcherReport) -> None:
+        with reports_lock:
+            reports.append(report)
+
+    def job(view: Settings) -> TenantJob:
+        name, graph = str(view.tenant_name), graphs[str(view.tenant_name)]
+
+        def plan(stack: contextlib.ExitStack[Any], sender: SenderOnce) -> PlannedPoll:
+            def plan_from(monitored: Any) -> PlannedPoll:
+                sources: list[FeedSource] = [issues_from(monitored)]
+                if view.messages is not None:
+                    sources.append(messages_from(graph, view.messages, started))
+                return stack.enter_context(
+                    planned_poll(
+                        sources=sources,
+                        store=wiring.build_state_store(view, lock_wait=lock_wait),
+                        sender=sender,
+                        poll=view.poll,
+                        targets=view.targets,
+                        targets_fingerprint=view.targets_fingerprint,
+                        now=started,
+                        dry_run=dry_run,
+                        notify_existing=notify_existing,
+                        reports=wiring.report_hook(view, graph),
+                        tenant=name,
+                    )
+                )
+
+            planned, _ = watched_poll(
+                plan_from,
+                graph,
+                wiring.build_watcher_store(view, lock_wait=lock_wait),
+                alert_after=view.alert_after,
+                targets=view.targets,
+                make_sender=lambda: wiring.build_sender(view),
+                now=wiring.utc_now,
+                on_report=collect,
+                record=not dry_run,
+                tenant=name,
+                consent_url=view.require_tenant().admin_consent_url,
+            )
+            return planned
+
+        return TenantJob(name, plan)
+
+    many = run_tenant_polls(
+        [job(view) for view in views],
+        make_sender=lambda: wiring.build_sender(settings),
+        targets=settings.targets,
+        concurrency=settings.poll.concurrency,
+        dry_run=dry_run,
+    )
+    for report in reports:
+        print_watcher_report(report, quiet=quiet)
+    finished = wiring.utc_now()
+    by_name = {str(v.tenant_name): v for v in views}
+    for outcome in many.tenants:
+        wiring.after_poll(
+            by_name[outcome.name],
+            PollOutcome(
+                started, finished, result=outcome.result, error=outcome.error, dry_run=dry_run
+            ),
+            graphs[outcome.name],
+        )
+    return many, reports
+
+
+def print_tenants_result(many: TenantsResult, settings: Settings, *, quiet: bool = False) -> None:
+    """The summary of a poll of many tenants: one Error line per failed tenant, then totals."""
+    from m365watch.watcher import looks_like_consent
+
+    by_name = {t.name: t for t in settings.tenants}
+    for outcome in many.tenants:
+        if outcome.error is not None:
+            tenant = by_name.get(outcome.name)
+            line = f"Error: tenant {outcome.name}: {first_line(outcome.error)}"
+            if tenant is not None and looks_like_consent(first_line(outcome.error)):
+                line += f" (an admin of the tenant grants consent at {tenant.admin_consent_url})"
+            click.echo(line, err=True)
+        elif outcome.result is not None:
+            for error in outcome.result.errors:
+                click.echo(f"Error: tenant {outcome.name}: {error}", err=True)
+            for dropped in outcome.result.dropped:
+                click.echo(
+                    f"Warning: tenant {outcome.name}: undelivered change {dropped.item_id} owed "
+                    f"to {dropped.target}, no longer configured for it, dropped",
+                    err=True,
+                )
+    for delivery in many.failed:
+        click.echo(
+            f"Warning: {delivery.issue_id} not delivered to {delivery.target}: "
+            f"{delivery.reason or 'failed'} (kept; retried next poll)",
+            err=True,
+        )
+    if many.dry_run:
+        for target, message in many.previews:
+            click.echo(f"--- would send to {target}: {message.title}")
+            click.echo(message.text)
+            click.echo()
+    if quiet:
+        return
+    polled = [t for t in many.tenants if t.result is not None]
+    for outcome in polled:
+        result = outcome.result
+        assert result is not None
+        if result.baseline:
+            recorded = "would record" if many.dry_run else "recorded"
+            click.echo(
+                f"{outcome.name}: first poll: {recorded} {result.issues_seen} issues as the "
+                "baseline."
+            )
+    changes = sum(len(t.result.changes) for t in polled if t.result is not None)
+    issues = sum(t.result.issues_seen for t in polled if t.result is not None)
+    pending = sum(t.result.pending for t in polled if t.result is not None)
+    sent = sum(1 for d in many.deliveries if d.ok)
+    failed_tenants = len(many.failed_tenants)
+    prefix = "Dry run: " if many.dry_run else ""
+    tail = f", {len(many.previews)} message(s) would be sent" if many.dry_run else ""
+    click.echo(
+        f"{prefix}{counted(len(many.tenants), 'tenant')} ({failed_tenants} failed), "
+        f"{issues} issues, {changes} change(s), {sent} message(s) sent, {len(many.failed)} failed, "
+        f"{pending} delivery(ies) pending{tail}."
+    )
+
+
+def counted(number: int, noun: str) -> str:
+    """``1 tenant``, ``3 tenants``."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def print_poll_result(result: PollResult, *, quiet: bool = False) -> None:

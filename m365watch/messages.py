@@ -37,6 +37,7 @@ from m365watch.sections import (
     digest_title,
     format_time,
     post_parts,
+    tenant_label,
     with_tenants,
     worst_type,
 )
@@ -140,41 +141,72 @@ def render_test(target: str, now: datetime, *, version: str = "") -> Message:
     return _message(title, [section], digest=False)
 
 
-def render_watcher_down(reason: str, failures: int, since: datetime | None) -> Message:
-    """The one alert sent when polls keep failing: what fails, since when, what to run."""
+def render_watcher_down(
+    reason: str,
+    failures: int,
+    since: datetime | None,
+    *,
+    tenant: str | None = None,
+    consent_url: str | None = None,
+) -> Message:
+    """The one alert sent when polls keep failing: what fails, since when, what to run.
+
+    ``tenant`` (a [[tenants]] name) is named; ``consent_url`` is where its admin grants
+    consent again, said when the failure looks like withdrawn consent.
+    """
+    label = tenant_label([clean_text(tenant)]) if tenant else ""
+    lines = [
+        f"{failures} polls in a row have failed, the first at {format_time(since)}. "
+        + (
+            f"Service-health changes of the tenant {clean_text(tenant)} are not being watched "
+            "until this is fixed."
+            if tenant
+            else "Service-health changes are not being watched until this is fixed."
+        ),
+    ]
+    if consent_url:
+        lines.append(
+            f"If the tenant's admin consent was withdrawn, an administrator of the tenant grants "
+            f"it again at {consent_url}"
+        )
+    lines.append(
+        "Run m365watch doctor on its host to see what is wrong. You will get one message "
+        "when it works again; nothing is lost meanwhile."
+    )
+    facts = [Fact("Failed polls", str(failures)), Fact("Failing since", format_time(since))]
+    if tenant:
+        facts.insert(0, Fact("Tenant", clean_text(tenant)))
     section = Section(
-        headline=WATCHER_DOWN_TITLE,
-        title=f"{WATCHER_DOWN_TITLE}: {clean_text(reason)}",
-        lines=(
-            f"{failures} polls in a row have failed, the first at {format_time(since)}. "
-            "Service-health changes are not being watched until this is fixed.",
-            "Run m365watch doctor on its host to see what is wrong. You will get one message "
-            "when it works again; nothing is lost meanwhile.",
-        ),
-        facts=(
-            Fact("Failed polls", str(failures)),
-            Fact("Failing since", format_time(since)),
-        ),
+        headline=label + WATCHER_DOWN_TITLE,
+        title=f"{label}{WATCHER_DOWN_TITLE}: {clean_text(reason)}",
+        lines=tuple(lines),
+        facts=tuple(facts),
         url=SERVICE_HEALTH_URL,
         notify_type=FAILURE,
     )
-    return _message(WATCHER_DOWN_TITLE, [section], digest=False)
+    return _message(label + WATCHER_DOWN_TITLE, [section], digest=False)
 
 
-def render_watcher_up(since: datetime | None, now: datetime) -> Message:
-    """The one message sent when a poll succeeds again after the alert."""
+def render_watcher_up(
+    since: datetime | None, now: datetime, *, tenant: str | None = None
+) -> Message:
+    """The one message sent when a poll succeeds again after the alert (naming ``tenant``)."""
+    label = tenant_label([clean_text(tenant)]) if tenant else ""
+    facts = [Fact("Failing since", format_time(since)), Fact("Working since", format_time(now))]
+    if tenant:
+        facts.insert(0, Fact("Tenant", clean_text(tenant)))
     section = Section(
-        headline=WATCHER_UP_TITLE,
-        title=WATCHER_UP_TITLE,
+        headline=label + WATCHER_UP_TITLE,
+        title=label + WATCHER_UP_TITLE,
         lines=(
             f"m365watch reached Microsoft Graph again at {format_time(now)}, after failing "
             f"since {format_time(since)}. Changes made meanwhile are sent as usual.",
         ),
-        facts=(Fact("Failing since", format_time(since)), Fact("Working since", format_time(now))),
+        facts=tuple(facts),
         url=SERVICE_HEALTH_URL,
         notify_type=SUCCESS,
     )
-    return _message(WATCHER_UP_TITLE, [section], digest=False)
+    return _message(label + WATCHER_UP_TITLE, [section], digest=False)
 
 
 def render_sections(title: str, sections: Sequence[Section], *, digest: bool) -> Message:

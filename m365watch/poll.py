@@ -151,7 +151,7 @@ def run_poll(
     nothing changed and nothing is owed; in that last case the file's time is
     refreshed instead.
     """
-    sender = _SenderOnce(make_sender)
+    sender = SenderOnce(make_sender)
     with planned_poll(
         sources=sources,
         store=store,
@@ -185,7 +185,7 @@ class _NoSender:
         raise AssertionError("nothing was to be sent")  # pragma: no cover
 
 
-class _SenderOnce:
+class SenderOnce:
     """The sender, made and checked at most once (also across the tenants of one poll)."""
 
     def __init__(self, make_sender: Callable[[], Sender]) -> None:
@@ -216,27 +216,34 @@ class PlannedPoll:
     feeds: Mapping[str, Feed[Any, Any]]
     outbox: _Outbox
     state_written: bool
-    previews: tuple[tuple[str, Message], ...] = ()
+    dry_run: bool = False
+    tenant: str | None = None  # the [[tenants]] name its messages are labelled with
     reports: Callable[[Sequence[Any]], Mapping[str, Path]] | None = None
     _saved: Mapping[str, Path] | None = None
 
     def saved(self) -> Mapping[str, Path]:
         """The files ``reports`` saved for the changes about to be sent (asked once)."""
+        if self.dry_run:
+            return {}
         if self._saved is None:
             self._saved = _saved_reports(self.reports, [c for o in self.sends for c in o.changes])
         return self._saved
 
     def render(self, item: Outgoing, tenants: Mapping[str, Sequence[str]] | None = None) -> Message:
-        """The message for one outgoing item (naming ``tenants`` by item id)."""
+        """The message for one outgoing item, naming ``tenants`` by item id (default: its own)."""
+        if tenants is None and self.tenant is not None:
+            tenants = {c.item_id: (self.tenant,) for c in item.changes}
         return self.feeds[item.feed].render(item.changes, self.saved(), tenants)
 
     def record(self, item: Outgoing, result: SendResult) -> None:
         """One unit's answer to one message, written to the outbox at once."""
         self.outbox.record(item, result)
 
-    def preview(self) -> PollResult:
-        """The result of a dry run: what would be sent, nothing written."""
-        return replace(self.found, pending=len(self.previews), dry_run=True, previews=self.previews)
+    def preview(self, previews: Sequence[tuple[str, Message]] | None = None) -> PollResult:
+        """A dry run's result: what would be sent (default: its own sends), nothing written."""
+        if previews is None:
+            previews = [(o.unit.label, self.render(o)) for o in self.sends]
+        return replace(self.found, pending=len(previews), dry_run=True, previews=tuple(previews))
 
     def finish(self, deliveries: Sequence[Delivery]) -> PollResult:
         """Write what is left of the outbox; the poll's result."""
@@ -256,7 +263,7 @@ def planned_poll(
     *,
     sources: Sequence[FeedSource],
     store: StateStorage,
-    sender: _SenderOnce,
+    sender: SenderOnce,
     poll: PollSettings,
     targets: Sequence[TargetSettings],
     targets_fingerprint: str,
@@ -309,11 +316,7 @@ def planned_poll(
         sends = [o for o in owed if o.changes]
         outbox = _Outbox(store, list(next_state.outbox), now)
         if dry_run:
-            names = {c.item_id: (tenant,) for o in sends for c in o.changes} if tenant else None
-            previews = tuple(
-                (o.unit.label, by_name[o.feed].render(o.changes, None, names)) for o in sends
-            )
-            yield PlannedPoll(found, [], by_name, outbox, False, previews)
+            yield PlannedPoll(found, sends, by_name, outbox, False, dry_run=True, tenant=tenant)
             return
         if sends:
             # Checked before anything is sent: a URL Apprise no longer accepts must not
@@ -323,7 +326,9 @@ def planned_poll(
             store, state, next_state, plan.snapshots_changed, sending=bool(sends)
         )
         outbox.settle_silent([o for o in owed if not o.changes])
-        yield PlannedPoll(found, sends, by_name, outbox, state_written, reports=reports)
+        yield PlannedPoll(
+            found, sends, by_name, outbox, state_written, tenant=tenant, reports=reports
+        )
 
 
 def _read(

@@ -192,6 +192,10 @@ class Settings:
                 tenants=(),
                 state_path=tenant_state_path(self.state_path, str(tenant.name)),
                 targets=tuple(t for t in self.targets if t.covers(tenant.name)),
+                # Each tenant's post-incident reports in a folder of its own.
+                pir=replace(self.pir, directory=self.pir.directory / str(tenant.name))
+                if self.pir is not None
+                else None,
             )
             for tenant in self.tenants
             if not names or tenant.name in names

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -127,6 +128,15 @@ class WatcherReport:
         return tuple(d for d in self.deliveries if not d.ok)
 
 
+# Sign-in or Graph refusals that an admin fixes by granting the app's consent (again).
+_CONSENT = re.compile(r"AADSTS(700016|7000229|65001)\b|\b40[13]\b|consent", re.IGNORECASE)
+
+
+def looks_like_consent(reason: str) -> bool:
+    """True when a failure reads like missing or withdrawn admin consent."""
+    return bool(_CONSENT.search(reason))
+
+
 def watcher_targets(targets: Sequence[TargetSettings]) -> tuple[str, ...]:
     """Names of the targets that asked for watcher messages, in configuration order."""
     return tuple(t.name for t in targets if WATCHER_EVENT in t.events)
@@ -140,8 +150,14 @@ def record_failure(
     targets: Sequence[TargetSettings],
     make_sender: Callable[[], Sender],
     now: datetime,
+    tenant: str | None = None,
+    consent_url: str | None = None,
 ) -> WatcherReport:
-    """Count one poll that could not reach Graph; alert watcher targets from ``alert_after``."""
+    """Count one poll that could not reach Graph; alert watcher targets from ``alert_after``.
+
+    ``tenant`` names the [[tenants]] entry in the alert; ``consent_url`` is given in it
+    when the reason looks like withdrawn consent.
+    """
     with store.locked():
         record = WatcherRecord.from_json(store.load())
         watchers = watcher_targets(targets)
@@ -156,7 +172,10 @@ def record_failure(
         owed = [t for t in watchers if t not in record.told_down]
         if record.failures >= alert_after and owed:
             since = parse_timestamp(record.failing_since)
-            message = render_watcher_down(reason, record.failures, since)
+            consent = consent_url if consent_url and looks_like_consent(reason) else None
+            message = render_watcher_down(
+                reason, record.failures, since, tenant=tenant, consent_url=consent
+            )
             deliveries = _send(make_sender, owed, message)
             told = {d.target for d in deliveries if d.ok}
             record = replace(
@@ -174,6 +193,7 @@ def record_success(
     targets: Sequence[TargetSettings],
     make_sender: Callable[[], Sender],
     now: datetime,
+    tenant: str | None = None,
 ) -> WatcherReport:
     """Note a poll that reached Graph; tell the targets that heard of the failure.
 
@@ -188,7 +208,7 @@ def record_success(
         deliveries: tuple[Delivery, ...] = ()
         if owed:
             since = parse_timestamp(record.outage_since or record.failing_since)
-            deliveries = _send(make_sender, owed, render_watcher_up(since, now))
+            deliveries = _send(make_sender, owed, render_watcher_up(since, now, tenant=tenant))
         told = {d.target for d in deliveries if d.ok}
         still_owed = tuple(t for t in owed if t not in told)
         updated = WatcherRecord(
@@ -226,6 +246,8 @@ def watched_poll(
     now: Callable[[], datetime],
     on_report: Callable[[WatcherReport], None],
     record: bool = True,
+    tenant: str | None = None,
+    consent_url: str | None = None,
 ) -> tuple[ResultT, WatcherReport]:
     """Run ``poll`` on ``source`` and count its outcome for the self-monitoring.
 
@@ -250,6 +272,8 @@ def watched_poll(
                         targets=targets,
                         make_sender=make_sender,
                         now=now(),
+                        tenant=tenant,
+                        consent_url=consent_url,
                     )
                 )
             )
@@ -257,7 +281,9 @@ def watched_poll(
     if not record:
         return result, WatcherReport()
     report = _tolerant(
-        lambda: record_success(store, targets=targets, make_sender=make_sender, now=now())
+        lambda: record_success(
+            store, targets=targets, make_sender=make_sender, now=now(), tenant=tenant
+        )
     )
     on_report(report)
     return result, report

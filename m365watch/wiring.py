@@ -379,7 +379,7 @@ def _update_metrics(
     record = next_record(
         _load_metrics_record(record_path),
         outcome,
-        tenant=settings.require_tenant().tenant_id,
+        tenant=settings.tenant_name or settings.require_tenant().tenant_id,
         state=state,
         services=services,
         request_codes=codes,

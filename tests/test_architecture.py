@@ -59,6 +59,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # What a command does, given its adapters: no adapter module, no adapter library.
     "use case": (
         "poll",
+        "tenants",
         "watcher",
         "query",
         "doctor",
