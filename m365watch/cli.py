@@ -925,12 +925,24 @@ def watch(ctx: Context, every: str, metrics_port: int | None, lock_wait: float) 
     # With [metrics] each poll also reads the health overviews: count them in the budget.
     requests_per_poll = wiring.graph_requests_per_poll(settings)
     check_interval(seconds, requests_per_poll)
-    # One client for the whole run: MSAL's app and token stay in memory between polls.
-    graph = wiring.build_graph(settings)
+    # One client per tenant for the whole run: MSAL's app and token stay in memory.
+    graphs: dict[str, Any] = {}
+    if not settings.many_tenants:
+        graphs[""] = wiring.build_graph(settings)
 
     def poll_and_print() -> None:
-        result, _ = poll_with_health(settings, quiet=ctx.quiet, source=graph, lock_wait=lock_wait)
+        if settings.many_tenants:
+            many, _ = poll_tenants(settings, quiet=ctx.quiet, lock_wait=lock_wait, graphs=graphs)
+            print_tenants_result(many, settings, quiet=ctx.quiet)
+            return
+        result, _ = poll_with_health(
+            settings, quiet=ctx.quiet, source=graphs[""], lock_wait=lock_wait
+        )
         print_poll_result(result, quiet=ctx.quiet)
+
+    def requests_made() -> int:
+        # Graph's budget is per app per tenant: the busiest tenant's count is what counts.
+        return max((g.request_count for g in graphs.values()), default=0)
 
     if not ctx.quiet:
         click.echo(
@@ -946,7 +958,7 @@ def watch(ctx: Context, every: str, metrics_port: int | None, lock_wait: float) 
         serving.enter_context(_stop_on_signals(stop))
         polls = keep_polling(
             poll_and_print,
-            requests_made=lambda: graph.request_count,
+            requests_made=requests_made,
             report_error=lambda text: click.echo(f"Error: {text}", err=True),
             every=seconds,
             requests_per_poll=requests_per_poll,
