@@ -61,6 +61,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "poll",
         "watcher",
         "query",
+        "message_query",
         "doctor",
         "watch",
         "demo",
