@@ -1098,7 +1098,8 @@ def doctor(ctx: Context) -> int:
     """Check the installation, one line per check with the fix.
 
     Configuration, credential (certificate expiry), sign-in, Graph permission (one
-    request), each notification URL (nothing is sent), state folder, clock.
+    request; with [messages] one more for ServiceMessage.Read.All), each notification
+    URL (nothing is sent), state folder, clock.
     """
     from m365watch.doctor import Status, counted, run_checks
 

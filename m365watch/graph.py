@@ -201,6 +201,20 @@ class GraphClient:
             )
         return body
 
+    def peek_messages(self) -> int:
+        """One request for at most one Message center post (``$top=1``, no paging): how many.
+
+        What ``doctor`` asks to learn that ServiceMessage.Read.All works.
+        """
+        url = f"{self._base}/messages?$top=1"
+        body = self._get_json(url, {}, self._budget(), None)
+        if not isinstance(body, dict) or not isinstance(body.get("value"), list):
+            self._fail(
+                f"Graph answered {_path(url)} without a 'value' list; "
+                "check that graph_endpoint points at Microsoft Graph"
+            )
+        return len(body["value"])
+
     def list_health_overviews(self) -> list[dict[str, Any]]:
         """Return the health overview of every service (one dict per service)."""
         # No Prefer header: Microsoft documents odata.maxpagesize only for issues
