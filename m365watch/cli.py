@@ -617,7 +617,9 @@ def _days(click_ctx: click.Context, param: click.Parameter, value: float | None)
 @click.option(
     "--category",
     type=click.Choice(["preventOrFixIssue", "planForChange", "stayInformed"], case_sensitive=False),
-    help="Only posts of this category (any case).",
+    metavar="CATEGORY",
+    help="Only posts of this category: preventOrFixIssue, planForChange or stayInformed "
+    "(any case).",
 )
 @click.option(
     "--service",
