@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from nagiosplugin import Range
 
     from m365watch.check import CheckQuery, CheckResult
+    from m365watch.message_query import MessageDetail, MessagesReport
     from m365watch.poll import IssueSource, PollResult
     from m365watch.query import IssueDetail, StatusReport
     from m365watch.settings import Settings, TargetSettings
@@ -93,8 +94,16 @@ EXIT_CODES: dict[str, tuple[tuple[int, str], ...]] = {
     "show": (
         (0, _SUCCESS),
         (EXIT_RUNTIME, _RUNTIME),
-        (EXIT_USAGE, "usage or configuration error, or not an issue id"),
-        (EXIT_NOT_FOUND, _NOT_FOUND),
+        (EXIT_USAGE, "usage or configuration error, or not an issue or post id"),
+        (EXIT_NOT_FOUND, "the issue or Message center post asked for does not exist"),
+    ),
+    "messages": (
+        (0, _SUCCESS),
+        (
+            EXIT_RUNTIME,
+            _RUNTIME + ";\n      with --cached, also no Message center posts in the state yet",
+        ),
+        (EXIT_USAGE, "usage or configuration error, or a --service that names no one service"),
     ),
     "pir": (
         (0, "the report was saved"),
@@ -680,20 +689,30 @@ def _note_cache_age(ctx: Context, cached_at: datetime | None, now: datetime) -> 
 
 
 def _print_answer(
-    ctx: Context, answer: StatusReport | IssueDetail, *, as_json: bool, cached: bool, now: datetime
+    ctx: Context,
+    answer: StatusReport | IssueDetail | MessagesReport | MessageDetail,
+    *,
+    as_json: bool,
+    cached: bool,
+    now: datetime,
 ) -> int:
-    """Print a status or show answer: JSON for scripts, else tables (rich is loaded only then)."""
+    """Print a query's answer: JSON for scripts, else tables (rich is loaded only then)."""
     if as_json:
         if cached:
             _note_cache_age(ctx, answer.cached_at, now)
         _print_json(answer.to_json())
         return 0
     from m365watch import tables
+    from m365watch.message_query import MessageDetail, MessagesReport
     from m365watch.query import StatusReport
 
     width, color = _output_style()
     if isinstance(answer, StatusReport):
         text = tables.render_status(answer, now=now, width=width, color=color)
+    elif isinstance(answer, MessagesReport):
+        text = tables.render_messages(answer, now=now, width=width, color=color)
+    elif isinstance(answer, MessageDetail):
+        text = tables.render_message(answer, now=now, width=width, color=color)
     else:
         text = tables.render_issue(answer, now=now, width=width, color=color)
     click.echo(text, nl=False)
@@ -754,25 +773,117 @@ def status(
 
 
 @main.command(epilog=exit_codes_help("show"))
-@click.argument("issue_id")
+@click.argument("issue_id", metavar="ID")
 @click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
 @click.option("--cached", is_flag=True, help=_CACHED_HELP)
 @click.pass_obj
 @guarded
 def show(ctx: Context, issue_id: str, as_json: bool, cached: bool) -> int:
-    """Show one issue: facts, impact, every update.
+    """Show one issue (facts, impact, every update) or one Message center post, whole.
 
-    ISSUE_ID is the id Microsoft gives it, such as EX1256020 (any case).
+    ID is the id Microsoft gives it, in any case: an issue's such as EX1256020, or a
+    Message center post's such as MC237349 (reading posts needs ServiceMessage.Read.All).
     """
+    from m365watch.message_query import (
+        is_message_request,
+        message_from_graph,
+        message_from_state,
+    )
     from m365watch.query import issue_from_graph, issue_from_state
 
     settings = ctx.settings()
     now = ctx.now()
-    if cached:
+    detail: IssueDetail | MessageDetail
+    if is_message_request(issue_id):
+        if cached:
+            detail = message_from_state(wiring.build_state_store(settings), issue_id, now=now)
+        else:
+            detail = message_from_graph(wiring.build_graph(settings), issue_id, now=now)
+    elif cached:
         detail = issue_from_state(wiring.build_state_store(settings), issue_id, now=now)
     else:
         detail = issue_from_graph(wiring.build_graph(settings), issue_id, now=now)
     return _print_answer(ctx, detail, as_json=as_json, cached=cached, now=now)
+
+
+def _days(click_ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """A number of days, 0 or more (fractions allowed); never nan or inf."""
+    if value is None:
+        return None
+    if not math.isfinite(value) or value < 0:
+        raise click.BadParameter(f"{value:g} is not a number of days, 0 or more.")
+    return value
+
+
+@main.command(epilog=exit_codes_help("messages"))
+@click.option(
+    "--category",
+    type=click.Choice(["preventOrFixIssue", "planForChange", "stayInformed"], case_sensitive=False),
+    metavar="CATEGORY",
+    help="Only posts of this category: preventOrFixIssue, planForChange or stayInformed "
+    "(any case).",
+)
+@click.option(
+    "--service",
+    "services",
+    multiple=True,
+    metavar="NAME",
+    help="Only posts naming this service, matched as `status --service` does (repeatable).",
+)
+@click.option("--major", "major_only", is_flag=True, help="Only major changes.")
+@click.option(
+    "--action-required",
+    is_flag=True,
+    help="Only posts with an act-by date that has not passed yet.",
+)
+@click.option(
+    "--since",
+    "since_days",
+    type=float,
+    callback=_days,
+    metavar="DAYS",
+    help="Only posts modified within the last DAYS days.",
+)
+@click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
+@click.option("--cached", is_flag=True, help=_CACHED_HELP)
+@click.pass_obj
+@guarded
+def messages(
+    ctx: Context,
+    category: str | None,
+    services: tuple[str, ...],
+    major_only: bool,
+    action_required: bool,
+    since_days: float | None,
+    as_json: bool,
+    cached: bool,
+) -> int:
+    """List Message center posts, newest first, with their act-by dates.
+
+    Reads every post (needs ServiceMessage.Read.All), whether [messages] is configured
+    or not; with --cached, the posts the last poll with [messages] recorded.
+    `m365watch show MC…` shows one whole.
+    """
+    from m365watch.message_query import (
+        MessagesQuery,
+        messages_from_graph,
+        messages_from_state,
+    )
+
+    settings = ctx.settings()
+    now = ctx.now()
+    query = MessagesQuery(
+        category=category,
+        services=services,
+        major_only=major_only,
+        action_required=action_required,
+        since_days=since_days,
+    )
+    if cached:
+        report = messages_from_state(wiring.build_state_store(settings), query, now=now)
+    else:
+        report = messages_from_graph(wiring.build_graph(settings), query, now=now)
+    return _print_answer(ctx, report, as_json=as_json, cached=cached, now=now)
 
 
 @main.command("test-notify", epilog=exit_codes_help("test-notify"))
@@ -1203,7 +1314,8 @@ def doctor(ctx: Context) -> int:
     """Check the installation, one line per check with the fix.
 
     Configuration, credential (certificate expiry), sign-in, Graph permission (one
-    request), each notification URL (nothing is sent), state folder, clock.
+    request; with [messages] one more for ServiceMessage.Read.All), each notification
+    URL (nothing is sent), state folder, clock.
     """
     from m365watch.doctor import Status, counted, run_checks
 

@@ -25,6 +25,8 @@ from m365watch.settings import Settings, TargetSettings, scheme_of
 from m365watch.watcher import WATCHER_EVENT, watcher_targets
 
 CERTIFICATE_WARNING = timedelta(days=30)
+# The check of ServiceMessage.Read.All, made only with [messages].
+MESSAGES_CHECK = "Message center permission"
 # Entra ID refuses client assertions more than 5 minutes off; warn well before.
 CLOCK_FAIL = timedelta(minutes=5)
 CLOCK_WARN = timedelta(minutes=1)
@@ -94,6 +96,9 @@ class SignInProbe(Protocol):
     def count_services(self) -> int:
         """Read the health overviews once (ServiceHealth.Read.All); how many services."""
 
+    def peek_messages(self) -> int:
+        """Read at most one Message center post once (ServiceMessage.Read.All); how many."""
+
     def last_clock_reading(self) -> ClockReading | None:
         """The Date header of the latest answer from Microsoft, if any came."""
 
@@ -117,8 +122,9 @@ class DoctorAdapters:
 def run_checks(config_path: Path, adapters: DoctorAdapters) -> Iterator[Check]:
     """Run doctor's checks in order, yielding each as it completes.
 
-    Configuration, credential, sign-in, Graph permission, each notification
-    URL, the state folder, and the clock against Microsoft's.
+    Configuration, credential, sign-in, Graph permission (and with ``[messages]`` the
+    Message center's), each notification URL, the state folder, and the clock against
+    Microsoft's.
     """
     now = adapters.now()
     try:
@@ -140,7 +146,7 @@ def run_checks(config_path: Path, adapters: DoctorAdapters) -> Iterator[Check]:
     reading = None
     if any(check.failed for check in credential):
         yield skipped("sign-in", "needs a working credential")
-        yield skipped("Graph permission", "needs a sign-in")
+        yield from _skipped_permissions(settings)
     else:
         with adapters.connect(settings) as probe:
             yield from _sign_in_checks(settings, probe)
@@ -171,7 +177,7 @@ def _sign_in_checks(settings: Settings, probe: SignInProbe) -> Iterator[Check]:
     sign_in = attempt("sign-in", sign_in_text)
     yield sign_in
     if sign_in.failed:
-        yield skipped("Graph permission", "needs a sign-in")
+        yield from _skipped_permissions(settings)
         return
     yield attempt(
         "Graph permission",
@@ -180,6 +186,20 @@ def _sign_in_checks(settings: Settings, probe: SignInProbe) -> Iterator[Check]:
             f"{counted(probe.count_services(), 'service')})"
         ),
     )
+    if settings.messages is not None:
+        # Its own permission and admin consent: a 403 here names ServiceMessage.Read.All.
+        yield attempt(MESSAGES_CHECK, lambda: _messages_readable(probe))
+
+
+def _messages_readable(probe: SignInProbe) -> str:
+    probe.peek_messages()
+    return "ServiceMessage.Read.All works (read the Message center)"
+
+
+def _skipped_permissions(settings: Settings) -> Iterator[Check]:
+    yield skipped("Graph permission", "needs a sign-in")
+    if settings.messages is not None:
+        yield skipped(MESSAGES_CHECK, "needs a sign-in")
 
 
 def credential_checks(

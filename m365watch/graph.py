@@ -25,7 +25,7 @@ from m365watch import __version__
 from m365watch.budget import EXCHANGE_SECONDS, FETCH_SECONDS, GRAPH_MAX_BYTES, REPORT_MAX_BYTES
 from m365watch.deadline import Deadline, ReadFailed, TimeUp, TooLarge, format_size, read_body
 from m365watch.errors import GraphError, NotFoundError
-from m365watch.models import is_issue_id
+from m365watch.models import is_issue_id, is_message_id
 from m365watch.redact import first_line, one_line, redact_secrets, redact_tokens
 
 logger = logging.getLogger(__name__)
@@ -189,6 +189,31 @@ class GraphClient:
         Needs the application permission ServiceMessage.Read.All (not ServiceHealth.Read.All).
         """
         return self._get_collection(f"{self._base}/messages", {"Prefer": PREFER_MAX_PAGE_SIZE})
+
+    def get_message(self, message_id: str) -> dict[str, Any]:
+        """Return one Message center post by id; NotFoundError when the tenant has no such post."""
+        _require_message_id(message_id)
+        not_found = f"Message center post {message_id} does not exist in this tenant"
+        body = self._get_json(f"{self._base}/messages/{message_id}", {}, self._budget(), not_found)
+        if not isinstance(body, dict):
+            self._fail(
+                f"Graph returned {type(body).__name__} instead of an object for {message_id}"
+            )
+        return body
+
+    def peek_messages(self) -> int:
+        """One request for at most one Message center post (``$top=1``, no paging): how many.
+
+        What ``doctor`` asks to learn that ServiceMessage.Read.All works.
+        """
+        url = f"{self._base}/messages?$top=1"
+        body = self._get_json(url, {}, self._budget(), None)
+        if not isinstance(body, dict) or not isinstance(body.get("value"), list):
+            self._fail(
+                f"Graph answered {_path(url)} without a 'value' list; "
+                "check that graph_endpoint points at Microsoft Graph"
+            )
+        return len(body["value"])
 
     def list_health_overviews(self) -> list[dict[str, Any]]:
         """Return the health overview of every service (one dict per service)."""
@@ -693,6 +718,16 @@ def _require_issue_id(issue_id: object) -> None:
         raise NotFoundError(
             f"{shown} is not a service health issue id: expected two to four letters "
             "followed by digits, such as EX1256020"
+        )
+
+
+def _require_message_id(message_id: object) -> None:
+    """NotFoundError, without a request, for anything that is not a Message center post id."""
+    if not isinstance(message_id, str) or not is_message_id(message_id):
+        shown = one_line(repr(message_id), 40)
+        raise NotFoundError(
+            f"{shown} is not a Message center post id: expected MC followed by digits, "
+            "such as MC237349"
         )
 
 

@@ -238,7 +238,11 @@ def _message(title: str, sections: Sequence[Section], *, digest: bool) -> Messag
 
 def post_text(post: Post, *, markdown_links: bool = False) -> str:
     """A post's text as readable plain text (or Markdown)."""
-    blocks = post_blocks(post)
+    return blocks_text(post_blocks(post), markdown_links=markdown_links)
+
+
+def blocks_text(blocks: Iterable[Block], *, markdown_links: bool = False) -> str:
+    """Paragraphs and bullets as readable plain text, links as ``text (url)`` (or Markdown)."""
     return _markdown_blocks(blocks) if markdown_links else _text_document(blocks)
 
 

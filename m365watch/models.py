@@ -193,6 +193,15 @@ def is_issue_id(text: str) -> bool:
     return _ISSUE_ID.fullmatch(text) is not None
 
 
+# "MC" then digits (MC54091, MC237349, MC1085564): a Message center post, not an issue.
+_MESSAGE_ID = re.compile(r"MC[0-9]{1,12}", re.ASCII | re.IGNORECASE)
+
+
+def is_message_id(text: str) -> bool:
+    """True when ``text`` is shaped like a Message center post id (MC237349), in any case."""
+    return _MESSAGE_ID.fullmatch(text) is not None
+
+
 # Control characters but tab and newline (C0, DEL, C1): text from Graph reaches terminals,
 # where ESC sequences could rewrite the screen; no real post needs them.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")

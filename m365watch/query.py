@@ -251,11 +251,11 @@ def status_from_state(store: StateSource, query: StatusQuery, *, now: datetime) 
     is that of its worst open issue, and only services with open issues appear.
     Issues the last poll no longer found in Graph's feed are left out.
     """
-    state = _load_state(store)
+    state = load_cached_state(store)
     snapshots = state.items(ISSUES.name).values()
     issues = [s.item for s in snapshots if s.missing_since is None]
     return build_status(
-        None, issues, query, now=now, source=SOURCE_CACHE, cached_at=_cached_at(store)
+        None, issues, query, now=now, source=SOURCE_CACHE, cached_at=cached_at_of(store)
     )
 
 
@@ -426,7 +426,7 @@ def issue_from_graph(source: HealthSource, issue_id: str, *, now: datetime) -> I
 
 def issue_from_state(store: StateSource, issue_id: str, *, now: datetime) -> IssueDetail:
     """Find one issue in the state file; NotFoundError (exit 4) when it is not there."""
-    state = _load_state(store)
+    state = load_cached_state(store)
     wanted = normalise_issue_id(issue_id)
     snapshots = state.items(ISSUES.name)
     snapshot = next((s for k, s in snapshots.items() if k.upper() == wanted), None)
@@ -439,7 +439,7 @@ def issue_from_state(store: StateSource, issue_id: str, *, now: datetime) -> Iss
         snapshot.item,
         generated=now,
         source=SOURCE_CACHE,
-        cached_at=_cached_at(store),
+        cached_at=cached_at_of(store),
         missing_since=snapshot.missing_since,
     )
 
@@ -463,7 +463,8 @@ def normalise_issue_id(issue_id: str) -> str:
 # -- freshness ----------------------------------------------------------------------------
 
 
-def _load_state(store: StateSource) -> State:
+def load_cached_state(store: StateSource) -> State:
+    """The state for a ``--cached`` answer; StateError (exit 1) when no poll has written one."""
     state = store.load()
     if not state.exists:
         raise StateError(
@@ -473,7 +474,8 @@ def _load_state(store: StateSource) -> State:
     return state
 
 
-def _cached_at(store: StateSource) -> datetime | None:
+def cached_at_of(store: StateSource) -> datetime | None:
+    """When the state was last written by a poll (its file's time), if known."""
     stamp = store.age_source()
     return datetime.fromtimestamp(stamp, tz=timezone.utc) if stamp is not None else None
 

@@ -1,6 +1,6 @@
-"""Terminal output of ``status`` and ``show``, drawn with rich.
+"""Terminal output of ``status``, ``show`` and ``messages``, drawn with rich.
 
-Imported only by those two commands (rich costs ~50 ms to import). Functions
+Imported only by those commands (rich costs ~50 ms to import). Functions
 return the finished text; the CLI prints it. Colour only when asked for (the
 CLI asks when stdout is a terminal); the layout fits the given width. Text
 from Microsoft goes in as ``rich.text.Text``, never as markup, so brackets in
@@ -20,6 +20,8 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from m365watch.feeds.messages import ServiceMessage
+from m365watch.message_query import MessageDetail, MessagesReport, acting_ahead, from_now
 from m365watch.models import Issue
 from m365watch.query import (
     SOURCE_CACHE,
@@ -126,6 +128,133 @@ def render_issue(detail: IssueDetail, *, now: datetime, width: int, color: bool)
     else:
         parts.append(Text("No updates from Microsoft yet.", style="dim"))
     return _to_text(parts, width, color)
+
+
+def render_messages(report: MessagesReport, *, now: datetime, width: int, color: bool) -> str:
+    """``m365watch messages`` for people: posts, newest first, with their act-by dates."""
+    parts: list[RenderableType | _Unwrapped] = []
+    if report.source == SOURCE_CACHE:
+        parts += [Text(cache_note(report.cached_at, now), style="dim"), Text()]
+    if not report.messages:
+        parts.append(Text("No Message center posts."))
+        return _to_text(parts, width, color)
+    heading = f"Message center posts, newest first ({len(report.messages)})"
+    parts += [Text(heading, style="bold"), _messages_table(report.messages, now, width)]
+    return _to_text(parts, width, color)
+
+
+def render_message(detail: MessageDetail, *, now: datetime, width: int, color: bool) -> str:
+    """``m365watch show MC…`` for people: facts, links, details, then the post's text."""
+    post = detail.post
+    parts: list[RenderableType | _Unwrapped] = []
+    if detail.source == SOURCE_CACHE:
+        parts += [Text(cache_note(detail.cached_at, now), style="dim")]
+        if detail.missing_since is not None:
+            parts.append(Text(missing_note(detail.missing_since, now), style="yellow"))
+        parts.append(Text())
+    heading = Text(f"{post.id} · Message center: ", style="bold")
+    heading.append(post.category_text, style=_severity_style(post))
+    parts += [heading, Text(post.title or "(untitled)", style="bold"), Text()]
+
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="dim", no_wrap=True)
+    facts.add_column()
+    rows: list[tuple[str, Text]] = [
+        ("Category", Text(post.category_text)),
+        ("Severity", Text(post.severity_text, style=_severity_style(post))),
+        ("Major change", Text(_yes_no(post.is_major))),
+        ("Services", Text(", ".join(post.services) or "none")),
+    ]
+    if post.tags:
+        rows.append(("Tags", Text(", ".join(post.tags))))
+    if post.act_by is not None:
+        rows.append(
+            ("Act by", Text(_when_either_way(post.act_by, now), style=_act_by_style(post, now)))
+        )
+    if post.start is not None:
+        rows.append(("Published", Text(_when_either_way(post.start, now))))
+    if post.end is not None:
+        rows.append(("Ends", Text(_when_either_way(post.end, now))))
+    rows.append(("Last updated", Text(_when(post.last_modified, now))))
+    for label, value in rows:
+        facts.add_row(label, value)
+    parts.append(facts)
+    parts.append(_Unwrapped(Text.assemble(("Admin center", "dim"), "  ", post.url)))
+
+    if post.details:
+        # Names Microsoft has not documented (ExternalLink, RoadmapIds…): shown as sent, whole.
+        parts += [Text(), Text("Details", style="bold")]
+        parts += [
+            _Unwrapped(Text.assemble((f"{d.name}:", "dim"), " ", d.value)) for d in post.details
+        ]
+    parts += [Text(), Text("The post", style="bold")]
+    text = detail.text
+    parts.append(_prose(text, width) if text else Text("(no text)", style="dim"))
+    return _to_text(parts, width, color)
+
+
+def _messages_table(posts: tuple[ServiceMessage, ...], now: datetime, width: int) -> Table:
+    """Title in its own column when there is room, else on a line under each post."""
+    cells = [
+        (
+            p.id,
+            p.category_text,
+            ", ".join(p.services) or "none",
+            _day(p.last_modified),
+            _day(p.act_by) if p.act_by is not None else "",
+        )
+        for p in posts
+    ]
+    headers = ("ID", "Category", "Services", "Updated", "Act by")
+    fixed = [max(cell_len(h), *(cell_len(row[n]) for row in cells)) for n, h in enumerate(headers)]
+    room = width - sum(fixed) - COLUMN_GAP * len(fixed)
+    longest = max(cell_len(p.title) for p in posts)
+    table = _table()
+    if room >= min(MIN_TITLE_COLUMN, longest):
+        for header in headers:
+            table.add_column(header, no_wrap=True)
+        table.add_column("Title", no_wrap=True, overflow="ellipsis", max_width=room)
+        for post, row in zip(posts, cells, strict=True):
+            table.add_row(
+                Text(row[0], style="bold"),
+                Text(row[1], style=_severity_style(post)),
+                Text(row[2]),
+                Text(row[3]),
+                Text(row[4], style=_act_by_style(post, now)),
+                Text(post.title),
+            )
+        return table
+    table.add_column("ID", no_wrap=True)
+    table.add_column("Post: category · services · updated · act by")
+    for post, row in zip(posts, cells, strict=True):
+        line = Text(f"{row[1]} · {row[2]} · {row[3]}", no_wrap=True, overflow="ellipsis")
+        if row[4]:
+            line.append(" · ")
+            line.append(f"act by {row[4]}", style=_act_by_style(post, now))
+        title = Text(post.title, no_wrap=True, overflow="ellipsis")
+        table.add_row(Text(row[0], style="bold"), Group(line, title))
+    return table
+
+
+def _day(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d") if value is not None else "unknown"
+
+
+def _yes_no(value: bool | None) -> str:
+    return "unknown" if value is None else ("yes" if value else "no")
+
+
+def _severity_style(post: ServiceMessage) -> str:
+    return {"critical": "bold red", "high": "red"}.get(post.severity.casefold(), "")
+
+
+def _act_by_style(post: ServiceMessage, now: datetime) -> str:
+    """An act-by date still ahead stands out; one that has passed is dim."""
+    return "bold yellow" if acting_ahead(post, now) else "dim"
+
+
+def _when_either_way(value: datetime, now: datetime) -> str:
+    return f"{format_time(value)} ({from_now(value, now)})"
 
 
 def _issues_heading(query: StatusQuery) -> str:

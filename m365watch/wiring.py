@@ -257,6 +257,13 @@ class _DoctorProbe:
         )
         return len(graph.list_health_overviews())
 
+    def peek_messages(self) -> int:
+        """One request for one Message center post, never retried."""
+        graph = build_graph(
+            self._settings, tokens=self._tokens, session=self._session, max_attempts=1
+        )
+        return graph.peek_messages()
+
     def last_clock_reading(self) -> ClockReading | None:
         """The latest answer's Date header, if Microsoft answered at all."""
         return self._readings[-1] if self._readings else None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -118,3 +120,36 @@ def resolved_incident(issue_id: str, status: str) -> dict[str, Any]:
         "lastModifiedDateTime": "2026-11-21T09:00:00Z",
         "posts": [],
     }
+
+
+# -- what a command loads ------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+_PROBE = """
+import json, runpy, sys
+sys.argv = ["m365watch", *json.loads(sys.argv[1])]
+code = 0
+try:
+    runpy.run_module("m365watch", run_name="__main__")
+except SystemExit as exc:
+    code = exc.code
+watched = ("msal", "requests", "apprise", "rich", "tinydb")
+print(json.dumps({"code": code, "loaded": [m for m in watched if m in sys.modules]}),
+      file=sys.stderr)
+"""
+
+
+def probe(*args: str) -> dict[str, Any]:
+    """Run m365watch in a fresh interpreter; which heavy modules did it import?"""
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, json.dumps(args)],
+        cwd=REPO,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "COLUMNS": "80"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    result: dict[str, Any] = json.loads(done.stderr.strip().splitlines()[-1])
+    return result

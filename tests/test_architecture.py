@@ -62,6 +62,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "tenants",
         "watcher",
         "query",
+        "message_query",
         "doctor",
         "watch",
         "demo",

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 import responses
@@ -29,6 +30,7 @@ from m365watch.doctor import (
 )
 from m365watch.settings import Settings
 from m365watch.wiring import build_tokens
+from tests.helpers import load_json
 from tests.identity import (
     CLIENT_ID,
     GLOBAL_HOST,
@@ -600,3 +602,84 @@ def test_the_checks_run_on_any_adapters_a_missing_tenant_skips_sign_in(tmp_path:
         (Status.PASS, "state folder"),
         (Status.SKIP, "clock"),
     ]
+
+
+# -- the Message center's permission (only with [messages]) ----------------------------------
+
+MESSAGES = "https://graph.microsoft.com/v1.0/admin/serviceAnnouncement/messages"
+
+
+def messages_calls(rsps: responses.RequestsMock) -> list[str]:
+    return [
+        c.request.url for c in rsps.calls if c.request.url and c.request.url.startswith(MESSAGES)
+    ]
+
+
+def test_with_messages_doctor_reads_one_post_and_says_the_permission_works(
+    tmp_path: Path, rsps: responses.RequestsMock
+) -> None:
+    config = write_config(tmp_path, extra="[messages]\n")
+    mock_identity(rsps)
+    graph_answers(rsps)
+    post = load_json("cli-microsoft365-message-list.json")["value"][0]
+    rsps.get(MESSAGES, json={"value": [post], "@odata.nextLink": f"{MESSAGES}?$skiptoken=1"})
+    result = invoke(config, "doctor")
+    assert result.exit_code == 0, result.output
+    out = lines(result.output)
+    assert out[3:5] == [
+        "✓ Graph permission: ServiceHealth.Read.All works (read the health of 2 services)",
+        "✓ Message center permission: ServiceMessage.Read.All works (read the Message center)",
+    ]
+    # One request for one post: the next page is never asked for.
+    assert [unquote(u) for u in messages_calls(rsps)] == [f"{MESSAGES}?$top=1"]
+
+
+def test_a_403_on_messages_names_the_permission_and_admin_consent(
+    tmp_path: Path, rsps: responses.RequestsMock
+) -> None:
+    config = write_config(tmp_path, extra="[messages]\n")
+    mock_identity(rsps)
+    graph_answers(rsps)
+    rsps.get(MESSAGES, status=403, json={"error": {"code": "Forbidden", "message": "no"}})
+    result = invoke(config, "doctor")
+    assert result.exit_code == 1
+    out = lines(result.output)
+    assert out[3].startswith("✓ Graph permission: ServiceHealth.Read.All works")
+    assert out[4] == (
+        "✗ Message center permission: Graph answered 403 Forbidden: grant the application "
+        "permission ServiceMessage.Read.All to the app registration and have an admin grant "
+        "consent"
+    )
+    assert len(messages_calls(rsps)) == 1  # never retried
+    assert out[-1] == "1 check(s) failed: fix them and run m365watch doctor again."
+
+
+def test_without_messages_there_is_no_such_check_and_no_request(
+    tmp_path: Path, rsps: responses.RequestsMock
+) -> None:
+    config = write_config(tmp_path)
+    mock_identity(rsps)
+    graph_answers(rsps)
+    rsps.get(MESSAGES, status=403, json={})
+    result = invoke(config, "doctor")
+    assert result.exit_code == 0, result.output
+    assert "Message center" not in result.output
+    assert messages_calls(rsps) == []
+
+
+def test_a_failed_sign_in_skips_the_messages_check_too(
+    tmp_path: Path, rsps: responses.RequestsMock
+) -> None:
+    config = write_config(tmp_path, extra="[messages]\n")
+    mock_identity(
+        rsps,
+        token_status=401,
+        token_body=aad_error(7000215, "invalid_client", "Invalid client secret provided."),
+    )
+    result = invoke(config, "doctor")
+    assert result.exit_code == 1
+    assert lines(result.output)[3:5] == [
+        "- Graph permission: not checked: needs a sign-in",
+        "- Message center permission: not checked: needs a sign-in",
+    ]
+    assert messages_calls(rsps) == []

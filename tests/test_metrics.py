@@ -17,9 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import responses
 from prometheus_client.parser import text_string_to_metric_families
 
+from m365watch import prometheus, wiring
 from m365watch.errors import GraphError
+from m365watch.feeds.messages import ServiceMessage
 from m365watch.models import STATUSES, Issue
 from m365watch.outputs import PollOutcome
 from m365watch.outputs.metrics import (
@@ -29,8 +32,10 @@ from m365watch.outputs.metrics import (
     record_from_json,
     record_to_json,
 )
-from m365watch.records import Entry, Owed, Snapshot, State, Unit
-from tests.helpers import free_port
+from m365watch.records import Entry, Meta, Owed, Snapshot, State, Unit
+from tests.command_line import invoke, write_config
+from tests.helpers import free_port, load_json
+from tests.identity import mock_identity
 from tests.installation import Installation, reset
 from tests.loopback import TENANT, FakeMicrosoft
 
@@ -342,3 +347,71 @@ def test_watch_counts_the_overviews_read_in_its_request_budget(
     assert refused.exit_code == 2
     assert "8 per poll" in refused.output
     assert fake.counts["graph"] == before  # refused before any poll
+
+
+# -- Message center: posts whose act-by date is still ahead ------------------------------------
+
+
+def post(post_id: str, act_by: datetime | None) -> ServiceMessage:
+    return ServiceMessage(id=post_id, title="a title that must never become a label", act_by=act_by)
+
+
+def test_messages_action_required_counts_act_by_dates_still_ahead() -> None:
+    gone = T0 - timedelta(hours=1)
+    state = State(
+        meta=Meta(baselines={"messages": T0 - timedelta(days=1)}),
+        snapshots={
+            "messages": {
+                "MC1": Snapshot(post("MC1", T0 + timedelta(days=30))),
+                "MC2": Snapshot(post("MC2", T0 + timedelta(minutes=1))),
+                "MC3": Snapshot(post("MC3", T0 - timedelta(days=1))),  # passed
+                "MC4": Snapshot(post("MC4", None)),
+                "MC5": Snapshot(post("MC5", T0 + timedelta(days=9)), missing_since=gone),
+            }
+        },
+    )
+    outcome = PollOutcome(T0 - timedelta(seconds=2), T0)
+    record = next_record(
+        MetricsRecord(), outcome, tenant="t", state=state, services={}, request_codes={}
+    )
+    assert record.messages_action_required == 2
+    parsed = parse(prometheus.render(families(record)).decode())
+    family = parsed["m365watch_messages_action_required"]
+    assert family.type == "gauge"
+    assert [(s.labels, s.value) for s in family.samples] == [({"tenant": "t"}, 2.0)]
+    assert record_from_json(json.loads(json.dumps(record_to_json(record)))) == record
+
+    # A state the Message center was never polled into: no such metric (not a calm 0).
+    without = next_record(
+        MetricsRecord(), outcome, tenant="t", state=State(), services={}, request_codes={}
+    )
+    assert without.messages_action_required is None
+    names = {
+        f.name
+        for f in text_string_to_metric_families(prometheus.render(families(without)).decode())
+    }
+    assert "m365watch_messages_action_required" not in names
+    # A record written before this metric existed still loads.
+    assert record_from_json({"version": 1}).messages_action_required is None
+
+
+def test_a_poll_with_messages_writes_the_action_required_gauge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    graph = "https://graph.microsoft.com/v1.0/admin/serviceAnnouncement"
+    # Ten days before MC237349's act-by date; the other captured posts have none.
+    monkeypatch.setattr(wiring, "utc_now", lambda: datetime(2021, 7, 21, tzinfo=timezone.utc))
+    textfile = tmp_path / "m365watch.prom"
+    config = write_config(tmp_path, extra=f'[messages]\n\n[metrics]\ntextfile = "{textfile}"\n')
+    with responses.RequestsMock() as rsps:
+        mock_identity(rsps)
+        rsps.get(f"{graph}/issues", json={"value": []})
+        rsps.get(
+            f"{graph}/messages",
+            json=load_json("cli-microsoft365-message-list.json"),
+        )
+        rsps.get(f"{graph}/healthOverviews", json={"value": []})
+        result = invoke(config, "poll")
+    assert result.exit_code == 0, result.output
+    parsed = parse(textfile.read_text())
+    assert value(parsed, "m365watch_messages_action_required", tenant=TENANT) == 1

@@ -7,7 +7,6 @@ real. The clock is fixed through ``m365watch.wiring.utc_now``.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -32,12 +31,12 @@ from tests.health_samples import (
     stamp,
     write_state,
 )
+from tests.helpers import probe
 
 TENANT = "contoso.onmicrosoft.com"
 TENANT_GUID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 LOGIN = "https://login.microsoftonline.com"
 GRAPH = "https://graph.microsoft.com/v1.0/admin/serviceAnnouncement"
-ROOT = Path(__file__).resolve().parents[1]
 LONG_TITLE = (
     "Users may be unable to send or receive email through Exchange Online when they use "
     "Outlook on the web, Outlook for iOS and Android, or any client connecting over EWS"
@@ -650,34 +649,6 @@ def test_show_keeps_long_urls_whole(config: Path, rsps: responses.RequestsMock) 
 
 
 # -- what the commands load ------------------------------------------------------------------------
-
-_PROBE = """
-import json, runpy, sys
-sys.argv = ["m365watch", *json.loads(sys.argv[1])]
-code = 0
-try:
-    runpy.run_module("m365watch", run_name="__main__")
-except SystemExit as exc:
-    code = exc.code
-watched = ("msal", "requests", "apprise", "rich", "tinydb")
-print(json.dumps({"code": code, "loaded": [m for m in watched if m in sys.modules]}),
-      file=sys.stderr)
-"""
-
-
-def probe(*args: str) -> dict[str, Any]:
-    """Run m365watch in a fresh interpreter; which heavy modules did it import?"""
-    done = subprocess.run(
-        [sys.executable, "-c", _PROBE, json.dumps(args)],
-        cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "COLUMNS": "80"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    result: dict[str, Any] = json.loads(done.stderr.strip().splitlines()[-1])
-    return result
 
 
 @pytest.mark.parametrize(

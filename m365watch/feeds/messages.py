@@ -73,6 +73,27 @@ def _canonical(raw: str, known: Mapping[str, Any]) -> str:
 
 
 @dataclass(frozen=True)
+class Detail:
+    """One of a post's ``details``: a name Microsoft has not documented, and its value."""
+
+    name: str
+    value: str
+
+
+def _details(raw: object) -> tuple[Detail, ...]:
+    """``[{name, value}]``; entries that are not objects or have no name are left out."""
+    if not isinstance(raw, list):
+        return ()
+    out = []
+    for entry in raw:
+        if isinstance(entry, Mapping):
+            name = _text(entry.get("name")).strip()
+            if name:
+                out.append(Detail(name, _text(entry.get("value")).strip()))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
 class ServiceMessage:
     """One Message center post (Graph's serviceUpdateMessage)."""
 
@@ -90,6 +111,7 @@ class ServiceMessage:
     body: str = ""
     body_type: str = "html"
     reminded: tuple[float, ...] = ()  # thresholds (days) given for ``act_by``; largest first
+    details: tuple[Detail, ...] = ()
 
     @classmethod
     def from_graph(cls, data: Mapping[str, Any]) -> ServiceMessage:
@@ -128,6 +150,7 @@ class ServiceMessage:
                     reverse=True,
                 )
             ),
+            details=_details(data.get("details")),
         )
 
     def to_graph(self) -> dict[str, Any]:
@@ -145,6 +168,7 @@ class ServiceMessage:
             "endDateTime": format_timestamp(self.end),
             "lastModifiedDateTime": format_timestamp(self.last_modified),
             "body": {"contentType": self.body_type, "content": self.body},
+            "details": [{"name": d.name, "value": d.value} for d in self.details],
             REMINDED_KEY: list(self.reminded),
         }
 
@@ -184,6 +208,7 @@ class ServiceMessage:
             self.body,
             self.body_type,
             self.reminded,
+            self.details,
         )
 
 

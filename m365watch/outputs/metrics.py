@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
+from m365watch.feeds.messages import NAME as MESSAGES
 from m365watch.models import STATUSES, canonical_status
 from m365watch.outputs import PollOutcome
 from m365watch.records import State
@@ -49,6 +51,8 @@ class MetricsRecord:
     pending: Mapping[str, int] = field(default_factory=dict)  # target -> entries owed
     graph_requests: Mapping[str, int] = field(default_factory=dict)  # code -> total
     notifications: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (target, result)
+    # Message center posts with an act-by date still ahead; None until a poll with [messages].
+    messages_action_required: int | None = None
 
 
 def next_record(
@@ -75,8 +79,10 @@ def next_record(
             key = (delivery.target.split("#", 1)[0], "sent" if delivery.ok else "failed")
             notifications[key] = notifications.get(key, 0) + 1
     issues_open, pending = previous.issues_open, previous.pending
+    action_required = previous.messages_action_required
     if state is not None:
         issues_open, pending = open_issues(state), pending_deliveries(state)
+        action_required = messages_action_required(state, outcome.finished)
     return MetricsRecord(
         tenant=tenant,
         last_attempt=outcome.finished.timestamp(),
@@ -91,6 +97,7 @@ def next_record(
         pending=pending,
         graph_requests=graph_requests,
         notifications=notifications,
+        messages_action_required=action_required,
     )
 
 
@@ -110,6 +117,23 @@ def open_issues(state: State) -> dict[tuple[str, str], int]:
         key = (issue.service, issue.classification)
         counts[key] = counts.get(key, 0) + 1
     return counts
+
+
+def messages_action_required(state: State, now: datetime) -> int | None:
+    """Message center posts still in the feed whose act-by date is after ``now``.
+
+    None when the state has no Message center baseline (``[messages]`` never polled),
+    so that the metric is absent rather than a reassuring 0.
+    """
+    if MESSAGES not in state.meta.baselines:
+        return None
+    return sum(
+        1
+        for snapshot in state.items(MESSAGES).values()
+        if snapshot.missing_since is None
+        and snapshot.item.act_by is not None
+        and snapshot.item.act_by > now
+    )
 
 
 def pending_deliveries(state: State) -> dict[str, int]:
@@ -177,6 +201,15 @@ def families(record: MetricsRecord) -> tuple[Family, ...]:
                     record.poll_duration,
                 )
             )
+    if record.messages_action_required is not None:
+        out.append(
+            _tenant_gauge(
+                "m365watch_messages_action_required",
+                "Message center posts whose act-by date has not passed yet.",
+                tenant,
+                float(record.messages_action_required),
+            )
+        )
     out.append(
         Family(
             "m365watch_graph_requests_total",
@@ -224,6 +257,7 @@ def record_to_json(record: MetricsRecord) -> dict[str, Any]:
         "pending": dict(record.pending),
         "graphRequests": dict(record.graph_requests),
         "notifications": [[t, r, n] for (t, r), n in record.notifications.items()],
+        "messagesActionRequired": record.messages_action_required,
     }
 
 
@@ -248,6 +282,7 @@ def record_from_json(doc: object) -> MetricsRecord:
         notifications={
             (_str(t), _str(r)): _count(n) for t, r, n in _rows(doc.get("notifications"))
         },
+        messages_action_required=_count_or_none(doc.get("messagesActionRequired")),
     )
 
 
@@ -261,6 +296,10 @@ def _count(value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ValueError(f"{value!r} is not a count")
     return value
+
+
+def _count_or_none(value: object) -> int | None:
+    return None if value is None else _count(value)
 
 
 def _number_or_none(value: object) -> float | None:
