@@ -126,11 +126,14 @@ def build_graph(
 def graph_requests_per_poll(settings: Settings | None = None) -> int:
     """The most requests one poll can send Graph (every retry of a one-page read).
 
-    With ``[metrics]`` a poll also reads the health overviews: twice as many.
+    With ``[metrics]`` a poll also reads the health overviews, with ``[messages]`` the
+    Message center: one more read each. Counted per tenant (Graph's budget is per tenant).
     """
     from m365watch.graph import DEFAULT_MAX_ATTEMPTS
 
-    reads = 2 if settings is not None and settings.metrics is not None else 1
+    reads = 1
+    if settings is not None:
+        reads += (settings.metrics is not None) + (settings.messages is not None)
     return DEFAULT_MAX_ATTEMPTS * reads
 
 

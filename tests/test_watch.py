@@ -355,3 +355,16 @@ def test_an_unexpected_failure_in_a_poll_does_not_end_the_loop(
     assert lines[1] == "Error: unexpected RuntimeError in this poll: a bug somewhere"
     assert lines[2].startswith("10 issues, 8 change(s), 12 message(s) sent")
     assert lines[-1] == "Stopped after 3 poll(s)."
+
+
+def test_the_request_budget_counts_every_read_a_poll_makes() -> None:
+    from m365watch import wiring
+    from m365watch.config import parse_settings
+    from m365watch.graph import DEFAULT_MAX_ATTEMPTS
+
+    base: dict[str, Any] = {"state": {"path": "/tmp/m365watch-test/state.json"}}
+    plain = parse_settings(base, env={})
+    both = parse_settings({**base, "metrics": {}, "messages": {}}, env={})
+
+    assert wiring.graph_requests_per_poll(plain) == DEFAULT_MAX_ATTEMPTS
+    assert wiring.graph_requests_per_poll(both) == 3 * DEFAULT_MAX_ATTEMPTS
