@@ -364,7 +364,7 @@ def test_the_request_budget_counts_every_read_a_poll_makes() -> None:
 
     base: dict[str, Any] = {"state": {"path": "/tmp/m365watch-test/state.json"}}
     plain = parse_settings(base, env={})
-    both = parse_settings({**base, "metrics": {}, "messages": {}}, env={})
+    both = parse_settings({**base, "metrics": {"textfile": "/tmp/m.prom"}, "messages": {}}, env={})
 
     assert wiring.graph_requests_per_poll(plain) == DEFAULT_MAX_ATTEMPTS
     assert wiring.graph_requests_per_poll(both) == 3 * DEFAULT_MAX_ATTEMPTS
