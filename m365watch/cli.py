@@ -1357,10 +1357,16 @@ def pir(ctx: Context, issue_id: str, output: Path | None) -> int:
     ISSUE_ID is the id Microsoft gives it, such as EX1256020 (any case). Microsoft
     publishes a report only once the issue's status is postIncidentReviewPublished.
     """
+    from m365watch.models import is_message_id
     from m365watch.outputs.pir import fetch_report, save_report
     from m365watch.query import normalise_issue_id
 
     settings = ctx.settings()
+    if is_message_id(issue_id.strip()):
+        raise ConfigError(
+            f"{issue_id.strip()[:40]} is a Message center post: post-incident reports exist "
+            "for service health issues only (see it with m365watch show)"
+        )
     issue_id = normalise_issue_id(issue_id)
     data, extension = fetch_report(wiring.build_graph(settings), issue_id)
     if output is None:

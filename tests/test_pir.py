@@ -252,8 +252,9 @@ def test_pir_command_defaults_to_the_pir_directory(tmp_path: Path) -> None:
         (["EX1256020"], {"status": 404, "json": {}}, 4, "has no post-incident report"),
         (["EX1256020"], {"body": HTML_PAGE}, 1, "an HTML page instead of a PDF"),
         (["not-an-id"], {"body": PDF}, 2, "is not a service health issue id"),
+        (["mc237349"], {"body": PDF}, 2, "mc237349 is a Message center post"),
     ],
-    ids=["no-report", "html-page", "bad-id"],
+    ids=["no-report", "html-page", "bad-id", "message-center-id"],
 )
 def test_pir_command_exit_codes(
     tmp_path: Path, args: list[str], report: dict[str, Any], code: int, message: str
