@@ -426,7 +426,6 @@ class Tenant:
     # Requests by kind: openid, token, graph (every Graph request), issues, health, messages,
     # issue (one issue or post by id), and the status of each refusal ("429", "403", ...).
     counts: collections.Counter[str] = field(default_factory=collections.Counter)
-    _answers: dict[tuple[str, int, int], bytes] = field(default_factory=dict, repr=False)
 
 
 class FakeTenants(FakeMicrosoft):
@@ -447,7 +446,9 @@ class FakeTenants(FakeMicrosoft):
         self._by_token: dict[str, Tenant] = {}
         # Keep each answer's bytes until forget_answers(): for benchmarks whose data
         # does not change between requests (serialising 300 issues costs the server).
+        # Tenants handed the same list share one answer.
         self.cache_answers = False
+        self._answers: dict[tuple[int, str, int, int], tuple[list[dict[str, Any]], bytes]] = {}
         for name in names:
             self.add_tenant(name)
 
@@ -486,8 +487,7 @@ class FakeTenants(FakeMicrosoft):
     def forget_answers(self) -> None:
         """Drop the answers kept by ``cache_answers`` (call it after changing the data)."""
         with self._lock:
-            for tenant in self.tenants.values():
-                tenant._answers.clear()
+            self._answers.clear()
 
     def config_text(
         self,
@@ -521,6 +521,17 @@ class FakeTenants(FakeMicrosoft):
             f'authority = "{self.base_url}"\ngraph_endpoint = "{self.base_url}"\n'
             f"{defaults_extra}\n\n"
             f'[state]\npath = "{state_path}"\n\n{extra}\n\n' + "\n".join(blocks) + f"\n{notify}"
+        )
+
+    def single_config_text(
+        self, name: str, state_path: Path, notify: str = "", extra: str = ""
+    ) -> str:
+        """Today's single-tenant config (``[tenant]`` with ``tenant_id``) for one added tenant."""
+        tenant_id = self.tenants[name].tenant_id
+        return (
+            super()
+            .config_text(state_path, notify, extra)
+            .replace(f'tenant_id = "{TENANT}"', f'tenant_id = "{tenant_id}"', 1)
         )
 
     # -- routes -------------------------------------------------------------------------
@@ -620,14 +631,17 @@ class FakeTenants(FakeMicrosoft):
         query = parse_qs(urlsplit(handler.path).query)
         start = int((query.get("$skiptoken") or ["0"])[0])
         size = _page_size(tenant.page_size, handler.headers.get("Prefer") or "", feed)
-        key = (feed, start, size)
+        # The list itself is kept with its answer, so its id is not reused meanwhile.
+        key = (id(items), path, start, size)
         with self._lock:
-            data = tenant._answers.get(key) if self.cache_answers else None
-        if data is None:
+            kept = self._answers.get(key) if self.cache_answers else None
+        if kept is None:
             data = json.dumps(_page(items, start, size, self.base_url + path)).encode()
             if self.cache_answers:
                 with self._lock:
-                    tenant._answers[key] = data
+                    self._answers[key] = (items, data)
+        else:
+            data = kept[1]
         send(handler, 200, data)
 
     def _one(self, handler: BaseHTTPRequestHandler, tenant: Tenant, path: str) -> None:

@@ -6,6 +6,7 @@ of many tenants that drive the CLI can trust what it answers.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +15,10 @@ from typing import Any
 import msal
 import pytest
 import requests
+from click.testing import CliRunner
 
 from m365watch.auth import ClientSecret, TokenProvider
+from m365watch.cli import main
 from m365watch.errors import AuthError
 from tests.loopback import (
     CLIENT_ID,
@@ -135,6 +138,41 @@ def test_m365watch_signs_in_to_each_tenant_by_its_authority_path(
         provider("nosuch.onmicrosoft.com").get_token()
 
 
+def test_todays_single_tenant_poll_reads_one_tenant_of_the_stand_in(
+    fake: FakeTenants, tmp_path: Path
+) -> None:
+    fabrikam = fake.tenants["fabrikam"]
+    fabrikam.issues = []
+    config = tmp_path / "config.toml"
+    notify = f'[[notify]]\nname = "noc"\nurl = "{fake.hook_url("noc")}"\n'
+    config.write_text(fake.single_config_text("fabrikam", tmp_path / "state.json", notify))
+    config.chmod(0o600)
+    env = {"M365WATCH_CLIENT_SECRET": SECRET, "REQUESTS_CA_BUNDLE": str(fake.ca_bundle)}
+
+    def poll() -> int:
+        result = CliRunner().invoke(main, ["-c", str(config), "-q", "poll"], env=env)
+        return result.exit_code
+
+    assert poll() == 0
+    fabrikam.issues = [
+        {
+            "id": "EX1256020",
+            "title": "Mail delayed",
+            "service": "Exchange Online",
+            "status": "serviceDegradation",
+            "classification": "incident",
+            "isResolved": False,
+            "startDateTime": "2026-11-28T09:00:00Z",
+            "lastModifiedDateTime": "2026-11-28T09:05:00Z",
+            "posts": [],
+        }
+    ]
+    assert poll() == 0
+    assert len(fake.hooks["noc"]) == 1 and "EX1256020" in json.dumps(fake.hooks["noc"][0])
+    assert (fabrikam.counts["token"], fabrikam.counts["issues"]) == (1, 2)
+    assert sum(fake.tenants["contoso"].counts.values()) == 0
+
+
 def test_graph_refusals_throttling_and_paging(fake: FakeTenants) -> None:
     contoso, fabrikam = fake.tenants["contoso"], fake.tenants["fabrikam"]
     contoso.graph_status = 403
@@ -163,6 +201,14 @@ def test_graph_refusals_throttling_and_paging(fake: FakeTenants) -> None:
 
     assert graph(fake, fabrikam.token, ISSUES_PATH + "/EX3").json() == {"id": "EX3"}
     assert graph(fake, fabrikam.token, ISSUES_PATH + "/EX9").status_code == 404
+
+    # cache_answers keeps each answer's bytes (for benchmarks) until forget_answers().
+    fake.cache_answers, fabrikam.page_size = True, None
+    assert len(graph(fake, fabrikam.token).json()["value"]) == 5
+    fabrikam.issues.append({"id": "EX5"})
+    assert len(graph(fake, fabrikam.token).json()["value"]) == 5
+    fake.forget_answers()
+    assert len(graph(fake, fabrikam.token).json()["value"]) == 6
 
 
 def test_config_text_lists_the_tenants(fake: FakeTenants, tmp_path: Path) -> None:
