@@ -292,12 +292,15 @@ def main() -> None:
     print(f"  m365watch poll (nothing new)    {poll_ms:7.0f} ms")
     print(f"  ratio                           {ratio:7.2f}   (contract: <= {MAX_RATIO})")
     print(f"  m365watch peak RSS              {peak:7.0f} MB (contract: < {MAX_RSS_MB} MB)")
+    print(f"    quiet polls                   {max(r.max_rss_mb for r in polls):7.0f} MB")
     print(f"  first poll ({args.tenants} sign-ins)      {first.seconds * 1000:7.0f} ms")
+    print(f"    peak RSS                      {first.max_rss_mb:7.0f} MB")
     print(f"    identity requests             {sign_ins}")
     print(f"  quiet polls: Graph requests     {sorted(graph_per_poll)}")
     print(f"  quiet polls: identity requests  {sorted(identity_per_poll)}")
     print(f"  quiet polls: messages sent      {quiet_hooks}")
     print(f"  poll with one new incident      {incident.seconds * 1000:7.0f} ms")
+    print(f"    peak RSS                      {incident.max_rss_mb:7.0f} MB")
     print(f"    messages the NOC target got   {grouped}   (contract: 1)")
     failed = [
         what
