@@ -71,6 +71,9 @@ class NotAFileError(OSError):
     """A path names a named pipe, a socket or a block device, not a file (see read_bounded)."""
 
 
+_CHUNK = 1024 * 1024
+
+
 def read_bounded(path: Path, limit: int) -> bytes:
     """The bytes of ``path``; TooLargeError past ``limit`` (``/dev/zero`` never fills memory).
 
@@ -93,7 +96,16 @@ def read_bounded(path: Path, limit: int) -> bytes:
         os.close(fd)
         raise
     with os.fdopen(fd, "rb") as handle:
-        data = handle.read(limit + 1)
+        # In chunks: read(limit + 1) would allocate the whole limit (256 MiB) at once.
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk = handle.read(min(_CHUNK, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        data = b"".join(chunks)
     if len(data) > limit:
         raise TooLargeError(errno.EFBIG, f"it is larger than {limit // 1024} KiB")
     return data

@@ -278,46 +278,79 @@ def planned_poll(
     What is owed is in :attr:`PlannedPoll.sends`; a dry run previews it (named with
     ``tenant``, when given) and writes nothing.
     """
-    feeds = [s.feed for s in sources]
     with store.locked():
-        state = store.load()
-        fetched, errors = _read(sources)
-        plan = plan_poll(
-            state,
-            fetched,
-            feeds=[feed for feed in feeds if feed.name in fetched],
+        # Planned in a function of its own: the feed, the state and the plan are gone
+        # by the time this waits for delivery (with many tenants waiting at once,
+        # keeping them would hold every tenant's feed in memory).
+        yield _plan_and_commit(
+            sources=sources,
+            store=store,
+            sender=sender,
             poll=poll,
             targets=targets,
+            targets_fingerprint=targets_fingerprint,
             now=now,
+            dry_run=dry_run,
             notify_existing=notify_existing,
-        )
-        for feed_plan in plan.feeds:
-            if feed_plan.skipped:
-                log.warning(
-                    "%d %s from Graph had no id and were ignored", feed_plan.skipped, feed_plan.feed
-                )
-        next_state = plan.state
-        issues = next((p for p in plan.feeds if p.feed == ISSUES.name), None)
-        found = PollResult(
-            baseline=bool(issues and issues.baseline),
-            issues_seen=issues.seen if issues else 0,
-            changes=plan.changes,
-            dropped=plan.dropped,
-            errors=errors,
+            reports=reports,
+            tenant=tenant,
         )
 
-        # Apprise checks the URLs when they changed (loading it costs ~0.4 s, so a quiet poll
-        # with unchanged targets never does), and on every dry run.
-        if targets and (state.meta.targets_fingerprint != targets_fingerprint or dry_run):
-            sender.checked()
-            next_state = with_fingerprint(next_state, targets_fingerprint)
-        owed = outgoing(next_state.outbox, targets, feeds)
-        by_name = {feed.name: feed for feed in feeds}
-        sends = [o for o in owed if o.changes]
-        outbox = _Outbox(store, list(next_state.outbox), now)
-        if dry_run:
-            yield PlannedPoll(found, sends, by_name, outbox, False, dry_run=True, tenant=tenant)
-            return
+
+def _plan_and_commit(
+    *,
+    sources: Sequence[FeedSource],
+    store: StateStorage,
+    sender: SenderOnce,
+    poll: PollSettings,
+    targets: Sequence[TargetSettings],
+    targets_fingerprint: str,
+    now: datetime,
+    dry_run: bool,
+    notify_existing: bool,
+    reports: Callable[[Sequence[Any]], Mapping[str, Path]] | None,
+    tenant: str | None,
+) -> PlannedPoll:
+    """The body of :func:`planned_poll`, under its lock."""
+    feeds = [s.feed for s in sources]
+    state = store.load()
+    fetched, errors = _read(sources)
+    plan = plan_poll(
+        state,
+        fetched,
+        feeds=[feed for feed in feeds if feed.name in fetched],
+        poll=poll,
+        targets=targets,
+        now=now,
+        notify_existing=notify_existing,
+    )
+    for feed_plan in plan.feeds:
+        if feed_plan.skipped:
+            log.warning(
+                "%d %s from Graph had no id and were ignored", feed_plan.skipped, feed_plan.feed
+            )
+    next_state = plan.state
+    issues = next((p for p in plan.feeds if p.feed == ISSUES.name), None)
+    found = PollResult(
+        baseline=bool(issues and issues.baseline),
+        issues_seen=issues.seen if issues else 0,
+        changes=plan.changes,
+        dropped=plan.dropped,
+        errors=errors,
+    )
+
+    # Apprise checks the URLs when they changed (loading it costs ~0.4 s, so a quiet poll
+    # with unchanged targets never does), and on every dry run.
+    if targets and (state.meta.targets_fingerprint != targets_fingerprint or dry_run):
+        sender.checked()
+        next_state = with_fingerprint(next_state, targets_fingerprint)
+    owed = outgoing(next_state.outbox, targets, feeds)
+    by_name = {feed.name: feed for feed in feeds}
+    sends = [o for o in owed if o.changes]
+    outbox = _Outbox(store, list(next_state.outbox), now)
+    if dry_run:
+        planned = PlannedPoll(found, sends, by_name, outbox, False, dry_run=True, tenant=tenant)
+    else:
         if sends:
             # Checked before anything is sent: a URL Apprise no longer accepts must not
             # stop the poll halfway, after other targets got what they will get again.
@@ -326,9 +359,10 @@ def planned_poll(
             store, state, next_state, plan.snapshots_changed, sending=bool(sends)
         )
         outbox.settle_silent([o for o in owed if not o.changes])
-        yield PlannedPoll(
+        planned = PlannedPoll(
             found, sends, by_name, outbox, state_written, tenant=tenant, reports=reports
         )
+    return planned
 
 
 def _read(
