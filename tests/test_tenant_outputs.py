@@ -1,5 +1,6 @@
 """The outputs with [[tenants]]: one textfile and one /metrics for every tenant's series,
-one Atom feed (a grouped message is one entry).
+one Atom feed (a grouped message is one entry), each tenant's post-incident reports in
+its own folder, and no secret in any file m365watch writes.
 
 Real polls through the command line (in-process) against the loopback Microsoft
 (tests/loopback.py): its token endpoint answers for any tenant and its Graph serves
@@ -21,11 +22,12 @@ from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
 from m365watch.cli import main
-from tests.helpers import free_port
+from tests.helpers import free_port, resolved_incident
 from tests.installation import CHANGED, FEED_AFTER, FEED_BEFORE, SENTINEL, reset
 from tests.loopback import CLIENT_ID, FakeMicrosoft
 
 TENANTS = ("contoso", "fabrikam", "northwind")
+PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj <<>> endobj\n%%EOF\n"
 # What the textfile of a poll of many tenants holds: (type, label names) of each family.
 SHAPE = {
     "m365watch_service_status": ("gauge", {"tenant", "service", "status"}),
@@ -193,3 +195,33 @@ def test_one_feed_for_every_tenant_a_grouped_message_is_one_entry(tenants: Tenan
 
     tenants.poll(FEED_AFTER)  # nothing new: the feed is as it was
     assert len(feedparser.parse(tenants.feed.read_bytes()).entries) == len(entries)
+
+
+def test_each_tenant_keeps_its_reports_in_its_own_folder(tenants: Tenants) -> None:
+    restored = [resolved_incident("EX1256020", "serviceRestored")]
+    published = [resolved_incident("EX1256020", "postIncidentReviewPublished")]
+    tenants.poll(restored)
+    tenants.fake.reports = {"EX1256020": PDF}
+    before = tenants.fake.counts["report"]
+    tenants.poll(published)
+    for name in TENANTS:  # asked with each tenant's own token, kept in its own folder
+        assert (tenants.reports / name / "EX1256020.pdf").read_bytes() == PDF
+    assert tenants.fake.counts["report"] - before == len(TENANTS)
+    assert not (tenants.reports / "EX1256020.pdf").exists()
+    (contoso_message,) = [
+        p for p in tenants.fake.hooks[tenants.prefix + "contoso-team"] if "EX1256020" in p["title"]
+    ]
+    assert "reports/contoso/EX1256020.pdf" in contoso_message["message"]
+    tenants.poll(published)  # kept: never asked again
+    assert tenants.fake.counts["report"] - before == len(TENANTS)
+    tenants.fake.reports = {}
+
+
+def test_no_file_written_holds_the_secret(tenants: Tenants) -> None:
+    tenants.poll(FEED_BEFORE)
+    tenants.poll(FEED_AFTER)
+    written = [p for p in tenants.root.rglob("*") if p.is_file() and p != tenants.config]
+    names = {p.name for p in written}
+    assert {"state.metrics.json", "m365watch.atom", "m365watch.prom"} <= names
+    for path in written:
+        assert SENTINEL.encode() not in path.read_bytes(), path
