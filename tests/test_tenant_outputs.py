@@ -10,6 +10,10 @@ every tenant the same issues. Read back with prometheus_client's parser and feed
 from __future__ import annotations
 
 import copy
+import os
+import signal
+import subprocess
+import sys
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -27,6 +31,7 @@ from tests.installation import CHANGED, FEED_AFTER, FEED_BEFORE, SENTINEL, reset
 from tests.loopback import CLIENT_ID, FakeMicrosoft
 
 TENANTS = ("contoso", "fabrikam", "northwind")
+ROOT = Path(__file__).resolve().parents[1]
 PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj <<>> endobj\n%%EOF\n"
 # What the textfile of a poll of many tenants holds: (type, label names) of each family.
 SHAPE = {
@@ -153,21 +158,40 @@ def test_the_textfile_holds_every_tenants_series_once(tenants: Tenants) -> None:
     }
 
 
-def test_metrics_served_while_watching_are_every_tenants(tenants: Tenants) -> None:
-    from m365watch import wiring
-    from m365watch.config import load_settings
-
+def test_watch_serves_every_tenants_series(tenants: Tenants) -> None:
     tenants.poll(FEED_BEFORE)
-    settings = load_settings(tenants.config, env={"M365WATCH_CLIENT_SECRET": SENTINEL})
     port = free_port()
-    url = f"http://127.0.0.1:{port}/metrics"
-    with (
-        wiring.serving_metrics(settings, "127.0.0.1", port),
-        urllib.request.urlopen(url, timeout=10) as answer,
-    ):
-        served = answer.read().decode()
-    assert parse(served) == parse(tenants.textfile.read_text())
-    assert set(parse(served)) == set(SHAPE)
+    env = {
+        **os.environ,
+        "M365WATCH_CLIENT_SECRET": SENTINEL,
+        "REQUESTS_CA_BUNDLE": str(tenants.fake.ca_bundle),
+        "PYTHONPATH": str(ROOT),
+    }
+    argv = [sys.executable, "-m", "m365watch", "-c", str(tenants.config)]
+    proc = subprocess.Popen(
+        [*argv, "watch", "--every", "1h", "--metrics-port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("Polling every 1h")
+        assert proc.stdout.readline().startswith("Serving metrics on")
+        assert "message(s) sent" in proc.stdout.readline()  # the first poll is done
+        url = f"http://127.0.0.1:{port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            served = answer.read().decode()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    parsed = parse(served)
+    assert parsed == parse(tenants.textfile.read_text())  # what the textfile says
+    assert set(parsed) == set(SHAPE)
+    attempts = series(parsed, "m365watch_last_attempt_timestamp_seconds")
+    assert {dict(labels)["tenant"] for labels in attempts} == set(TENANTS)
 
 
 def test_one_feed_for_every_tenant_a_grouped_message_is_one_entry(tenants: Tenants) -> None:
