@@ -526,14 +526,20 @@ def poll_tenants(
         print_watcher_report(report, quiet=quiet)
     finished = wiring.utc_now()
     by_name = {str(v.tenant_name): v for v in views}
-    for outcome in many.tenants:
-        wiring.after_poll(
-            by_name[outcome.name],
-            PollOutcome(
-                started, finished, result=outcome.result, error=outcome.error, dry_run=dry_run
-            ),
-            graphs[outcome.name],
-        )
+    wiring.after_tenant_polls(
+        settings,
+        [
+            (
+                by_name[outcome.name],
+                PollOutcome(
+                    started, finished, result=outcome.result, error=outcome.error, dry_run=dry_run
+                ),
+                graphs[outcome.name],
+            )
+            for outcome in many.tenants
+        ],
+        many.deliveries,
+    )
     return many, reports
 
 

@@ -70,6 +70,8 @@ class Message:
     payloads: Mapping[str, dict[str, Any]] = field(default_factory=dict, compare=False)
     issue_ids: tuple[str, ...] = ()
     attachments: tuple[Path, ...] = ()
+    # The [[tenants]] it tells of, in the order named (empty: the one plain tenant).
+    tenants: tuple[str, ...] = ()
 
     def payload(self, channel: str) -> dict[str, Any]:
         """The payload built for ``channel`` (e.g. the Teams card); empty when there is none."""
@@ -233,6 +235,7 @@ def _message(title: str, sections: Sequence[Section], *, digest: bool) -> Messag
             for channel, build in PAYLOAD_BUILDERS.items()
         },
         issue_ids=tuple(s.issue_id for s in sections if s.issue_id),
+        tenants=tuple(dict.fromkeys(t for s in sections for t in s.tenants)),
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,7 +20,6 @@ from m365watch.errors import first_line
 from m365watch.settings import (
     DEFAULT_LOCK_WAIT,
     FeedSettings,
-    MetricsSettings,
     PirSettings,
     Settings,
     TargetSettings,
@@ -31,11 +30,12 @@ if TYPE_CHECKING:
 
     from m365watch.auth import TokenProvider
     from m365watch.certificate import CertificateInfo
+    from m365watch.deliver import Delivery
     from m365watch.doctor import ClockReading, DoctorAdapters
     from m365watch.graph import GraphClient
     from m365watch.notify import Notifier
     from m365watch.outputs import PollOutcome
-    from m365watch.outputs.metrics import MetricsRecord
+    from m365watch.outputs.metrics import Family, MetricsRecord
     from m365watch.store import StateStore, WatcherStore
 
 log = logging.getLogger(__name__)
@@ -286,15 +286,74 @@ def after_poll(settings: Settings, outcome: PollOutcome, source: object) -> None
 
     ``source`` is what the poll read issues from (the Graph client, for outputs that
     ask Graph more). Each output that fails logs one warning; none raises.
+
+    For one tenant of many (a view of [[tenants]]) only that tenant's own outputs
+    are fed (its metrics record, its reports): the textfile and the feed are shared
+    by every tenant, written once by :func:`after_tenant_polls`.
     """
     if outcome.dry_run:
         return
+    shared = settings.tenant_name is None
     if settings.metrics is not None:
-        _update_metrics(settings, settings.metrics, outcome, source)
-    if settings.feed is not None:
-        _update_feed(settings.feed, outcome)
+        record = _update_metrics(settings, outcome, source)
+        if shared and settings.metrics.textfile is not None:
+            from m365watch.outputs.metrics import families
+
+            _write_textfile(settings.metrics.textfile, families(record))
+    if shared and settings.feed is not None and outcome.result is not None:
+        _update_feed(
+            settings.feed,
+            outcome.result.deliveries,
+            {None: outcome.result.changes},
+            outcome.finished,
+        )
     if settings.pir is not None:
         _keep_reports(settings.pir, outcome, source)
+
+
+def after_tenant_polls(
+    settings: Settings,
+    polls: Sequence[tuple[Settings, PollOutcome, object]],
+    deliveries: Sequence[Delivery],
+) -> None:
+    """Feed the outputs once after a poll of many tenants ([[tenants]]).
+
+    ``polls``: each tenant's view (from ``settings.for_tenants``), its outcome and
+    its issue source; ``deliveries``: every message the poll sent, once (a grouped
+    one names several tenants). Each tenant's own outputs first, as
+    :func:`after_poll` feeds them; then the textfile, once, with the series of every
+    configured tenant (also those this poll left out: ``--tenant``, a failure);
+    then the Atom feed, once, one entry per message.
+    """
+    if not polls or any(outcome.dry_run for _, outcome, _ in polls):
+        return
+    for view, outcome, source in polls:
+        after_poll(view, outcome, source)
+    if settings.metrics is not None and settings.metrics.textfile is not None:
+        _write_textfile(settings.metrics.textfile, tenant_families(settings))
+    if settings.feed is not None:
+        changes = {
+            view.tenant_name: outcome.result.changes
+            for view, outcome, _ in polls
+            if outcome.result is not None
+        }
+        finished = max(outcome.finished for _, outcome, _ in polls)
+        _update_feed(settings.feed, deliveries, changes, finished)
+
+
+def tenant_families(settings: Settings) -> tuple[Family, ...]:
+    """The metric families of every [[tenants]] entry's record, merged (read from disk)."""
+    from m365watch import prometheus
+    from m365watch.outputs.metrics import merged_families
+
+    return merged_families(
+        {
+            str(view.tenant_name): _load_metrics_record(
+                prometheus.metrics_path_for(view.state_path)
+            )
+            for view in settings.for_tenants()
+        }
+    )
 
 
 def report_hook(
@@ -324,20 +383,20 @@ def report_hook(
     return hook
 
 
-def _update_feed(feed: FeedSettings, outcome: PollOutcome) -> None:
-    """Rewrite the Atom feed when the poll sent something; a failure is one warning."""
+def _update_feed(
+    feed: FeedSettings,
+    deliveries: Sequence[Delivery],
+    changes: Mapping[str | None, Sequence[object]],
+    now: datetime,
+) -> None:
+    """Add what was sent to the Atom feed; a failure is one warning.
+
+    ``changes``: the poll's changes by tenant name (None: the one plain tenant).
+    """
     from m365watch.outputs import atom
 
-    if outcome.result is None:
-        return
     try:
-        added = atom.update_feed(
-            feed.path,
-            feed.max_entries,
-            outcome.result.deliveries,
-            outcome.result.changes,
-            outcome.finished,
-        )
+        added = atom.update_feed(feed.path, feed.max_entries, deliveries, changes, now)
     except (OSError, ValueError) as error:
         log.warning("the Atom feed %s was not updated: %s", feed.path, first_line(error))
         return
@@ -360,14 +419,12 @@ def _keep_reports(pir: PirSettings, outcome: PollOutcome, source: object) -> Non
         log.warning("post-incident reports were not kept: %s", first_line(error))
 
 
-def _update_metrics(
-    settings: Settings, metrics: MetricsSettings, outcome: PollOutcome, source: object
-) -> None:
-    """Fold the poll into ``state.metrics.json`` and write the textfile; warnings, never errors."""
+def _update_metrics(settings: Settings, outcome: PollOutcome, source: object) -> MetricsRecord:
+    """Fold the poll into ``state.metrics.json`` (the new record); warnings, never errors."""
     from m365watch import prometheus
     from m365watch.errors import M365WatchError
     from m365watch.models import ServiceHealth
-    from m365watch.outputs.metrics import families, next_record, record_to_json
+    from m365watch.outputs.metrics import next_record, record_to_json
     from m365watch.records import State
 
     services: dict[str, str] | None = None
@@ -398,12 +455,18 @@ def _update_metrics(
         prometheus.save_record(record_path, record_to_json(record))
     except M365WatchError as exc:
         log.warning("metrics: %s", exc)
-    if metrics.textfile is not None:
-        try:
-            prometheus.write_textfile(metrics.textfile, families(record))
-        except (OSError, ValueError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-            log.warning("metrics: cannot write textfile %s: %s", metrics.textfile, reason)
+    return record
+
+
+def _write_textfile(path: Path, families: Iterable[Family]) -> None:
+    """Replace node_exporter's textfile; a failure is one warning."""
+    from m365watch import prometheus
+
+    try:
+        prometheus.write_textfile(path, families)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        log.warning("metrics: cannot write textfile %s: %s", path, reason)
 
 
 def _load_metrics_record(path: Path) -> MetricsRecord:
@@ -422,6 +485,8 @@ def _load_metrics_record(path: Path) -> MetricsRecord:
 def serving_metrics(settings: Settings, host: str, port: int) -> Iterator[None]:
     """Serve ``/metrics`` from the metrics record beside the state while inside.
 
+    With [[tenants]]: from every tenant's record, merged, read at each scrape.
+
     Raises ConfigError when the address cannot be bound.
     """
     from m365watch import prometheus
@@ -429,11 +494,15 @@ def serving_metrics(settings: Settings, host: str, port: int) -> Iterator[None]:
     from m365watch.outputs.metrics import families
 
     path = prometheus.metrics_path_for(settings.state_path)
+
+    def read() -> tuple[Family, ...]:
+        if settings.many_tenants:  # every tenant's series, as the textfile has them
+            return tenant_families(settings)
+        return families(_load_metrics_record(path))
+
     with contextlib.ExitStack() as stack:
         try:
-            stack.enter_context(
-                prometheus.serving(host, port, lambda: families(_load_metrics_record(path)))
-            )
+            stack.enter_context(prometheus.serving(host, port, read))
         except OSError as exc:
             raise ConfigError(
                 f"cannot serve metrics on {host}:{port}: {exc.strerror or exc} "

@@ -11,10 +11,11 @@ import feedparser
 import responses
 
 from tests.command_line import invoke, write_config
-from tests.helpers import SLACK_URL
+from tests.helpers import SLACK_URL, load_json
 from tests.identity import mock_identity
 
 GRAPH_ISSUES = "https://graph.microsoft.com/v1.0/admin/serviceAnnouncement/issues"
+GRAPH_MESSAGES = "https://graph.microsoft.com/v1.0/admin/serviceAnnouncement/messages"
 SLACK_HOOKS = re.compile(r"https://hooks\.slack\.com/services/.*")
 ADMIN = "https://admin.microsoft.com/Adminportal/Home#/servicehealth/:/alerts/"
 # Two targets: one message each, but one feed entry per distinct message.
@@ -138,3 +139,23 @@ def test_a_feed_that_cannot_be_written_is_one_warning_and_the_poll_goes_on(
     poll(config, FIRST, sign_in=True)
     result = poll(config, SECOND)  # exit code 0 asserted inside
     assert "the Atom feed" in result.stderr and "was not updated" in result.stderr
+
+
+def test_message_center_posts_sent_are_entries_too(tmp_path: Path) -> None:
+    path = tmp_path / "www" / "m365watch.atom"
+    config = write_config(tmp_path, extra=f'[feed]\npath = "{path}"\n\n[messages]\n')
+    posts = load_json("cli-microsoft365-message-list.json")["value"]
+    new = next(p for p in posts if p["id"] == "MC237349")
+    for graph_posts, sign_in in (([p for p in posts if p is not new], True), (posts, False)):
+        with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+            if sign_in:
+                mock_identity(rsps)
+            rsps.get(GRAPH_ISSUES, json={"value": FIRST})
+            rsps.get(GRAPH_MESSAGES, json={"value": graph_posts})
+            slack = rsps.post(SLACK_HOOKS, body="ok")
+            result = invoke(config, "poll")
+        assert result.exit_code == 0, result.output
+    assert len(slack.calls) == 1  # MC237349, new
+    (entry,) = parsed(path).entries
+    assert "MC237349" in entry.title
+    assert entry.id.startswith("tag:m365watch,2026:MC237349/message/")

@@ -28,10 +28,12 @@ from m365watch.outputs import PollOutcome
 from m365watch.outputs.metrics import (
     MetricsRecord,
     families,
+    merged_families,
     next_record,
     record_from_json,
     record_to_json,
 )
+from m365watch.prometheus import render
 from m365watch.records import Entry, Meta, Owed, Snapshot, State, Unit
 from tests.command_line import invoke, write_config
 from tests.helpers import free_port, load_json
@@ -317,6 +319,49 @@ def test_record_round_trips_and_a_damaged_one_is_refused() -> None:
     assert record_from_json(None) == MetricsRecord()
     with pytest.raises(ValueError):
         record_from_json({"version": 1, "graphRequests": {"200": -1}})
+
+
+def test_many_tenants_records_merge_into_one_family_each_labelled_by_tenant() -> None:
+    def record(stored_as: str, sent: int) -> MetricsRecord:
+        return MetricsRecord(
+            tenant=stored_as,
+            last_attempt=1.0,
+            last_success=1.0,
+            poll_duration=0.5,
+            services={"Teams": "serviceOperational"},
+            pending={"noc": 1},
+            graph_requests={"200": 2},
+            notifications={("noc", "sent"): sent},
+        )
+
+    # The tenant label is the [[tenants]] name, whatever a record says; a tenant never
+    # polled adds no series.
+    merged = merged_families(
+        {"fabrikam": record("old", 5), "contoso": record("contoso", 3), "new": MetricsRecord()}
+    )
+    parsed = parse(render(merged).decode())
+    assert set(parsed) == set(SHAPE)
+    assert [f.name for f in merged] == list(dict.fromkeys(f.name for f in merged))
+    assert (
+        value(
+            parsed, "m365watch_notifications_total", tenant="fabrikam", target="noc", result="sent"
+        )
+        == 5
+    )
+    assert (
+        value(
+            parsed, "m365watch_notifications_total", tenant="contoso", target="noc", result="sent"
+        )
+        == 3
+    )
+    assert samples(parsed, "m365watch_pending_deliveries") == {
+        frozenset({("tenant", name), ("target", "noc")}): 1.0 for name in ("contoso", "fabrikam")
+    }
+    assert len(samples(parsed, "m365watch_last_attempt_timestamp_seconds")) == 2
+    # One tenant alone: the target families keep their single-tenant labels.
+    assert {f.name: f.labels for f in families(record("contoso", 3))}[
+        "m365watch_notifications_total"
+    ] == ("target", "result")
 
 
 def test_alert_rules_are_yaml_with_the_rules_prometheus_needs() -> None:

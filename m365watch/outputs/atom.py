@@ -8,7 +8,11 @@ up to ``max_entries``, in a small JSON file beside the feed
 
 Each entry's id is a ``tag:`` URI built from the issue and the change
 (``tag:m365watch,2026:EX1256020/status/serviceDegradation/2026-11-20T14:05:11Z``):
-the same change keeps the same id whatever poll or target sent it.
+the same change keeps the same id whatever poll or target sent it. With
+[[tenants]] the id starts with the tenants the message names
+(``tag:m365watch,2026:contoso/EX1256020/…``), so each tenant's message and a
+grouped one (sent once for several tenants: one entry) are entries of their own;
+each entry has its tenants as Atom categories. All tenants share one feed.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,6 +39,8 @@ TAG_PREFIX = "tag:m365watch,2026:"
 FEED_ID = TAG_PREFIX + "feed"
 FEED_TITLE = "Microsoft 365 service health (m365watch)"
 _ENTRIES_MAX_BYTES = 16 * 1024 * 1024
+# A grouped message names up to this many tenants in its id; more: their count and a hash.
+_TAG_TENANTS = 3
 
 
 @dataclass(frozen=True)
@@ -46,16 +52,20 @@ class FeedEntry:
     link: str
     html: str
     updated: datetime
+    tenants: tuple[str, ...] = ()  # the [[tenants]] the message names (empty: one tenant)
 
-    def to_json(self) -> dict[str, str]:
+    def to_json(self) -> dict[str, Any]:
         """The JSON form kept beside the feed."""
-        return {
+        data: dict[str, Any] = {
             "id": self.id,
             "title": self.title,
             "link": self.link,
             "html": self.html,
             "updated": format_timestamp(self.updated) or "",
         }
+        if self.tenants:
+            data["tenants"] = list(self.tenants)
+        return data
 
     @classmethod
     def from_json(cls, data: Any) -> FeedEntry | None:
@@ -67,9 +77,12 @@ class FeedEntry:
             return None
         entry_id, title, link, html, updated = fields
         when = parse_timestamp(updated)
-        if when is None or not entry_id:
+        tenants = data.get("tenants", [])
+        if when is None or not entry_id or not isinstance(tenants, list):
             return None
-        return cls(str(entry_id), str(title), str(link), str(html), when)
+        if not all(isinstance(t, str) for t in tenants):
+            return None
+        return cls(str(entry_id), str(title), str(link), str(html), when, tuple(tenants))
 
 
 def change_tag(change: IssueChange) -> str:
@@ -87,10 +100,48 @@ def change_time(change: IssueChange) -> datetime | None:
     return max(posted) if posted else change.issue.last_modified
 
 
-def entry_for(message: Message, changes: Sequence[IssueChange], now: datetime) -> FeedEntry:
-    """The entry for one message sent, from the changes it tells of (``now``: fallback time)."""
-    by_issue = {c.issue.id: c for c in changes}
-    told = [by_issue[i] for i in message.issue_ids if i in by_issue]
+def tenants_tag(tenants: Sequence[str]) -> str:
+    """The part of an entry id naming the tenants of a message (empty for none)."""
+    if not tenants:
+        return ""
+    names = sorted(tenants)
+    if len(names) <= _TAG_TENANTS:
+        return "+".join(names) + "/"
+    digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
+    return f"{len(names)}-tenants-{digest}/"
+
+
+# A poll's changes by [[tenants]] name (None: the one tenant of a plain configuration).
+TenantChanges = Mapping[str | None, Sequence[object]]
+
+
+def _told(message: Message, changes: TenantChanges) -> list[IssueChange]:
+    """The issue changes ``message`` tells of, each as the first tenant it names has it."""
+    tenants: Sequence[str | None] = message.tenants or list(changes)
+    found: list[IssueChange] = []
+    for issue_id in message.issue_ids:
+        for tenant in tenants:
+            change = next(
+                (
+                    c
+                    for c in changes.get(tenant, ())
+                    if isinstance(c, IssueChange) and c.issue.id == issue_id
+                ),
+                None,
+            )
+            if change is not None:
+                found.append(change)
+                break
+    return found
+
+
+def entry_for(message: Message, changes: TenantChanges, now: datetime) -> FeedEntry:
+    """The entry for one message sent, from the changes it tells of (``now``: fallback time).
+
+    Message center posts have no such change: their entry's id is that of a message
+    retried from an earlier poll.
+    """
+    told = _told(message, changes)
     if told and len(told) == len(message.issue_ids):
         tag = ",".join(change_tag(c) for c in told)
     else:
@@ -99,16 +150,17 @@ def entry_for(message: Message, changes: Sequence[IssueChange], now: datetime) -
         tag = f"{'+'.join(message.issue_ids) or 'message'}/message/{digest}"
     times = [t for t in (change_time(c) for c in told) if t is not None]
     return FeedEntry(
-        id=TAG_PREFIX + tag,
+        id=TAG_PREFIX + tenants_tag(message.tenants) + tag,
         title=message.title,
         link=message.url or SERVICE_HEALTH_URL,
         html=message.html,
         updated=max(times) if times else now,
+        tenants=message.tenants,
     )
 
 
 def new_entries(
-    deliveries: Iterable[Delivery], changes: Sequence[IssueChange], now: datetime
+    deliveries: Iterable[Delivery], changes: TenantChanges, now: datetime
 ) -> list[FeedEntry]:
     """One entry per distinct message among ``deliveries`` (several targets, one entry)."""
     entries: dict[str, FeedEntry] = {}
@@ -149,6 +201,8 @@ def render_feed(entries: Sequence[FeedEntry], now: datetime) -> bytes:
         item.link(href=entry.link, rel="alternate")
         item.content(entry.html, type="html")
         item.updated(entry.updated)
+        for tenant in entry.tenants:
+            item.category(term=tenant, label=f"Tenant {tenant}")
     document: bytes = generator.atom_str(pretty=True)
     return document
 
@@ -178,10 +232,13 @@ def update_feed(
     feed_path: Path,
     max_entries: int,
     deliveries: Iterable[Delivery],
-    changes: Sequence[IssueChange],
+    changes: TenantChanges,
     now: datetime,
 ) -> int:
     """Add this poll's messages to the feed and rewrite it; the number of entries added.
+
+    ``deliveries``: what the poll sent (a message to several targets, or for several
+    tenants, counts once); ``changes``: the poll's changes, by tenant.
 
     Nothing is written when nothing was sent and the feed exists. Raises OSError.
     """

@@ -3,14 +3,17 @@
 Pure: :func:`next_record` folds a poll's outcome into the persisted
 :class:`MetricsRecord` (counters add up across cron runs, so they only go up);
 :func:`families` turns a record into the metric families an adapter renders.
-No titles, ids or timestamps become label values: only the tenant id, service
-names, classifications, statuses, HTTP codes and target names.
+With [[tenants]] each tenant has its own record and :func:`merged_families`
+makes one set of families of all of them (one file for node_exporter).
+No titles, ids or timestamps become label values: only the tenant id (or its
+[[tenants]] name), service names, classifications, statuses, HTTP codes and
+target names.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -145,9 +148,15 @@ def pending_deliveries(state: State) -> dict[str, int]:
     return counts
 
 
-def families(record: MetricsRecord) -> tuple[Family, ...]:
-    """The metric families of a record (none about a poll before the first one)."""
+def families(record: MetricsRecord, *, by_tenant: bool = False) -> tuple[Family, ...]:
+    """The metric families of a record (none about a poll before the first one).
+
+    ``by_tenant`` (many tenants): the per-target families are labelled with the
+    tenant too, so the records of several tenants merge without two series alike.
+    """
     tenant = record.tenant
+    lead: tuple[str, ...] = ("tenant",) if by_tenant else ()
+    first: tuple[str, ...] = (tenant,) if by_tenant else ()
     out: list[Family] = []
     if record.last_attempt is not None:
         out.append(
@@ -224,8 +233,8 @@ def families(record: MetricsRecord) -> tuple[Family, ...]:
             "m365watch_notifications_total",
             "counter",
             "Notifications sent to each target, by result (sent or failed).",
-            ("target", "result"),
-            tuple(((t, r), float(n)) for (t, r), n in sorted(record.notifications.items())),
+            (*lead, "target", "result"),
+            tuple(((*first, t, r), float(n)) for (t, r), n in sorted(record.notifications.items())),
         )
     )
     out.append(
@@ -233,11 +242,29 @@ def families(record: MetricsRecord) -> tuple[Family, ...]:
             "m365watch_pending_deliveries",
             "gauge",
             "Changes a target has not accepted yet (kept in the outbox, retried each poll).",
-            ("target",),
-            tuple(((target,), float(n)) for target, n in sorted(record.pending.items())),
+            (*lead, "target"),
+            tuple(((*first, target), float(n)) for target, n in sorted(record.pending.items())),
         )
     )
     return tuple(out)
+
+
+def merged_families(records: Mapping[str, MetricsRecord]) -> tuple[Family, ...]:
+    """One set of families for the records of many tenants (tenant name -> its record).
+
+    Each family once (its help and type once), with the samples of every tenant in
+    name order; every series is labelled with its tenant (the name, whatever the
+    record says), so no two are alike. A tenant never polled adds no samples.
+    """
+    merged: dict[str, Family] = {}
+    for name in sorted(records):
+        for family in families(replace(records[name], tenant=name), by_tenant=True):
+            known = merged.get(family.name)
+            if known is None:
+                merged[family.name] = family
+            else:
+                merged[family.name] = replace(known, samples=known.samples + family.samples)
+    return tuple(merged.values())
 
 
 def _tenant_gauge(name: str, text: str, tenant: str, value: float) -> Family:
