@@ -36,6 +36,7 @@ from m365watch.sections import (
     digest_order,
     format_time,
     post_parts,
+    subtitle,
     worst_type,
 )
 
@@ -210,7 +211,7 @@ def _document(heading: str, sections: Sequence[Section], post_limit: int, kind: 
         accent = COLOURS[section.notify_type]
         if compact:
             units.append(Block((section.headline,), heading=3, accent=accent))
-            units.append(Block(("\n".join([section.title, *section.lines]),)))
+            units.append(Block(("\n".join(x for x in [subtitle(section), *section.lines] if x),)))
         else:
             units.append(Block((section.title,), heading=2, accent=accent))
             if section.lines:
@@ -319,8 +320,9 @@ def _markdown_message(heading: str, sections: Sequence[Section], post_limit: int
         parts.append(f"**{_md_escape(heading)}**")
     for section in sections:
         if heading:
-            lines = [f"**{_md_escape(section.headline)}**", _md_escape(section.title)]
-            parts.append("\n".join(lines + [_md_escape(x) for x in section.lines]))
+            lines = [f"**{_md_escape(section.headline)}**"]
+            lines += [_md_escape(x) for x in [subtitle(section), *section.lines] if x]
+            parts.append("\n".join(lines))
         else:
             parts.append(f"**{_md_escape(section.title)}**")
             if section.lines:
