@@ -632,21 +632,35 @@ def print_poll_result(result: PollResult, *, quiet: bool = False) -> None:
             click.echo()
     if quiet:
         return
+    recorded = "would record" if result.dry_run else "recorded"
     if result.baseline:
-        recorded = "would record" if result.dry_run else "recorded"
         click.echo(
             f"First poll: {recorded} {result.issues_seen} issues as the baseline; "
             + (
-                f"{len(result.changes)} open issue(s) queued."
-                if result.changes
+                f"{len(result.issue_changes)} open issue(s) queued."
+                if result.issue_changes
                 else "nothing sent (use --notify-existing to send open issues)."
+            )
+        )
+    if result.posts_baseline:
+        click.echo(
+            f"First Message center poll: {recorded} {result.posts_seen} posts as the baseline; "
+            + (
+                f"{len(result.post_changes)} post(s) queued."
+                if result.post_changes
+                else "nothing sent (use --notify-existing to send the posts not yet ended)."
             )
         )
     sent = sum(1 for d in result.deliveries if d.ok)
     prefix = "Dry run: " if result.dry_run else ""
     tail = f", {len(result.previews)} message(s) would be sent" if result.dry_run else ""
+    posts = (
+        f"{len(result.post_changes)} of {result.posts_seen} Message center posts changed, "
+        if result.posts_seen is not None
+        else ""
+    )
     click.echo(
-        f"{prefix}{result.issues_seen} issues, {len(result.changes)} change(s), "
+        f"{prefix}{result.issues_seen} issues, {len(result.issue_changes)} change(s), {posts}"
         f"{sent} message(s) sent, {len(result.failed)} failed, "
         f"{result.pending} delivery(ies) pending{tail}."
     )

@@ -1,8 +1,10 @@
 """``m365watch demo``: replay a bundled incident timeline through the real pipeline.
 
-Each step of the timeline is one poll: the real diff, a real TinyDB state file
-in a temporary folder, and real Apprise delivery, to a ``console://`` target
-that prints each notification (or to URLs the user passes with ``--notify``).
+Each step of the timeline is one poll of the service-health issues and the
+Message center (as with ``[messages]`` and its defaults): the real diff, a real
+TinyDB state file in a temporary folder, and real Apprise delivery, to a
+``console://`` target that prints each notification (or to URLs the user passes
+with ``--notify``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timezone
 from importlib import resources
 from pathlib import Path
@@ -19,8 +21,8 @@ from typing import Any, Protocol
 from m365watch.deliver import Sender
 from m365watch.errors import ConfigError
 from m365watch.models import parse_timestamp
-from m365watch.poll import StateStorage, issues_from, run_poll
-from m365watch.settings import PollSettings, TargetSettings
+from m365watch.poll import StateStorage, issues_from, messages_from, run_poll
+from m365watch.settings import MessagesSettings, PollSettings, TargetSettings
 
 
 class DemoStore(StateStorage, Protocol):
@@ -30,20 +32,32 @@ class DemoStore(StateStorage, Protocol):
 
 
 def load_timeline() -> list[dict[str, Any]]:
-    """The bundled timeline: steps, each a label, a time and the issues feed at that time."""
+    """The bundled timeline: steps, each a label, a time, the issues and the Message center posts.
+
+    A step that leaves out ``issues`` or ``messages`` has the step before's.
+    """
     text = resources.files("m365watch").joinpath("data/demo-timeline.json").read_text("utf-8")
     steps: list[dict[str, Any]] = json.loads(text)["steps"]
+    before: dict[str, Any] = {"issues": [], "messages": []}
+    for step in steps:
+        for feed in ("issues", "messages"):
+            step.setdefault(feed, before[feed])
+        before = step
     return steps
 
 
 @dataclass
 class TimelineSource:
-    """An issue source that serves one step of the timeline (stands in for Graph)."""
+    """Serves one step of the timeline's issues and posts (stands in for Graph)."""
 
     issues: list[dict[str, Any]]
+    messages: list[dict[str, Any]] = field(default_factory=list)
 
     def list_issues(self) -> list[dict[str, Any]]:
         return self.issues
+
+    def list_messages(self) -> list[dict[str, Any]]:
+        return self.messages
 
 
 def run_demo(
@@ -70,8 +84,9 @@ def run_demo(
                 f"\n== Poll {number} at {now.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC: "
                 f"{step['label']}"
             )
+            source = TimelineSource(step["issues"], step["messages"])
             result = run_poll(
-                sources=[issues_from(TimelineSource(step["issues"]))],
+                sources=[issues_from(source), messages_from(source, MessagesSettings(), now)],
                 store=store,
                 make_sender=lambda: notifier,
                 poll=PollSettings(),
@@ -82,9 +97,10 @@ def run_demo(
             sent = sum(1 for d in result.deliveries if d.ok)
             failed += len(result.failed)
             if result.baseline:
+                posts = result.posts_seen or 0
                 echo(
-                    f"   baseline: recorded {result.issues_seen} issues, sent nothing "
-                    "(no first-run flood)"
+                    f"   baseline: recorded {result.issues_seen} issues and {posts} Message "
+                    f"center post{'' if posts == 1 else 's'}, sent nothing (no first-run flood)"
                 )
             elif not result.changes:
                 echo("   no change worth a message; state file not rewritten")

@@ -37,6 +37,7 @@ from m365watch.sections import (
     digest_title,
     format_time,
     post_parts,
+    subtitle,
     tenant_label,
     with_tenants,
     worst_type,
@@ -265,8 +266,8 @@ def _document(heading: str, sections: Sequence[Section], post_limit: int, kind: 
         accent = COLOURS[section.notify_type]
         if compact:
             units.append(Block((section.headline,), heading=3, accent=accent))
-            lines = [section.title, *section.tenant_lines(chat=False), *section.lines]
-            units.append(Block(("\n".join(lines),)))
+            lines = [subtitle(section), *section.tenant_lines(chat=False), *section.lines]
+            units.append(Block(("\n".join(x for x in lines if x),)))
         else:
             units.append(Block((section.title,), heading=2, accent=accent))
             if section.lines:
@@ -375,9 +376,10 @@ def _markdown_message(heading: str, sections: Sequence[Section], post_limit: int
         parts.append(f"**{_md_escape(heading)}**")
     for section in sections:
         if heading:
-            lines = [f"**{_md_escape(section.headline)}**", _md_escape(section.title)]
-            more = [*section.tenant_lines(chat=True), *section.lines]
-            parts.append("\n".join(lines + [_md_escape(x) for x in more]))
+            lines = [f"**{_md_escape(section.headline)}**"]
+            more = [subtitle(section), *section.tenant_lines(chat=True), *section.lines]
+            lines += [_md_escape(x) for x in more if x]
+            parts.append("\n".join(lines))
         else:
             parts.append(f"**{_md_escape(section.title)}**")
             if section.lines:

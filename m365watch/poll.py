@@ -31,7 +31,8 @@ from m365watch.diff import IssueChange
 from m365watch.errors import GraphError
 from m365watch.feeds import Feed
 from m365watch.feeds.issues import ISSUES
-from m365watch.feeds.messages import MessagesFeed
+from m365watch.feeds.messages import NAME as MESSAGES_NAME
+from m365watch.feeds.messages import MessageChange, MessagesFeed
 from m365watch.messages import Message, render_test
 from m365watch.plan import Dropped, Outgoing, outgoing, plan_poll, with_fingerprint
 from m365watch.records import STATE_SCHEMA, Entry, State, Unit
@@ -112,7 +113,7 @@ class PollResult:
 
     baseline: bool
     issues_seen: int
-    changes: tuple[IssueChange, ...]
+    changes: tuple[Any, ...]  # every feed's: IssueChange, MessageChange
     deliveries: tuple[Delivery, ...] = ()
     pending: int = 0
     state_written: bool = False
@@ -120,6 +121,18 @@ class PollResult:
     previews: tuple[tuple[str, Message], ...] = field(default=())
     dropped: tuple[Dropped, ...] = ()
     errors: tuple[str, ...] = ()  # optional feeds that could not be read this poll
+    posts_seen: int | None = None  # Message center posts read; None: that feed was not read
+    posts_baseline: bool = False  # this poll recorded the Message center's baseline
+
+    @property
+    def issue_changes(self) -> tuple[IssueChange, ...]:
+        """The service-health issues' changes."""
+        return tuple(c for c in self.changes if isinstance(c, IssueChange))
+
+    @property
+    def post_changes(self) -> tuple[MessageChange, ...]:
+        """The Message center posts' changes."""
+        return tuple(c for c in self.changes if isinstance(c, MessageChange))
 
     @property
     def failed(self) -> tuple[Delivery, ...]:
@@ -331,12 +344,15 @@ def _plan_and_commit(
             )
     next_state = plan.state
     issues = next((p for p in plan.feeds if p.feed == ISSUES.name), None)
+    posts = next((p for p in plan.feeds if p.feed == MESSAGES_NAME), None)
     found = PollResult(
         baseline=bool(issues and issues.baseline),
         issues_seen=issues.seen if issues else 0,
         changes=plan.changes,
         dropped=plan.dropped,
         errors=errors,
+        posts_seen=posts.seen if posts else None,
+        posts_baseline=bool(posts and posts.baseline),
     )
 
     # Apprise checks the URLs when they changed (loading it costs ~0.4 s, so a quiet poll

@@ -246,6 +246,11 @@ def change_section(change: IssueChange, report: str = "") -> Section:
     )
 
 
+def subtitle(section: Section) -> str:
+    """The title shown under the headline; empty when the headline ends with it (a post's)."""
+    return "" if section.headline.endswith(section.title) else section.title
+
+
 def post_parts(section: Section, limit: int) -> tuple[tuple[Block, ...], Block | None]:
     """The post cut to ``limit``, and the note with the link when it was cut."""
     blocks, cut = shorten_blocks(section.post, limit)

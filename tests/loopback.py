@@ -34,6 +34,7 @@ TENANT_GUID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 CLIENT_ID = "11111111-2222-3333-4444-555555555555"
 ISSUES_PATH = "/v1.0/admin/serviceAnnouncement/issues"
 HEALTH_PATH = "/v1.0/admin/serviceAnnouncement/healthOverviews"
+MESSAGES_PATH = "/v1.0/admin/serviceAnnouncement/messages"
 # A dribbled answer stops by itself after this long, whoever is still listening.
 DRIBBLE_MAX_SECONDS = 60.0
 # A dribbled answer is padded to this many bytes, so it never finishes within a test.
@@ -87,6 +88,9 @@ class FakeMicrosoft:
         self.ca_bundle, self._key = make_certificate(folder)
         self.issues: list[dict[str, Any]] = []
         self.health: list[dict[str, Any]] = []
+        # Message center posts, served ``messages_page`` at a time with @odata.nextLink.
+        self.messages: list[dict[str, Any]] = []
+        self.messages_page = 1000
         # Faults served (in order) instead of the next Graph answers: (status, body, headers).
         self.graph_faults: collections.deque[tuple[int, str, dict[str, str]]] = collections.deque()
         # Webhook names that answer 500 while listed.
@@ -274,11 +278,25 @@ class FakeMicrosoft:
                 with contextlib.suppress(OSError):
                     self.wfile.write(data)
 
+            def _messages(self) -> None:
+                query = parse_qs(urlsplit(self.path).query)
+                start = int(query.get("$skiptoken", ["0"])[0])
+                with fake._lock:
+                    fake.counts["graph"] += 1
+                    fake.counts["messages"] += 1
+                end = start + fake.messages_page
+                page: dict[str, Any] = {"value": fake.messages[start:end]}
+                if end < len(fake.messages):
+                    page["@odata.nextLink"] = f"{fake.base_url}{MESSAGES_PATH}?$skiptoken={end}"
+                self._send(200, json.dumps(page))
+
             def do_GET(self) -> None:
                 path = urlsplit(self.path).path
                 if fake._answer_get(self, path):
                     return
-                if path.endswith("/incidentReport"):
+                if path == MESSAGES_PATH:
+                    self._messages()
+                elif path.endswith("/incidentReport"):
                     self._report(path)
                 elif path.endswith("/.well-known/openid-configuration"):
                     with fake._lock:

@@ -385,8 +385,23 @@ def test_demo_runs_the_bundled_timeline() -> None:
         "[Incident] EX1256020 · Exchange Online: Restoring service",
         "[Incident] EX1256020 · Exchange Online: Service restored",
         "[Incident] EX1256020 · Exchange Online: Post-incident report published",
+        "[Message center] MC1256500: Exchange Online: Basic authentication for SMTP AUTH "
+        "client submission retires",
+        "[Message center] MC1256500: (Updated) Exchange Online: Basic authentication for SMTP "
+        "AUTH client submission retires",
+        "[Message center] MC1256500: (Updated) Exchange Online: Basic authentication for SMTP "
+        "AUTH client submission retires",
     ]
-    assert "baseline: recorded 2 issues, sent nothing" in result.output
+    assert "baseline: recorded 2 issues and 1 Message center post, sent nothing" in result.output
+    # The Message center post: published, then updated (what changed), then a reminder.
+    polls = result.output.split("\n== Poll ")
+    assert "New Message center post" in polls[9]
+    updated = polls[10]
+    assert "Act by: 2027-01-15 08:00 UTC → 2027-03-01 08:00 UTC" in updated
+    assert "Added: Updated December 3, 2026: We have moved the retirement" in updated
+    assert "Printers, scanners" not in updated  # the changes, not the whole post again
+    assert updated.count("2027-03-01") == 1  # the act-by date said once
+    assert "Action required by 2027-03-01 08:00 UTC, 30 days left" in polls[11]
 
 
 @responses.activate
@@ -394,7 +409,7 @@ def test_demo_can_send_to_a_real_target() -> None:
     slack = responses.post(SLACK_WEBHOOK, body="ok")
     result = CliRunner().invoke(main, ["demo", "--notify", SLACK_URL])
     assert result.exit_code == 0, result.output
-    assert len(slack.calls) == 8
+    assert len(slack.calls) == 11
 
 
 def test_sample_payloads_load() -> None:

@@ -78,6 +78,9 @@ def test_readme_channel_examples_are_current() -> None:
     spec.loader.exec_module(module)
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert module.examples() in readme, "run: python bench/channel_examples.py --write"
+    assert module.message_center_example() in readme, (
+        "run: python bench/channel_examples.py --write"
+    )
 
 
 def test_readme_states_the_time_limits_of_m365watch_budget() -> None:

@@ -443,3 +443,21 @@ def test_malformed_posts_are_skipped_with_one_warning(
     assert set(StateStore(tmp_path / "state.json").load().items("messages")) == {
         p["id"] for p in posts
     }
+
+
+def test_an_unchanged_post_is_compared_without_parsing_its_body(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 5,000 posts of 20 KB: parsing each body twice every poll took minutes (bench_messages.py).
+    import m365watch.feeds.messages as feed_module
+
+    def parsed_body(*args: Any) -> Any:
+        raise AssertionError("an unchanged body was parsed")
+
+    monkeypatch.setattr(feed_module, "body_changes", parsed_body)
+    later = post()
+    later["lastModifiedDateTime"] = "2021-02-02T00:00:00Z"
+    later["actionRequiredByDateTime"] = "2021-09-30T07:00:00Z"
+    assert change(post(), post(), NOW) is None
+    moved = change(post(), later, NOW)
+    assert moved is not None and [f.label for f in moved.fields] == ["Act by"]

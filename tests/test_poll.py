@@ -185,6 +185,9 @@ def test_whole_timeline_delivers_each_change_once(tmp_path: Path) -> None:
         ["EX1256020", "TM1255871"],
         ["EX1256020"],
         ["EX1256020"],
+        [],  # steps 9-11 change only a Message center post (this poll reads no posts)
+        [],
+        [],
     ]
     assert len(responses.calls) == 8
     assert poller.store.load().outbox == ()
@@ -266,6 +269,9 @@ def test_routing_by_service_classification_and_event(tmp_path: Path) -> None:
             ("resolutions", "EX1256020"),
         ],
         [("exchange-only", "EX1256020"), ("incidents", "EX1256020")],
+        [],  # steps 9-11 change only a Message center post
+        [],
+        [],
     ]
 
 

@@ -16,6 +16,7 @@ from m365watch.sections import (
     Section,
     more_list,
     post_parts,
+    subtitle,
 )
 
 SLACK_POST_LIMIT = 2500
@@ -65,8 +66,9 @@ def attachment(title: str, heading: str, sections: Sequence[Section], kind: str)
         blocks.append(_mrkdwn_section(f"*{_escape(heading)}*"))
         detailed = sections if len(sections) * 2 + 1 <= SLACK_MAX_BLOCKS else sections[:20]
         for section in detailed:
-            lines = [f"*{_escape(section.headline)}*", _escape(section.title)]
-            lines += [_escape(x) for x in [*section.tenant_lines(chat=True), *section.lines]]
+            lines = [f"*{_escape(section.headline)}*"]
+            more = [subtitle(section), *section.tenant_lines(chat=True), *section.lines]
+            lines += [_escape(x) for x in more if x]
             if section.post:
                 lines.append(_post(section, DIGEST_EXCERPT_LIMIT))
             lines.append(f"<{section.url}|{CHAT_LINK_LABEL}>")
@@ -77,7 +79,9 @@ def attachment(title: str, heading: str, sections: Sequence[Section], kind: str)
             blocks.append(_mrkdwn_section(f"*{len(rest)} more:* {links}"))
     else:
         section = sections[0]
-        text = f"*{_escape(section.headline)}*\n{_escape(section.title)}"
+        text = f"*{_escape(section.headline)}*"
+        if subtitle(section):
+            text += f"\n{_escape(subtitle(section))}"
         if section.lines:
             text += "\n\n" + "\n".join(_escape(x) for x in section.lines)
         blocks.append(_mrkdwn_section(text))

@@ -20,6 +20,7 @@ from m365watch.sections import (
     Section,
     more_list,
     post_parts,
+    subtitle,
 )
 
 # Adaptive Card container styles Teams colours by meaning.
@@ -93,7 +94,7 @@ def _digest_entry(section: Section, post_limit: int) -> dict[str, Any]:
             weight="Bolder",
             color=TEAMS_STYLES[section.notify_type],
         ),
-        _text_block(_escape(section.title), spacing="Small"),
+        *_lines([subtitle(section)], spacing="Small"),
         *_lines([*section.tenant_lines(chat=True), *section.lines], spacing="Small"),
     ]
     if section.post and post_limit > 0:
@@ -125,7 +126,7 @@ def card(title: str, heading: str, sections: Sequence[Section], kind: str) -> di
             section = sections[0]
             top = [
                 _text_block(_escape(section.headline), size="Large", weight="Bolder"),
-                _text_block(_escape(section.title), spacing="Small"),
+                *_lines([subtitle(section)], spacing="Small"),
             ]
             body = _change_body(section, post_limit)
             actions = [{"type": "Action.OpenUrl", "title": CHAT_LINK_LABEL, "url": section.url}]
