@@ -15,7 +15,7 @@ import math
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, NoReturn, ParamSpec, cast
@@ -39,7 +39,9 @@ if TYPE_CHECKING:
     from nagiosplugin import Range
 
     from m365watch.check import CheckQuery, CheckResult
+    from m365watch.deliver import Delivery
     from m365watch.message_query import MessageDetail, MessagesReport
+    from m365watch.messages import Message
     from m365watch.poll import IssueSource, PollResult
     from m365watch.query import IssueDetail, StatusReport
     from m365watch.settings import Settings, TargetSettings
@@ -564,41 +566,59 @@ def print_tenants_result(many: TenantsResult, settings: Settings, *, quiet: bool
                     f"to {dropped.target}, no longer configured for it, dropped",
                     err=True,
                 )
-    for delivery in many.failed:
-        click.echo(
-            f"Warning: {delivery.issue_id} not delivered to {delivery.target}: "
-            f"{delivery.reason or 'failed'} (kept; retried next poll)",
-            err=True,
-        )
-    if many.dry_run:
-        for target, message in many.previews:
-            click.echo(f"--- would send to {target}: {message.title}")
-            click.echo(message.text)
-            click.echo()
+    _print_failed_and_previews(many.failed, many.previews if many.dry_run else ())
     if quiet:
         return
-    polled = [t for t in many.tenants if t.result is not None]
-    for outcome in polled:
+    recorded = "would record" if many.dry_run else "recorded"
+    for outcome in many.tenants:
         result = outcome.result
-        assert result is not None
-        if result.baseline:
-            recorded = "would record" if many.dry_run else "recorded"
+        if result is not None and result.baseline:
             click.echo(
                 f"{outcome.name}: first poll: {recorded} {result.issues_seen} issues as the "
                 "baseline."
             )
-    changes = sum(len(t.result.changes) for t in polled if t.result is not None)
-    issues = sum(t.result.issues_seen for t in polled if t.result is not None)
-    pending = sum(t.result.pending for t in polled if t.result is not None)
+        if result is not None and result.posts_baseline:
+            click.echo(
+                f"{outcome.name}: first Message center poll: {recorded} {result.posts_seen} "
+                "posts as the baseline."
+            )
+    results = [t.result for t in many.tenants if t.result is not None]
+    changes = sum(len(r.issue_changes) for r in results)
+    issues = sum(r.issues_seen for r in results)
+    read_posts = [r for r in results if r.posts_seen is not None]
+    posts = (
+        f"{sum(len(r.post_changes) for r in read_posts)} of "
+        f"{sum(r.posts_seen or 0 for r in read_posts)} Message center posts changed, "
+        if read_posts
+        else ""
+    )
+    pending = sum(r.pending for r in results)
     sent = sum(1 for d in many.deliveries if d.ok)
     failed_tenants = len(many.failed_tenants)
     prefix = "Dry run: " if many.dry_run else ""
     tail = f", {len(many.previews)} message(s) would be sent" if many.dry_run else ""
     click.echo(
         f"{prefix}{counted(len(many.tenants), 'tenant')} ({failed_tenants} failed), "
-        f"{issues} issues, {changes} change(s), {sent} message(s) sent, {len(many.failed)} failed, "
+        f"{issues} issues, {changes} change(s), {posts}{sent} message(s) sent, "
+        f"{len(many.failed)} failed, "
         f"{pending} delivery(ies) pending{tail}."
     )
+
+
+def _print_failed_and_previews(
+    failed: Sequence[Delivery], previews: Sequence[tuple[str, Message]]
+) -> None:
+    """A warning per message a target did not accept; a dry run's messages, whole."""
+    for delivery in failed:
+        click.echo(
+            f"Warning: {delivery.issue_id} not delivered to {delivery.target}: "
+            f"{delivery.reason or 'failed'} (kept; retried next poll)",
+            err=True,
+        )
+    for target, message in previews:
+        click.echo(f"--- would send to {target}: {message.title}")
+        click.echo(message.text)
+        click.echo()
 
 
 def counted(number: int, noun: str) -> str:
@@ -619,17 +639,7 @@ def print_poll_result(result: PollResult, *, quiet: bool = False) -> None:
             f"Warning: undelivered change(s) owed to target(s) no longer configured {verb}: {lost}",
             err=True,
         )
-    for delivery in result.failed:
-        click.echo(
-            f"Warning: {delivery.issue_id} not delivered to {delivery.target}: "
-            f"{delivery.reason or 'failed'} (kept; retried next poll)",
-            err=True,
-        )
-    if result.dry_run:
-        for target, message in result.previews:
-            click.echo(f"--- would send to {target}: {message.title}")
-            click.echo(message.text)
-            click.echo()
+    _print_failed_and_previews(result.failed, result.previews if result.dry_run else ())
     if quiet:
         return
     recorded = "would record" if result.dry_run else "recorded"
