@@ -1321,7 +1321,8 @@ def _range_option(name: str, help_text: str) -> Callable[[Callable[..., Any]], C
 @click.option(
     "--tenant",
     metavar="NAME",
-    help="The tenant to check: the configured [tenant] tenant_id (the only one today).",
+    help="The tenant to check: with [[tenants]], a tenant's name or tenant_id (default: "
+    "every tenant, judged as one); else the [tenant] tenant_id.",
 )
 @click.option("--cached", is_flag=True, help="Judge the local state of the last poll: no network.")
 @click.option(
@@ -1432,15 +1433,35 @@ def _time_limit(seconds: float) -> Iterator[None]:
 def _run_check(
     ctx: Context, query: CheckQuery, *, tenant: str | None, cached: bool, max_age: str
 ) -> CheckResult:
-    from m365watch.check import check_cached, check_live, check_tenant
+    from m365watch.check import (
+        check_cached,
+        check_live,
+        check_tenant,
+        judge_tenants,
+        look_cached,
+        look_live,
+        pick_tenant,
+    )
     from m365watch.watch import parse_duration
 
     seconds = parse_duration(max_age, "--max-age")
     query.ignored()  # a bad --ignore is UNKNOWN before anything is read
     settings = ctx.settings()
-    if tenant is not None:
-        check_tenant(tenant, settings.require_tenant().tenant_id)
     now = ctx.now()
+    if settings.many_tenants and tenant is None:
+        # Every tenant judged as one: the worst state, the counts summed.
+        def look(view: Settings) -> Any:
+            if cached:
+                store = wiring.build_state_store(view)
+                return look_cached(store, query, now=now, max_age=seconds)
+            return look_live(wiring.build_graph(view), query, now=now)
+
+        return judge_tenants(_ask_tenants(settings, settings.for_tenants(), look), query)
+    if settings.many_tenants:
+        assert tenant is not None
+        settings = settings.for_tenants([pick_tenant(tenant, settings.tenants)])[0]
+    elif tenant is not None:
+        check_tenant(tenant, settings.require_tenant().tenant_id)
     if cached:
         return check_cached(wiring.build_state_store(settings), query, now=now, max_age=seconds)
     return check_live(wiring.build_graph(settings), query, now=now)

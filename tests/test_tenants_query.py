@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import textwrap
 import threading
 import time
@@ -488,3 +489,108 @@ def test_a_configuration_error_in_any_tenant_ends_the_question() -> None:
     questions = [("a", lambda: 1), ("b", refuse), ("c", lambda: 3)]
     with pytest.raises(ConfigError, match="matches no service"):
         list(ask_in_order(questions, concurrency=2))
+
+
+# -- check (the monitoring plugin) -----------------------------------------------------------
+
+
+def test_check_judges_every_tenant_as_one_naming_each_problem_s_tenant(
+    world: FakeMicrosoft, tmp_path: Path
+) -> None:
+    world.refused_tenants["fabrikam.onmicrosoft.com"] = CONSENT
+    config = tenants_config(world, tmp_path, NAMES)
+
+    done = run(world, config, "check")
+
+    assert done.exit_code == 2  # CRITICAL: an incident outranks a tenant that is UNKNOWN
+    first, *details = done.stdout.splitlines()
+    text, _, perfdata = first.partition(" | ")
+    assert text == (
+        "M365 CRITICAL - 3 incidents, 1 advisory in 2 of 3 tenants (fabrikam UNKNOWN): "
+        "EX1200000 Exchange Online (investigating) in contoso, EX1200002 Exchange Online "
+        "(investigating) in 2 tenants, EX1200001 Exchange Online (investigating) in contoso"
+    )
+    assert perfdata == "incidents=3;;0;0 advisories=1;0;;0 unknown_tenants=1;;;0"
+    assert details[0].startswith("fabrikam: UNKNOWN - sign-in to 127.0.0.1 failed (AADSTS7000229)")
+    assert [d.split(" ")[:2] for d in details[1:]] == [
+        ["contoso:", "EX1200000"],
+        ["contoso:", "EX1200002"],
+        ["northwind:", "EX1200002"],
+        ["contoso:", "EX1200001"],
+    ]
+
+
+def test_check_with_only_advisories_and_a_tenant_unchecked_is_unknown(
+    world: FakeMicrosoft, tmp_path: Path
+) -> None:
+    world.tenant_issues["contoso.onmicrosoft.com"] = [issue(1)]
+    world.tenant_issues["northwind.onmicrosoft.com"] = []
+    world.tenant_faults["fabrikam.onmicrosoft.com"] = (403, '{"error": {"code": "Forbidden"}}', {})
+    config = tenants_config(world, tmp_path, NAMES)
+
+    assert run(world, config, "check").exit_code == 3
+    world.tenant_faults.clear()
+    warned = run(world, config, "check")
+    assert warned.exit_code == 1
+    assert warned.stdout.startswith(
+        "M365 WARNING - 0 incidents, 1 advisory in 3 tenants: "
+        "EX1200001 Exchange Online (investigating) in contoso | "
+    )
+
+
+def test_check_tenant_takes_a_name_or_tenant_id_and_checks_that_tenant_alone(
+    world: FakeMicrosoft, tmp_path: Path
+) -> None:
+    config = tenants_config(world, tmp_path, NAMES)
+
+    by_name = run(world, config, "check", "--tenant", "northwind")
+    by_id = run(world, config, "check", "--tenant", "NORTHWIND.onmicrosoft.com")
+
+    assert by_name.exit_code == by_id.exit_code == 2
+    assert by_name.stdout == by_id.stdout
+    assert by_name.stdout.startswith(
+        "M365 CRITICAL - 1 incident, 0 advisories: EX1200002 Exchange Online (investigating) | "
+    )
+    assert world.counts["graph:contoso.onmicrosoft.com"] == 0
+    unknown = run(world, config, "check", "--tenant", "acme")
+    assert unknown.exit_code == 3
+    assert unknown.stdout == (
+        "M365 UNKNOWN - --tenant 'acme' is not configured: the [[tenants]] are contoso, "
+        "fabrikam, northwind\n"
+    )
+
+
+def test_cached_check_of_many_tenants_is_unknown_for_a_stale_one(
+    world: FakeMicrosoft, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tenants_config(world, tmp_path, NAMES)
+    assert run(world, config, "poll").exit_code == 0
+    now = datetime.now(timezone.utc)
+    monkeypatch.setattr(wiring, "utc_now", lambda: now)
+    old = now.timestamp() - 3600
+    state = tmp_path / "state" / "tenants" / "fabrikam" / "state.json"
+    os.utime(state, (old, old))
+
+    done = run(world, config, "check", "--cached", "--critical-incidents", "5")
+
+    assert done.exit_code == 3  # fabrikam's state is an hour old; the others are OK
+    first, *details = done.stdout.splitlines()
+    assert " in 2 of 3 tenants (fabrikam UNKNOWN)" in first
+    assert "unknown_tenants=1;;;0" in first
+    assert details[0].startswith(
+        "fabrikam: UNKNOWN - the local state is 1h old, more than --max-age 15m"
+    )
+
+
+def test_check_of_many_tenants_answers_within_its_timeout(
+    world: FakeMicrosoft, tmp_path: Path
+) -> None:
+    config = tenants_config(world, tmp_path, NAMES)
+    world.graph_delay = 3.0
+    started = time.monotonic()
+
+    done = run(world, config, "check", "--timeout", "0.5")
+
+    assert time.monotonic() - started < 2.5  # not held up by the tenants still being asked
+    assert done.exit_code == 3
+    assert done.stdout == "M365 UNKNOWN - no answer within --timeout 0.5 s\n"
