@@ -46,6 +46,8 @@ from m365watch.tenant_query import (
 MIN_TITLE_COLUMN = 40
 # Cell padding plus the divider between two table columns.
 COLUMN_GAP = 3
+# The widest a Tenant column gets; a longer name folds onto more lines (names go up to 63).
+TENANT_COLUMN = 20
 
 
 def severity_style(severity: int) -> str:
@@ -278,6 +280,7 @@ def _messages_table(
     """
     tenants = any(tenant is not None for tenant, _ in rows)
     lead = ("Tenant",) if tenants else ()
+    first = len(lead)  # where the ID is
     cells = [
         (
             *((tenant or "",) if tenants else ()),
@@ -291,12 +294,13 @@ def _messages_table(
     ]
     headers = (*lead, "ID", "Category", "Services", "Updated", "Act by")
     fixed = [max(cell_len(h), *(cell_len(row[n]) for row in cells)) for n, h in enumerate(headers)]
+    fixed[:first] = [min(w, TENANT_COLUMN) for w in fixed[:first]]
     room = width - sum(fixed) - COLUMN_GAP * len(fixed)
     longest = max(cell_len(p.title) for _, p in rows)
     table = _table()
-    first = len(lead)  # where the ID is
     if room >= min(MIN_TITLE_COLUMN, longest):
-        for header in headers:
+        _tenant_columns(table, lead)
+        for header in headers[first:]:
             table.add_column(header, no_wrap=True)
         table.add_column("Title", no_wrap=True, overflow="ellipsis", max_width=room)
         for (_, post), row in zip(rows, cells, strict=True):
@@ -310,8 +314,7 @@ def _messages_table(
                 Text(post.title),
             )
         return table
-    for header in lead:
-        table.add_column(header, no_wrap=True)
+    _tenant_columns(table, lead)
     table.add_column("ID", no_wrap=True)
     table.add_column("Post: category · services · updated · act by")
     for (_, post), row in zip(rows, cells, strict=True):
@@ -367,8 +370,7 @@ def _services_table(rows: Iterable[tuple[str | None, ServiceStatus]]) -> Table:
     rows = list(rows)
     tenants = any(tenant is not None for tenant, _ in rows)
     table = _table()
-    if tenants:
-        table.add_column("Tenant", no_wrap=True)
+    _tenant_columns(table, ("Tenant",) if tenants else ())
     table.add_column("Service")
     table.add_column("Health")
     table.add_column("Incidents", justify="right", no_wrap=True)
@@ -396,6 +398,7 @@ def _issues_table(rows: Sequence[tuple[str | None, Issue]], now: datetime, width
     """
     tenants = any(tenant is not None for tenant, _ in rows)
     lead = ("Tenant",) if tenants else ()
+    first = len(lead)  # where the ID is
     cells = [
         (
             *((tenant or "",) if tenants else ()),
@@ -409,12 +412,13 @@ def _issues_table(rows: Sequence[tuple[str | None, Issue]], now: datetime, width
     ]
     headers = (*lead, "ID", "Type", "Service", "Status", "Updated")
     fixed = [max(cell_len(h), *(cell_len(row[n]) for row in cells)) for n, h in enumerate(headers)]
+    fixed[:first] = [min(w, TENANT_COLUMN) for w in fixed[:first]]
     room = width - sum(fixed) - COLUMN_GAP * len(fixed)
     longest = max(cell_len(i.title) for _, i in rows)
     table = _table()
-    first = len(lead)  # where the ID is
     if room >= min(MIN_TITLE_COLUMN, longest):
-        for header in headers[:-1]:
+        _tenant_columns(table, lead)
+        for header in headers[first:-1]:
             table.add_column(header, no_wrap=True)
         table.add_column("Title", no_wrap=True, overflow="ellipsis", max_width=room)
         table.add_column("Updated", no_wrap=True, justify="right")
@@ -431,8 +435,7 @@ def _issues_table(rows: Sequence[tuple[str | None, Issue]], now: datetime, width
                 style=style,
             )
         return table
-    for header in lead:
-        table.add_column(header, no_wrap=True)
+    _tenant_columns(table, lead)
     table.add_column("ID", no_wrap=True)
     table.add_column("Issue: type · service · status · last update")
     for (_, issue), row in zip(rows, cells, strict=True):
@@ -447,6 +450,12 @@ def _issues_table(rows: Sequence[tuple[str | None, Issue]], now: datetime, width
             style="dim" if issue.is_resolved else "",
         )
     return table
+
+
+def _tenant_columns(table: Table, lead: tuple[str, ...]) -> None:
+    """The Tenant column, when there is one: at most TENANT_COLUMN wide, longer names folded."""
+    for header in lead:
+        table.add_column(header, max_width=TENANT_COLUMN, overflow="fold")
 
 
 def _table() -> Table:

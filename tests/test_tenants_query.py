@@ -594,3 +594,37 @@ def test_check_of_many_tenants_answers_within_its_timeout(
     assert time.monotonic() - started < 2.5  # not held up by the tenants still being asked
     assert done.exit_code == 3
     assert done.stdout == "M365 UNKNOWN - no answer within --timeout 0.5 s\n"
+
+
+def test_a_long_tenant_name_folds_and_the_tables_still_fit_80_columns() -> None:
+    from m365watch.feeds.messages import parse_messages
+    from m365watch.message_query import MessagesQuery, build_messages
+    from m365watch.models import ServiceHealth, parse_issues
+    from m365watch.query import SOURCE_GRAPH, StatusQuery, build_status
+    from m365watch.tables import render_tenants_messages, render_tenants_status
+    from m365watch.tenant_query import TenantAnswer, TenantsMessages, TenantsStatus
+
+    long_name = "a-customer-label-of-the-longest-kind-an-msp-might-give-0123456"
+    names = (long_name, "short")
+    issues, _ = parse_issues([issue(n) for n in range(3)])
+    health = [
+        ServiceHealth.from_graph(
+            {"id": "Exchange", "service": "Exchange Online", "status": "serviceDegradation"}
+        )
+    ]
+    report = build_status(health, issues, StatusQuery(), now=T0, source=SOURCE_GRAPH)
+    status = TenantsStatus(
+        T0, SOURCE_GRAPH, tuple(TenantAnswer(n, report) for n in names), StatusQuery()
+    )
+    posts, _ = parse_messages(load_json("cli-microsoft365-message-list.json")["value"])
+    listed = build_messages(posts, MessagesQuery(), now=T0, source=SOURCE_GRAPH)
+    messages = TenantsMessages(
+        T0, SOURCE_GRAPH, tuple(TenantAnswer(n, listed) for n in names), MessagesQuery()
+    )
+
+    for text in (
+        render_tenants_status(status, now=T0, width=80, color=False),
+        render_tenants_messages(messages, now=T0, width=80, color=False),
+    ):
+        assert widest(text) <= 80
+        assert long_name[:16] in text and "short" in text
