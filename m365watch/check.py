@@ -16,6 +16,7 @@ and formats the performance data.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum
@@ -23,17 +24,20 @@ from typing import Any
 
 from nagiosplugin import Performance, Range
 
-from m365watch.errors import ConfigError
+from m365watch.errors import ConfigError, M365WatchError, StateError, first_line
 from m365watch.models import Issue, status_words
 from m365watch.query import (
     HealthSource,
     StateSource,
     StatusQuery,
     StatusReport,
+    issue_order,
     normalise_issue_id,
     status_from_graph,
     status_from_state,
 )
+from m365watch.settings import TenantSettings
+from m365watch.tenant_query import TenantAnswer
 
 SERVICE = "M365"
 # How many issues the status line names; the long output lists every one.
@@ -146,6 +150,19 @@ def unknown(reason: str) -> CheckResult:
     return CheckResult(PluginState.UNKNOWN, _clean(reason))
 
 
+def pick_tenant(asked: str, tenants: Sequence[TenantSettings]) -> str:
+    """The [[tenants]] name ``--tenant`` means: a tenant's name or its ``tenant_id`` (any case).
+
+    ConfigError (UNKNOWN) for anything else, naming the tenants.
+    """
+    wanted = asked.strip().casefold()
+    for tenant in tenants:
+        if wanted in (str(tenant.name).casefold(), tenant.tenant_id.strip().casefold()):
+            return str(tenant.name)
+    names = ", ".join(str(t.name) for t in tenants)
+    raise ConfigError(f"--tenant {asked!r} is not configured: the [[tenants]] are {names}")
+
+
 def check_tenant(asked: str | None, configured: str) -> None:
     """``--tenant`` must name the configured tenant (its ``tenant_id``, any case) or be absent."""
     if asked is None or asked.strip().casefold() == configured.strip().casefold():
@@ -169,15 +186,129 @@ def check_cached(
     """Judge the issues of the local state; UNKNOWN when its last poll is older than ``max_age``."""
     ignored = query.ignored()
     report = status_from_state(store, query.status_query(), now=now)
+    try:
+        age = _fresh_age(report, store, now=now, max_age=max_age)
+    except StateError as error:
+        return unknown(str(error))
+    return judge(report, query, ignored=ignored, age=age)
+
+
+def _fresh_age(report: StatusReport, store: StateSource, *, now: datetime, max_age: float) -> float:
+    """The age of the state behind ``report``; StateError when unknown or beyond ``max_age``."""
     if report.cached_at is None:
-        return unknown(f"the time of the last poll is unknown ({store.path})")
+        raise StateError(f"the time of the last poll is unknown ({store.path})")
     age = max(0.0, (now - report.cached_at).total_seconds())
     if age > max_age:
-        return unknown(
+        raise StateError(
             f"the local state is {_age_words(age)} old, more than --max-age "
             f"{_age_words(max_age)}: is `m365watch poll` running? ({store.path})"
         )
-    return judge(report, query, ignored=ignored, age=age)
+    return age
+
+
+# -- many tenants ([[tenants]]) ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Look:
+    """What one tenant's check found: its open issues, and the age of its state (--cached)."""
+
+    report: StatusReport
+    age: float | None = None
+
+
+def look_live(source: HealthSource, query: CheckQuery, *, now: datetime) -> Look:
+    """One tenant's open issues from Graph (errors propagate: that tenant is UNKNOWN)."""
+    return Look(status_from_graph(source, query.status_query(), now=now))
+
+
+def look_cached(store: StateSource, query: CheckQuery, *, now: datetime, max_age: float) -> Look:
+    """One tenant's open issues from its state; StateError when it is missing or too old."""
+    report = status_from_state(store, query.status_query(), now=now)
+    return Look(report, _fresh_age(report, store, now=now, max_age=max_age))
+
+
+# Worst first for many tenants: an open incident still pages while another tenant is UNKNOWN.
+_WORST = (PluginState.OK, PluginState.WARNING, PluginState.UNKNOWN, PluginState.CRITICAL)
+
+
+def judge_tenants(answers: Sequence[TenantAnswer[Look]], query: CheckQuery) -> CheckResult:
+    """Judge every tenant as one: each tenant against the thresholds, the worst state wins.
+
+    CRITICAL over UNKNOWN (a tenant that could not be checked) over WARNING over OK.
+    The performance data sums the counts of every tenant checked (the thresholds shown
+    are those each tenant is judged by); ``unknown_tenants`` counts those that could
+    not be; ``age`` is the oldest state's. Each line of the long output names its tenant.
+    """
+    ignored = query.ignored()
+    states = []
+    incidents: list[tuple[int, str, Issue]] = []
+    advisories: list[tuple[int, str, Issue]] = []
+    ages = []
+    failed = [a for a in answers if a.answer is None]
+    for position, answer in enumerate(answers):
+        if answer.answer is None:
+            states.append(PluginState.UNKNOWN)
+            continue
+        found, advised = _open_issues(answer.answer.report, ignored)
+        states.append(max(query.incidents.judge(len(found)), query.advisories.judge(len(advised))))
+        incidents += [(position, answer.name, i) for i in found]
+        advisories += [(position, answer.name, i) for i in advised]
+        if answer.answer.age is not None:
+            ages.append(answer.answer.age)
+    state = max(states, key=_WORST.index, default=PluginState.UNKNOWN)
+    # Incidents first, each group worst first, an issue's tenants together.
+    worst = [
+        (name, issue)
+        for group in (incidents, advisories)
+        for _, name, issue in sorted(group, key=lambda row: (issue_order(row[2]), row[0]))
+    ]
+    counts = f"{_counted(len(incidents), 'incident')}, {_counted(len(advisories), 'advisory')}"
+    if failed:
+        unknowns = ", ".join(a.name for a in failed)
+        counts += f" in {len(answers) - len(failed)} of {len(answers)} tenants ({unknowns} UNKNOWN)"
+    else:
+        counts += f" in {_counted(len(answers), 'tenant')}"
+    tenants_of: dict[str, list[str]] = {}
+    first: dict[str, Issue] = {}
+    for name, issue in worst:
+        tenants_of.setdefault(issue.id, []).append(name)
+        first.setdefault(issue.id, issue)
+    named = ", ".join(
+        f"{_issue_short(first[i])} in {_tenants_text(tenants_of[i])}"
+        for i in list(first)[:NAMED_ON_STATUS_LINE]
+    )
+    more = len(first) - NAMED_ON_STATUS_LINE
+    summary = counts + (f": {named}" if named else "") + (f" and {more} more" if more > 0 else "")
+    if ages:
+        summary += f" (local state, the oldest {_age_words(max(ages))} old)"
+    perfdata = [
+        _performance("incidents", len(incidents), query.incidents),
+        _performance("advisories", len(advisories), query.advisories),
+        Performance("unknown_tenants", len(failed), min=0),
+    ]
+    if ages:
+        perfdata.append(Performance("age", round(max(ages)), "s", min=0))
+    details = [
+        _clean(f"{a.name}: UNKNOWN - {first_line(a.error or M365WatchError())}") for a in failed
+    ]
+    details += [_clean(f"{name}: {_issue_line(issue)}") for name, issue in worst]
+    if ignored:
+        details.append("Ignored: " + ", ".join(sorted(ignored)))
+    return CheckResult(state, _clean(summary), tuple(details), tuple(perfdata))
+
+
+def _tenants_text(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else f"{len(names)} tenants"
+
+
+def _open_issues(report: StatusReport, ignored: frozenset[str]) -> tuple[list[Issue], list[Issue]]:
+    """The open incidents and advisories in scope, less the ignored ones."""
+    issues = [i for i in report.issues if not i.is_resolved and i.id.upper() not in ignored]
+    incidents = [i for i in issues if i.classification == "incident"]
+    # An issue whose classification Graph does not document yet counts as an advisory.
+    advisories = [i for i in issues if i.classification != "incident"]
+    return incidents, advisories
 
 
 def judge(
@@ -188,10 +319,7 @@ def judge(
     age: float | None = None,
 ) -> CheckResult:
     """Count the open issues in scope (less the ignored ones) and judge both counts."""
-    issues = [i for i in report.issues if not i.is_resolved and i.id.upper() not in ignored]
-    incidents = [i for i in issues if i.classification == "incident"]
-    # An issue whose classification Graph does not document yet counts as an advisory.
-    advisories = [i for i in issues if i.classification != "incident"]
+    incidents, advisories = _open_issues(report, ignored)
     state = max(
         query.incidents.judge(len(incidents)),
         query.advisories.judge(len(advisories)),

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Concatenate, NoReturn, ParamSpec, cast
+from typing import TYPE_CHECKING, Any, Concatenate, NoReturn, ParamSpec, TypeVar, cast
 
 import click
 
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from m365watch.poll import IssueSource, PollResult
     from m365watch.query import IssueDetail, StatusReport
     from m365watch.settings import Settings, TargetSettings
+    from m365watch.tenant_query import TenantAnswer, TenantsDetail, TenantsMessages, TenantsStatus
     from m365watch.tenants import TenantsResult
     from m365watch.watcher import WatcherReport
 
@@ -145,6 +146,7 @@ EXIT_CODES: dict[str, tuple[tuple[int, str], ...]] = {
     "doctor": (
         (0, "every check passes (warnings allowed)"),
         (EXIT_RUNTIME, "any check fails"),
+        (EXIT_USAGE, "a --tenant that is not configured (or without [[tenants]])"),
         (EXIT_TERMINATED, "stopped by SIGTERM, once its fresh token cache was removed"),
     ),
 }
@@ -547,16 +549,9 @@ def poll_tenants(
 
 def print_tenants_result(many: TenantsResult, settings: Settings, *, quiet: bool = False) -> None:
     """The summary of a poll of many tenants: one Error line per failed tenant, then totals."""
-    from m365watch.watcher import looks_like_consent
-
-    by_name = {t.name: t for t in settings.tenants}
     for outcome in many.tenants:
         if outcome.error is not None:
-            tenant = by_name.get(outcome.name)
-            line = f"Error: tenant {outcome.name}: {first_line(outcome.error)}"
-            if tenant is not None and looks_like_consent(first_line(outcome.error)):
-                line += f" (an admin of the tenant grants consent at {tenant.admin_consent_url})"
-            click.echo(line, err=True)
+            click.echo(tenant_error_line(outcome.name, outcome.error, settings), err=True)
         elif outcome.result is not None:
             for error in outcome.result.errors:
                 click.echo(f"Error: tenant {outcome.name}: {error}", err=True)
@@ -749,6 +744,69 @@ def _print_answer(
     return 0
 
 
+T = TypeVar("T")
+
+
+def _ask_tenants(
+    settings: Settings, views: list[Settings], ask: Callable[[Settings], T]
+) -> tuple[TenantAnswer[T], ...]:
+    """``ask`` each tenant's view, ``[poll] concurrency`` at a time: answers or errors."""
+    from m365watch.tenant_query import ask_tenants
+
+    questions = [(str(view.tenant_name), functools.partial(ask, view)) for view in views]
+    return ask_tenants(questions, concurrency=settings.poll.concurrency)
+
+
+def tenant_error_line(name: str, error: BaseException, settings: Settings) -> str:
+    """``Error: tenant NAME: …``, with the tenant's admin-consent URL when consent looks
+    withdrawn."""
+    from m365watch.watcher import looks_like_consent
+
+    text = first_line(error)
+    line = f"Error: tenant {name}: {text}"
+    tenant = next((t for t in settings.tenants if t.name == name), None)
+    if tenant is not None and looks_like_consent(text):
+        line += f" (an admin of the tenant grants consent at {tenant.admin_consent_url})"
+    return line
+
+
+def _print_tenants_answer(
+    ctx: Context,
+    settings: Settings,
+    answer: TenantsStatus | TenantsMessages | TenantsDetail,
+    *,
+    as_json: bool,
+    cached: bool,
+    now: datetime,
+) -> int:
+    """Print a query's answer over many tenants, then one Error line per tenant that failed.
+
+    Exit 1 when any tenant failed (the others are printed all the same).
+    """
+    from m365watch.tenant_query import TenantsDetail, TenantsMessages, tenants_cache_note
+
+    if as_json:
+        if cached and answer.answered and not ctx.quiet:
+            stamps = [(name, report.cached_at) for name, report in answer.answered]
+            click.echo(f"Note: {tenants_cache_note(stamps, now)}", err=True)
+        _print_json(answer.to_json())
+    else:
+        from m365watch import tables
+
+        width, color = _output_style()
+        if isinstance(answer, TenantsDetail):
+            text = tables.render_tenants_detail(answer, now=now, width=width, color=color)
+        elif isinstance(answer, TenantsMessages):
+            text = tables.render_tenants_messages(answer, now=now, width=width, color=color)
+        else:
+            text = tables.render_tenants_status(answer, now=now, width=width, color=color)
+        click.echo(text, nl=False)
+    for failed in answer.failed:
+        assert failed.error is not None
+        click.echo(tenant_error_line(failed.name, failed.error, settings), err=True)
+    return EXIT_RUNTIME if answer.failed else 0
+
+
 _JSON_HELP = "Print JSON for scripts (the format is in the README)."
 _CACHED_HELP = (
     "Answer from the local state written by `m365watch poll`: no network request; "
@@ -775,6 +833,7 @@ _CACHED_HELP = (
 )
 @click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
 @click.option("--cached", is_flag=True, help=_CACHED_HELP)
+@tenant_option
 @click.pass_obj
 @guarded
 def status(
@@ -784,56 +843,93 @@ def status(
     classification: str | None,
     as_json: bool,
     cached: bool,
+    tenant_names: tuple[str, ...],
 ) -> int:
-    """Show the services that are not healthy and the open issues, now."""
-    from m365watch.query import StatusQuery, status_from_graph, status_from_state
+    """Show the services that are not healthy and the open issues, now.
+
+    With [[tenants]], every tenant's (or those of --tenant), in one table with a
+    Tenant column; a tenant that cannot answer is one Error line (exit 1).
+    """
+    from m365watch.query import (
+        SOURCE_CACHE,
+        SOURCE_GRAPH,
+        StatusQuery,
+        status_from_graph,
+        status_from_state,
+    )
 
     settings = ctx.settings()
+    views = settings.for_tenants(tenant_names)  # --tenant without [[tenants]]: a usage error
     now = ctx.now()
     query = StatusQuery(
         services=services,
         classification=classification.lower() if classification else None,
         include_resolved=include_resolved,
     )
-    if cached:
-        report = status_from_state(wiring.build_state_store(settings), query, now=now)
-    else:
-        report = status_from_graph(wiring.build_graph(settings), query, now=now)
-    return _print_answer(ctx, report, as_json=as_json, cached=cached, now=now)
+
+    def ask(view: Settings) -> StatusReport:
+        if cached:
+            return status_from_state(wiring.build_state_store(view), query, now=now)
+        return status_from_graph(wiring.build_graph(view), query, now=now)
+
+    if settings.many_tenants:
+        from m365watch.tenant_query import TenantsStatus
+
+        answers = _ask_tenants(settings, views, ask)
+        source = SOURCE_CACHE if cached else SOURCE_GRAPH
+        joined = TenantsStatus(now, source, answers, query)
+        return _print_tenants_answer(ctx, settings, joined, as_json=as_json, cached=cached, now=now)
+    return _print_answer(ctx, ask(settings), as_json=as_json, cached=cached, now=now)
 
 
 @main.command(epilog=exit_codes_help("show"))
 @click.argument("issue_id", metavar="ID")
 @click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
 @click.option("--cached", is_flag=True, help=_CACHED_HELP)
+@tenant_option
 @click.pass_obj
 @guarded
-def show(ctx: Context, issue_id: str, as_json: bool, cached: bool) -> int:
+def show(
+    ctx: Context, issue_id: str, as_json: bool, cached: bool, tenant_names: tuple[str, ...]
+) -> int:
     """Show one issue (facts, impact, every update) or one Message center post, whole.
 
     ID is the id Microsoft gives it, in any case: an issue's such as EX1256020, or a
     Message center post's such as MC237349 (reading posts needs ServiceMessage.Read.All).
+    With [[tenants]], it is shown in each tenant that has it, under a heading naming
+    the tenant (--json: a list, one object per tenant); exit 4 only when none has it.
     """
     from m365watch.message_query import (
         is_message_request,
         message_from_graph,
         message_from_state,
     )
-    from m365watch.query import issue_from_graph, issue_from_state
+    from m365watch.query import issue_from_graph, issue_from_state, normalise_issue_id
 
     settings = ctx.settings()
+    views = settings.for_tenants(tenant_names)  # --tenant without [[tenants]]: a usage error
     now = ctx.now()
-    detail: IssueDetail | MessageDetail
-    if is_message_request(issue_id):
+    is_message = is_message_request(issue_id)
+    # A bad id is a usage error before any tenant is asked.
+    item_id = issue_id.strip().upper() if is_message else normalise_issue_id(issue_id)
+
+    def ask(view: Settings) -> IssueDetail | MessageDetail:
+        if is_message:
+            if cached:
+                return message_from_state(wiring.build_state_store(view), item_id, now=now)
+            return message_from_graph(wiring.build_graph(view), item_id, now=now)
         if cached:
-            detail = message_from_state(wiring.build_state_store(settings), issue_id, now=now)
-        else:
-            detail = message_from_graph(wiring.build_graph(settings), issue_id, now=now)
-    elif cached:
-        detail = issue_from_state(wiring.build_state_store(settings), issue_id, now=now)
-    else:
-        detail = issue_from_graph(wiring.build_graph(settings), issue_id, now=now)
-    return _print_answer(ctx, detail, as_json=as_json, cached=cached, now=now)
+            return issue_from_state(wiring.build_state_store(view), item_id, now=now)
+        return issue_from_graph(wiring.build_graph(view), item_id, now=now)
+
+    if settings.many_tenants:
+        from m365watch.tenant_query import TenantsDetail, not_found_in_any
+
+        detail = TenantsDetail(item_id, _ask_tenants(settings, views, ask))
+        if not detail.answered and not detail.failed:
+            raise not_found_in_any(detail, cached=cached)
+        return _print_tenants_answer(ctx, settings, detail, as_json=as_json, cached=cached, now=now)
+    return _print_answer(ctx, ask(settings), as_json=as_json, cached=cached, now=now)
 
 
 def _days(click_ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
@@ -876,6 +972,7 @@ def _days(click_ctx: click.Context, param: click.Parameter, value: float | None)
 )
 @click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
 @click.option("--cached", is_flag=True, help=_CACHED_HELP)
+@tenant_option
 @click.pass_obj
 @guarded
 def messages(
@@ -887,20 +984,24 @@ def messages(
     since_days: float | None,
     as_json: bool,
     cached: bool,
+    tenant_names: tuple[str, ...],
 ) -> int:
     """List Message center posts, newest first, with their act-by dates.
 
     Reads every post (needs ServiceMessage.Read.All), whether [messages] is configured
     or not; with --cached, the posts the last poll with [messages] recorded.
-    `m365watch show MC…` shows one whole.
+    `m365watch show MC…` shows one whole. With [[tenants]], every tenant's (or those
+    of --tenant) in one table with a Tenant column.
     """
     from m365watch.message_query import (
         MessagesQuery,
         messages_from_graph,
         messages_from_state,
     )
+    from m365watch.query import SOURCE_CACHE, SOURCE_GRAPH
 
     settings = ctx.settings()
+    views = settings.for_tenants(tenant_names)  # --tenant without [[tenants]]: a usage error
     now = ctx.now()
     query = MessagesQuery(
         category=category,
@@ -909,11 +1010,20 @@ def messages(
         action_required=action_required,
         since_days=since_days,
     )
-    if cached:
-        report = messages_from_state(wiring.build_state_store(settings), query, now=now)
-    else:
-        report = messages_from_graph(wiring.build_graph(settings), query, now=now)
-    return _print_answer(ctx, report, as_json=as_json, cached=cached, now=now)
+
+    def ask(view: Settings) -> MessagesReport:
+        if cached:
+            return messages_from_state(wiring.build_state_store(view), query, now=now)
+        return messages_from_graph(wiring.build_graph(view), query, now=now)
+
+    if settings.many_tenants:
+        from m365watch.tenant_query import TenantsMessages
+
+        answers = _ask_tenants(settings, views, ask)
+        source = SOURCE_CACHE if cached else SOURCE_GRAPH
+        joined = TenantsMessages(now, source, answers, query)
+        return _print_tenants_answer(ctx, settings, joined, as_json=as_json, cached=cached, now=now)
+    return _print_answer(ctx, ask(settings), as_json=as_json, cached=cached, now=now)
 
 
 @main.command("test-notify", epilog=exit_codes_help("test-notify"))
@@ -924,19 +1034,24 @@ def messages(
     metavar="NAME",
     help="Test only this [[notify]] target (repeatable); default: all of them.",
 )
+@tenant_option
 @click.pass_obj
 @guarded
-def test_notify(ctx: Context, target_names: tuple[str, ...]) -> int:
+def test_notify(ctx: Context, target_names: tuple[str, ...], tenant_names: tuple[str, ...]) -> int:
     """Send a clearly-marked test message to each notification target.
 
     Prints one line per target: ok, or FAILED with the reason (never the URL).
     A URL Apprise does not accept is a configuration error (exit 2), after every
-    target was tested. Needs no tenant and changes no state.
+    target was tested. Needs no tenant and changes no state. With [[tenants]],
+    --tenant tests only the targets that receive those tenants' messages.
     """
     from m365watch.poll import send_test_messages
 
     settings = ctx.settings()
+    views = settings.for_tenants(tenant_names)  # --tenant without [[tenants]]: a usage error
     targets = select_targets(settings, target_names)
+    if tenant_names:
+        targets = _covering(targets, views, target_names, tenant_names)
     results = send_test_messages(wiring.build_sender(settings), targets, now=ctx.now())
     for target, result in zip(targets, results, strict=True):
         schemes = ", ".join(target.schemes)
@@ -962,6 +1077,30 @@ def select_targets(settings: Settings, names: tuple[str, ...]) -> list[TargetSet
                 f"no [[notify]] target is named {name!r}: the targets are {', '.join(by_name)}"
             )
     return [t for t in settings.targets if not names or t.name in names]
+
+
+def _covering(
+    targets: list[TargetSettings],
+    views: list[Settings],
+    target_names: tuple[str, ...],
+    tenant_names: tuple[str, ...],
+) -> list[TargetSettings]:
+    """The ``targets`` that receive the messages of the tenants of ``views``.
+
+    A ``--target`` that does not, or no target at all, is a ConfigError.
+    """
+    covering = {t.name for view in views for t in view.targets}
+    tenants = ", ".join(dict.fromkeys(tenant_names))
+    for name in target_names:
+        if name not in covering:
+            raise ConfigError(
+                f"the [[notify]] target {name!r} does not receive the messages of {tenants} "
+                "(see its tenants)"
+            )
+    chosen = [t for t in targets if t.name in covering]
+    if not chosen:
+        raise ConfigError(f"no [[notify]] target receives the messages of {tenants}")
+    return chosen
 
 
 def poll_with_health(
@@ -1212,7 +1351,8 @@ def _range_option(name: str, help_text: str) -> Callable[[Callable[..., Any]], C
 @click.option(
     "--tenant",
     metavar="NAME",
-    help="The tenant to check: the configured [tenant] tenant_id (the only one today).",
+    help="The tenant to check: with [[tenants]], a tenant's name or tenant_id (default: "
+    "every tenant, judged as one); else the [tenant] tenant_id.",
 )
 @click.option("--cached", is_flag=True, help="Judge the local state of the last poll: no network.")
 @click.option(
@@ -1323,29 +1463,52 @@ def _time_limit(seconds: float) -> Iterator[None]:
 def _run_check(
     ctx: Context, query: CheckQuery, *, tenant: str | None, cached: bool, max_age: str
 ) -> CheckResult:
-    from m365watch.check import check_cached, check_live, check_tenant
+    from m365watch.check import (
+        check_cached,
+        check_live,
+        check_tenant,
+        judge_tenants,
+        look_cached,
+        look_live,
+        pick_tenant,
+    )
     from m365watch.watch import parse_duration
 
     seconds = parse_duration(max_age, "--max-age")
     query.ignored()  # a bad --ignore is UNKNOWN before anything is read
     settings = ctx.settings()
-    if tenant is not None:
-        check_tenant(tenant, settings.require_tenant().tenant_id)
     now = ctx.now()
+    if settings.many_tenants and tenant is None:
+        # Every tenant judged as one: the worst state, the counts summed.
+        def look(view: Settings) -> Any:
+            if cached:
+                store = wiring.build_state_store(view)
+                return look_cached(store, query, now=now, max_age=seconds)
+            return look_live(wiring.build_graph(view), query, now=now)
+
+        return judge_tenants(_ask_tenants(settings, settings.for_tenants(), look), query)
+    if settings.many_tenants:
+        assert tenant is not None
+        settings = settings.for_tenants([pick_tenant(tenant, settings.tenants)])[0]
+    elif tenant is not None:
+        check_tenant(tenant, settings.require_tenant().tenant_id)
     if cached:
         return check_cached(wiring.build_state_store(settings), query, now=now, max_age=seconds)
     return check_live(wiring.build_graph(settings), query, now=now)
 
 
 @main.command(epilog=exit_codes_help("doctor"))
+@tenant_option
 @click.pass_obj
 @guarded
-def doctor(ctx: Context) -> int:
+def doctor(ctx: Context, tenant_names: tuple[str, ...]) -> int:
     """Check the installation, one line per check with the fix.
 
     Configuration, credential (certificate expiry), sign-in, Graph permission (one
     request; with [messages] one more for ServiceMessage.Read.All), each notification
-    URL (nothing is sent), state folder, clock.
+    URL (nothing is sent), state folder, clock. With [[tenants]], the credential,
+    sign-in, permission and state folder checks are made for each tenant (or those of
+    --tenant), one line per tenant per check: "✓ sign-in (contoso): …".
     """
     from m365watch.doctor import Status, counted, run_checks
 
@@ -1356,7 +1519,8 @@ def doctor(ctx: Context) -> int:
     except (UnicodeEncodeError, LookupError):
         # A terminal that cannot show ✓ and ✗ (a latin-1 or C locale) gets words.
         marks = {Status.PASS: "OK", Status.WARN: "WARN", Status.FAIL: "FAIL", Status.SKIP: "-"}
-    for check in run_checks(ctx.config_path(), wiring.build_doctor_adapters(ctx.now)):
+    adapters = wiring.build_doctor_adapters(ctx.now)
+    for check in run_checks(ctx.config_path(), adapters, tenant_names=tenant_names):
         failed += check.failed
         warned += check.status is Status.WARN
         if not ctx.quiet or check.status in (Status.FAIL, Status.WARN):

@@ -9,10 +9,11 @@ makes ``doctor`` exit non-zero.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 from pathlib import Path
@@ -22,7 +23,8 @@ from urllib.parse import urlsplit
 from m365watch.errors import ConfigError, M365WatchError, StateError, first_line
 from m365watch.sections import format_time
 from m365watch.settings import Settings, TargetSettings, scheme_of
-from m365watch.watcher import WATCHER_EVENT, watcher_targets
+from m365watch.tenant_query import ask_in_order
+from m365watch.watcher import WATCHER_EVENT, looks_like_consent, watcher_targets
 
 CERTIFICATE_WARNING = timedelta(days=30)
 # The check of ServiceMessage.Read.All, made only with [messages].
@@ -119,12 +121,17 @@ class DoctorAdapters:
     free_space: Callable[[Path], int]
 
 
-def run_checks(config_path: Path, adapters: DoctorAdapters) -> Iterator[Check]:
+def run_checks(
+    config_path: Path, adapters: DoctorAdapters, *, tenant_names: Sequence[str] = ()
+) -> Iterator[Check]:
     """Run doctor's checks in order, yielding each as it completes.
 
     Configuration, credential, sign-in, Graph permission (and with ``[messages]`` the
     Message center's), each notification URL, the state folder, and the clock against
-    Microsoft's.
+    Microsoft's. With [[tenants]], the credential, sign-in, permission and state folder
+    checks are made for every tenant (or those of ``tenant_names``), ``[poll]
+    concurrency`` at a time, each named with its tenant: ``sign-in (contoso)``; the
+    others once. A ``tenant_names`` entry that is not configured raises ConfigError.
     """
     now = adapters.now()
     try:
@@ -132,37 +139,85 @@ def run_checks(config_path: Path, adapters: DoctorAdapters) -> Iterator[Check]:
     except ConfigError as error:
         yield Check("configuration", Status.FAIL, first_line(error))
         return
+    views = settings.for_tenants(tenant_names)
+    tenants = f"{counted(len(settings.tenants), 'tenant')}, " if settings.many_tenants else ""
     yield Check(
         "configuration",
         Status.PASS,
-        f"{config_path} is valid ({counted(len(settings.targets), 'notification target')})",
+        f"{config_path} is valid ({tenants}"
+        f"{counted(len(settings.targets), 'notification target')})",
     )
     for warning in settings.warnings:
         yield Check("configuration", Status.WARN, warning)
 
+    readings: list[ClockReading] = []
+    if settings.many_tenants:
+        yield from _every_tenant(settings, views, adapters, now, readings)
+    else:
+        yield from _tenant_checks(settings, adapters, now, readings)
+
+    covered = [t for t in settings.targets if any(t.covers(v.tenant_name) for v in views)]
+    yield from notification_checks(covered, adapters.url_accepted)
+    if not settings.many_tenants:
+        yield _state_check(settings, adapters)
+    if not readings:
+        yield clock_check(adapters.now(), None, None)
+    else:
+        reading = readings[-1]
+        yield clock_check(reading.local, reading.server, reading.host)
+
+
+def _tenant_checks(
+    settings: Settings, adapters: DoctorAdapters, now: datetime, readings: list[ClockReading]
+) -> Iterator[Check]:
+    """One tenant's credential, sign-in and permissions; Microsoft's Date into ``readings``."""
     credential = credential_checks(settings, adapters.read_certificate, now)
     yield from credential
-
-    reading = None
     if any(check.failed for check in credential):
         yield skipped("sign-in", "needs a working credential")
         yield from _skipped_permissions(settings)
-    else:
-        with adapters.connect(settings) as probe:
-            yield from _sign_in_checks(settings, probe)
-            reading = probe.last_clock_reading()
+        return
+    with adapters.connect(settings) as probe:
+        yield from _sign_in_checks(settings, probe)
+        reading = probe.last_clock_reading()
+    if reading is not None:
+        readings.append(reading)
 
-    yield from notification_checks(settings.targets, adapters.url_accepted)
-    yield state_folder_check(
+
+def _state_check(settings: Settings, adapters: DoctorAdapters) -> Check:
+    return state_folder_check(
         settings.state_path,
         write_private_file=adapters.write_private_file,
         load_state=adapters.load_state,
         free_space=adapters.free_space,
     )
-    if reading is None:
-        yield clock_check(adapters.now(), None, None)
-    else:
-        yield clock_check(reading.local, reading.server, reading.host)
+
+
+def _every_tenant(
+    settings: Settings,
+    views: Sequence[Settings],
+    adapters: DoctorAdapters,
+    now: datetime,
+    readings: list[ClockReading],
+) -> Iterator[Check]:
+    """Each tenant's checks and its state folder's, named with it, in configuration order."""
+
+    def checks_of(view: Settings) -> list[Check]:
+        checks = list(_tenant_checks(view, adapters, now, readings))
+        return [*checks, _state_check(view, adapters)]
+
+    questions = [(str(view.tenant_name), functools.partial(checks_of, view)) for view in views]
+    # Each tenant's fresh token cache is removed when its checks end: wait for them.
+    for answer in ask_in_order(questions, concurrency=settings.poll.concurrency, wait_on_exit=True):
+        if answer.error is not None:  # not one of the checks' own failures: they are lines
+            yield Check(f"sign-in ({answer.name})", Status.FAIL, first_line(answer.error))
+            continue
+        tenant = next(v.require_tenant() for v in views if v.tenant_name == answer.name)
+        for check in answer.answer or ():
+            detail = check.detail
+            if check.failed and check.name == "sign-in" and looks_like_consent(detail):
+                detail += f" (an admin of the tenant grants consent at {tenant.admin_consent_url})"
+            yield replace(check, name=f"{check.name} ({answer.name})", detail=detail)
 
 
 def _sign_in_checks(settings: Settings, probe: SignInProbe) -> Iterator[Check]:

@@ -192,10 +192,7 @@ def build_messages(
             return False
         return since is None or (post.last_modified is not None and post.last_modified >= since)
 
-    selected = sorted(
-        (p for p in posts if shown(p)),
-        key=lambda p: (p.last_modified is None, -_timestamp(p.last_modified), p.id),
-    )
+    selected = sorted((p for p in posts if shown(p)), key=message_order)
     return MessagesReport(
         generated=now,
         source=source,
@@ -203,6 +200,11 @@ def build_messages(
         query=query,
         cached_at=cached_at,
     )
+
+
+def message_order(post: ServiceMessage) -> tuple[bool, float, str]:
+    """How ``messages`` lists posts: newest (last modified) first, those without a date last."""
+    return (post.last_modified is None, -_timestamp(post.last_modified), post.id)
 
 
 def _timestamp(value: datetime | None) -> float:

@@ -318,7 +318,7 @@ def build_status(
         if (query.include_resolved or not i.is_resolved)
         and (query.classification is None or i.classification == query.classification)
     ]
-    shown.sort(key=_issue_order)
+    shown.sort(key=issue_order)
     return StatusReport(
         generated=now,
         source=source,
@@ -342,8 +342,8 @@ def _service_status(overview: ServiceHealth, open_issues: Sequence[Issue]) -> Se
     )
 
 
-def _issue_order(issue: Issue) -> tuple[bool, int, float, str]:
-    # Open before resolved, worst first, most recently updated first.
+def issue_order(issue: Issue) -> tuple[bool, int, float, str]:
+    """How ``status`` lists issues: open before resolved, worst, then latest update first."""
     return (issue.is_resolved, -issue.severity, -_timestamp(issue.last_modified), issue.id)
 
 

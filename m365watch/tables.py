@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import io
 import textwrap
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from rich import box
 from rich.cells import cell_len
 from rich.console import Console, Group, RenderableType
+from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
@@ -34,11 +35,19 @@ from m365watch.query import (
     missing_note,
 )
 from m365watch.sections import classification_word, format_time
+from m365watch.tenant_query import (
+    TenantsDetail,
+    TenantsMessages,
+    TenantsStatus,
+    tenants_cache_note,
+)
 
 # Below this many columns for titles, each title gets a line of its own instead.
 MIN_TITLE_COLUMN = 40
 # Cell padding plus the divider between two table columns.
 COLUMN_GAP = 3
+# The widest a Tenant column gets; a longer name folds onto more lines (names go up to 63).
+TENANT_COLUMN = 20
 
 
 def severity_style(severity: int) -> str:
@@ -59,13 +68,20 @@ def render_status(report: StatusReport, *, now: datetime, width: int, color: boo
         parts += [Text(cache_note(report.cached_at, now), style="dim"), Text()]
     unhealthy = report.unhealthy_services
     if unhealthy:
-        parts += [Text("Services with problems", style="bold"), _services_table(unhealthy)]
+        parts += [
+            Text("Services with problems", style="bold"),
+            _services_table((None, s) for s in unhealthy),
+        ]
     else:
         selected = " selected" if report.query.services else ""
         parts.append(Text(f"All{selected} services healthy.", style="green"))
     if report.issues:
         heading = f"{_issues_heading(report.query)} ({len(report.issues)})"
-        parts += [Text(), Text(heading, style="bold"), _issues_table(report.issues, now, width)]
+        parts += [
+            Text(),
+            Text(heading, style="bold"),
+            _issues_table([(None, i) for i in report.issues], now, width),
+        ]
     elif unhealthy:
         parts += [Text(), Text(f"No {_issues_heading(report.query).lower()}.")]
     return _to_text(parts, width, color)
@@ -139,7 +155,10 @@ def render_messages(report: MessagesReport, *, now: datetime, width: int, color:
         parts.append(Text("No Message center posts."))
         return _to_text(parts, width, color)
     heading = f"Message center posts, newest first ({len(report.messages)})"
-    parts += [Text(heading, style="bold"), _messages_table(report.messages, now, width)]
+    parts += [
+        Text(heading, style="bold"),
+        _messages_table([(None, p) for p in report.messages], now, width),
+    ]
     return _to_text(parts, width, color)
 
 
@@ -193,46 +212,126 @@ def render_message(detail: MessageDetail, *, now: datetime, width: int, color: b
     return _to_text(parts, width, color)
 
 
-def _messages_table(posts: tuple[ServiceMessage, ...], now: datetime, width: int) -> Table:
-    """Title in its own column when there is room, else on a line under each post."""
+def render_tenants_status(report: TenantsStatus, *, now: datetime, width: int, color: bool) -> str:
+    """``m365watch status`` with [[tenants]]: as for one, each row naming its tenant."""
+    parts: list[RenderableType | _Unwrapped] = []
+    if report.source == SOURCE_CACHE:
+        parts += [Text(tenants_cache_note(report.cached_ats, now), style="dim"), Text()]
+    unhealthy = report.unhealthy_services
+    count = len(report.answered)
+    in_tenants = f"in {count} tenant{'' if count == 1 else 's'}"
+    if unhealthy:
+        parts += [Text("Services with problems", style="bold"), _services_table(unhealthy)]
+    elif count:
+        selected = " selected" if report.query.services else ""
+        parts.append(Text(f"All{selected} services healthy {in_tenants}.", style="green"))
+    issues = report.issues
+    if issues:
+        heading = f"{_issues_heading(report.query)} ({len(issues)} {in_tenants})"
+        parts += [Text(), Text(heading, style="bold"), _issues_table(issues, now, width)]
+    elif unhealthy:
+        parts += [Text(), Text(f"No {_issues_heading(report.query).lower()}.")]
+    return _to_text(parts, width, color) if parts else ""
+
+
+def render_tenants_messages(
+    report: TenantsMessages, *, now: datetime, width: int, color: bool
+) -> str:
+    """``m365watch messages`` with [[tenants]]: as for one, each row naming its tenant."""
+    parts: list[RenderableType | _Unwrapped] = []
+    if report.source == SOURCE_CACHE and report.answered:
+        parts += [Text(tenants_cache_note(report.cached_ats, now), style="dim"), Text()]
+    posts = report.messages
+    if not report.answered:
+        return ""
+    count = len(report.answered)
+    in_tenants = f"in {count} tenant{'' if count == 1 else 's'}"
+    if not posts:
+        parts.append(Text(f"No Message center posts {in_tenants}."))
+        return _to_text(parts, width, color)
+    heading = f"Message center posts, newest first ({len(posts)} {in_tenants})"
+    parts += [Text(heading, style="bold"), _messages_table(posts, now, width)]
+    return _to_text(parts, width, color)
+
+
+def render_tenants_detail(detail: TenantsDetail, *, now: datetime, width: int, color: bool) -> str:
+    """``m365watch show ID`` with [[tenants]]: a heading per tenant that has it, then it whole."""
+    pieces = []
+    for name, answer in detail.answered:
+        pieces.append(_to_text([Rule(Text(name, style="bold"), style="cyan")], width, color))
+        if isinstance(answer, MessageDetail):
+            pieces.append(render_message(answer, now=now, width=width, color=color))
+        else:
+            pieces.append(render_issue(answer, now=now, width=width, color=color))
+        pieces.append("\n")
+    if detail.missing:
+        missing = ", ".join(detail.missing)
+        note = Text(f"{detail.item_id} is not in: {missing}.", style="dim")
+        pieces.append(_to_text([note], width, color))
+    return "".join(pieces)
+
+
+def _messages_table(
+    rows: Sequence[tuple[str | None, ServiceMessage]], now: datetime, width: int
+) -> Table:
+    """Title in its own column when there is room, else on a line under each post.
+
+    With tenants (many [[tenants]]), a Tenant column comes first.
+    """
+    tenants = any(tenant is not None for tenant, _ in rows)
+    lead = ("Tenant",) if tenants else ()
+    first = len(lead)  # where the ID is
     cells = [
         (
+            *((tenant or "",) if tenants else ()),
             p.id,
             p.category_text,
             ", ".join(p.services) or "none",
             _day(p.last_modified),
             _day(p.act_by) if p.act_by is not None else "",
         )
-        for p in posts
+        for tenant, p in rows
     ]
-    headers = ("ID", "Category", "Services", "Updated", "Act by")
+    headers = (*lead, "ID", "Category", "Services", "Updated", "Act by")
     fixed = [max(cell_len(h), *(cell_len(row[n]) for row in cells)) for n, h in enumerate(headers)]
+    fixed[:first] = [min(w, TENANT_COLUMN) for w in fixed[:first]]
     room = width - sum(fixed) - COLUMN_GAP * len(fixed)
-    longest = max(cell_len(p.title) for p in posts)
+    longest = max(cell_len(p.title) for _, p in rows)
     table = _table()
     if room >= min(MIN_TITLE_COLUMN, longest):
-        for header in headers:
+        _tenant_columns(table, lead)
+        for header in headers[first:]:
             table.add_column(header, no_wrap=True)
         table.add_column("Title", no_wrap=True, overflow="ellipsis", max_width=room)
-        for post, row in zip(posts, cells, strict=True):
+        for (_, post), row in zip(rows, cells, strict=True):
             table.add_row(
-                Text(row[0], style="bold"),
-                Text(row[1], style=_severity_style(post)),
-                Text(row[2]),
-                Text(row[3]),
-                Text(row[4], style=_act_by_style(post, now)),
+                *(Text(c, style="bold") for c in row[:first]),
+                Text(row[first], style="bold"),
+                Text(row[first + 1], style=_severity_style(post)),
+                Text(row[first + 2]),
+                Text(row[first + 3]),
+                Text(row[first + 4], style=_act_by_style(post, now)),
                 Text(post.title),
             )
         return table
+    _tenant_columns(table, lead)
     table.add_column("ID", no_wrap=True)
     table.add_column("Post: category · services · updated · act by")
-    for post, row in zip(posts, cells, strict=True):
-        line = Text(f"{row[1]} · {row[2]} · {row[3]}", no_wrap=True, overflow="ellipsis")
-        if row[4]:
+    for (_, post), row in zip(rows, cells, strict=True):
+        line = Text(
+            f"{row[first + 1]} · {row[first + 2]} · {row[first + 3]}",
+            no_wrap=True,
+            overflow="ellipsis",
+        )
+        if row[first + 4]:
             line.append(" · ")
-            line.append(f"act by {row[4]}", style=_act_by_style(post, now))
+            line.append(f"act by {row[first + 4]}", style=_act_by_style(post, now))
         title = Text(post.title, no_wrap=True, overflow="ellipsis")
-        table.add_row(Text(row[0], style="bold"), Group(line, title))
+        table.add_row(
+            *(Text(c, style="bold") for c in row[:first]),
+            Text(row[first], style="bold"),
+            Group(line, title),
+        )
     return table
 
 
@@ -266,14 +365,20 @@ def _issues_heading(query: StatusQuery) -> str:
     return f"Open {kind}"
 
 
-def _services_table(services: Iterable[ServiceStatus]) -> Table:
+def _services_table(rows: Iterable[tuple[str | None, ServiceStatus]]) -> Table:
+    """One row per service; with a Tenant column first when the rows have tenants."""
+    rows = list(rows)
+    tenants = any(tenant is not None for tenant, _ in rows)
     table = _table()
+    _tenant_columns(table, ("Tenant",) if tenants else ())
     table.add_column("Service")
     table.add_column("Health")
     table.add_column("Incidents", justify="right", no_wrap=True)
     table.add_column("Advisories", justify="right", no_wrap=True)
-    for service in services:
+    for tenant, service in rows:
+        cells = [Text(tenant or "", style="bold")] if tenants else []
         table.add_row(
+            *cells,
             Text(service.service),
             # Listed with a good health only for its open issues: attention, not "fine" green.
             Text(
@@ -286,48 +391,71 @@ def _services_table(services: Iterable[ServiceStatus]) -> Table:
     return table
 
 
-def _issues_table(issues: tuple[Issue, ...], now: datetime, width: int) -> Table:
-    """Title in its own column when there is room, else on a line under each issue."""
-    updated = [ago(i.last_modified, now) for i in issues]
+def _issues_table(rows: Sequence[tuple[str | None, Issue]], now: datetime, width: int) -> Table:
+    """Title in its own column when there is room, else on a line under each issue.
+
+    With tenants (many [[tenants]]), a Tenant column comes first.
+    """
+    tenants = any(tenant is not None for tenant, _ in rows)
+    lead = ("Tenant",) if tenants else ()
+    first = len(lead)  # where the ID is
     cells = [
-        (i.id, classification_word(i), i.service, i.status_text, u)
-        for i, u in zip(issues, updated, strict=True)
+        (
+            *((tenant or "",) if tenants else ()),
+            i.id,
+            classification_word(i),
+            i.service,
+            i.status_text,
+            ago(i.last_modified, now),
+        )
+        for tenant, i in rows
     ]
-    headers = ("ID", "Type", "Service", "Status", "Updated")
+    headers = (*lead, "ID", "Type", "Service", "Status", "Updated")
     fixed = [max(cell_len(h), *(cell_len(row[n]) for row in cells)) for n, h in enumerate(headers)]
+    fixed[:first] = [min(w, TENANT_COLUMN) for w in fixed[:first]]
     room = width - sum(fixed) - COLUMN_GAP * len(fixed)
-    longest = max(cell_len(i.title) for i in issues)
+    longest = max(cell_len(i.title) for _, i in rows)
     table = _table()
     if room >= min(MIN_TITLE_COLUMN, longest):
-        for header in headers[:4]:
+        _tenant_columns(table, lead)
+        for header in headers[first:-1]:
             table.add_column(header, no_wrap=True)
         table.add_column("Title", no_wrap=True, overflow="ellipsis", max_width=room)
         table.add_column("Updated", no_wrap=True, justify="right")
-        for issue, row in zip(issues, cells, strict=True):
+        for (_, issue), row in zip(rows, cells, strict=True):
             style = "dim" if issue.is_resolved else ""
             table.add_row(
-                Text(row[0], style="bold"),
-                Text(row[1]),
-                Text(row[2]),
-                Text(row[3], style=_status_style(issue)),
+                *(Text(c, style="bold") for c in row[:first]),
+                Text(row[first], style="bold"),
+                Text(row[first + 1]),
+                Text(row[first + 2]),
+                Text(row[first + 3], style=_status_style(issue)),
                 Text(issue.title),
-                Text(row[4]),
+                Text(row[first + 4]),
                 style=style,
             )
         return table
+    _tenant_columns(table, lead)
     table.add_column("ID", no_wrap=True)
     table.add_column("Issue: type · service · status · last update")
-    for issue, row in zip(issues, cells, strict=True):
-        line = Text(f"{row[1]} · {row[2]} · ", no_wrap=True, overflow="ellipsis")
-        line.append(row[3], style=_status_style(issue))
-        line.append(f" · {row[4]}")
+    for (_, issue), row in zip(rows, cells, strict=True):
+        line = Text(f"{row[first + 1]} · {row[first + 2]} · ", no_wrap=True, overflow="ellipsis")
+        line.append(row[first + 3], style=_status_style(issue))
+        line.append(f" · {row[first + 4]}")
         title = Text(issue.title, no_wrap=True, overflow="ellipsis")
         table.add_row(
-            Text(row[0], style="bold"),
+            *(Text(c, style="bold") for c in row[:first]),
+            Text(row[first], style="bold"),
             Group(line, title),
             style="dim" if issue.is_resolved else "",
         )
     return table
+
+
+def _tenant_columns(table: Table, lead: tuple[str, ...]) -> None:
+    """The Tenant column, when there is one: at most TENANT_COLUMN wide, longer names folded."""
+    for header in lead:
+        table.add_column(header, max_width=TENANT_COLUMN, overflow="fold")
 
 
 def _table() -> Table:

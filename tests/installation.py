@@ -22,7 +22,7 @@ from typing import Any
 
 from click.testing import CliRunner, Result
 
-from tests.loopback import FakeMicrosoft
+from tests.loopback import CLIENT_ID, FakeMicrosoft
 
 ROOT = Path(__file__).resolve().parents[1]
 # A client secret that must never show up in output, logs or files m365watch writes.
@@ -269,5 +269,26 @@ def reset(fake: FakeMicrosoft) -> None:
     fake.report_delay = 0.0
     fake.counts.clear()
     fake.hold = None
+    fake.messages = []
+    fake.tenant_issues.clear()
+    fake.tenant_messages.clear()
+    fake.refused_tenants.clear()
+    fake.tenant_faults.clear()
     fake.held.clear()
     fake.release.clear()
+
+
+def tenants_config(fake: FakeMicrosoft, root: Path, names: Sequence[str], rest: str = "") -> Path:
+    """``root/config.toml``: [[tenants]] ``names`` (tenant_id ``NAME.onmicrosoft.com``) signed
+    in at the loopback with one app's secret, the state under ``root/state``, then ``rest``."""
+    tenants = "".join(
+        f'[[tenants]]\nname = "{n}"\ntenant_id = "{n}.onmicrosoft.com"\n\n' for n in names
+    )
+    config = root / "config.toml"
+    config.write_text(
+        f'[tenant]\nclient_id = "{CLIENT_ID}"\nclient_secret = "${{M365WATCH_CLIENT_SECRET}}"\n'
+        f'authority = "{fake.base_url}"\ngraph_endpoint = "{fake.base_url}"\n\n'
+        f'{tenants}[state]\npath = "{root / "state" / "state.json"}"\n\n{rest}'
+    )
+    config.chmod(0o600)
+    return config

@@ -129,6 +129,14 @@ class FakeMicrosoft:
         self.hook_times: dict[str, list[float]] = collections.defaultdict(list)
         self.hooks: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
         self.token = "loopback-access-token"
+        # Many tenants: the token endpoint signs in any tenant path, and each tenant's token
+        # picks its Graph data. Per tenant (by the tenant_id in the path): the issues and
+        # Message center posts served (default: ``issues``, ``messages``), a sign-in
+        # refused with this error description, a Graph fault answered to every request.
+        self.tenant_issues: dict[str, list[dict[str, Any]]] = {}
+        self.tenant_messages: dict[str, list[dict[str, Any]]] = {}
+        self.refused_tenants: dict[str, str] = {}
+        self.tenant_faults: dict[str, tuple[int, str, dict[str, str]]] = {}
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._http: ThreadingHTTPServer | None = None
@@ -278,40 +286,68 @@ class FakeMicrosoft:
                 with contextlib.suppress(OSError):
                     self.wfile.write(data)
 
-            def _messages(self) -> None:
+            def _messages(self, messages: list[dict[str, Any]]) -> None:
+                """The Message center, ``messages_page`` posts a page (counted in "graph" too)."""
                 query = parse_qs(urlsplit(self.path).query)
                 start = int(query.get("$skiptoken", ["0"])[0])
                 with fake._lock:
-                    fake.counts["graph"] += 1
                     fake.counts["messages"] += 1
                 end = start + fake.messages_page
-                page: dict[str, Any] = {"value": fake.messages[start:end]}
-                if end < len(fake.messages):
+                page: dict[str, Any] = {"value": messages[start:end]}
+                if end < len(messages):
                     page["@odata.nextLink"] = f"{fake.base_url}{MESSAGES_PATH}?$skiptoken={end}"
                 self._send(200, json.dumps(page))
+
+            def _one(self, path: str, tenant: str) -> None:
+                """One issue or post by id, as the tenant has it; 404 when it has none."""
+                collection, _, wanted = path.rpartition("/")
+                if collection == ISSUES_PATH:
+                    items = fake.tenant_issues.get(tenant, fake.issues)
+                else:
+                    items = fake.tenant_messages.get(tenant, fake.messages)
+                found = next((i for i in items if i.get("id") == wanted), None)
+                if found is None:
+                    body = {"error": {"code": "NotFound", "message": f"{wanted} not found"}}
+                    self._send(404, json.dumps(body))
+                else:
+                    self._send(200, json.dumps(found))
 
             def do_GET(self) -> None:
                 path = urlsplit(self.path).path
                 if fake._answer_get(self, path):
                     return
-                if path == MESSAGES_PATH:
-                    self._messages()
-                elif path.endswith("/incidentReport"):
+                if path.endswith("/incidentReport"):
                     self._report(path)
                 elif path.endswith("/.well-known/openid-configuration"):
                     with fake._lock:
                         fake.counts["openid"] += 1
-                    base = f"{fake.base_url}/{TENANT_GUID}"
+                    tenant = _tenant_in(path)
+                    base = f"{fake.base_url}/{TENANT_GUID if tenant == TENANT else tenant}"
                     self._send(200, json.dumps(_openid(base)))
-                elif path in (ISSUES_PATH, HEALTH_PATH):
+                elif path in (ISSUES_PATH, HEALTH_PATH, MESSAGES_PATH) or path.startswith(
+                    (f"{ISSUES_PATH}/", f"{MESSAGES_PATH}/")
+                ):
+                    token = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                    tenant = token.partition("~")[2] or TENANT
                     with fake._lock:
                         fake.counts["graph"] += 1
+                        fake.counts[f"graph:{tenant}"] += 1
                         fault = fake.graph_faults.popleft() if fake.graph_faults else None
+                        fault = fault or fake.tenant_faults.get(tenant)
                     time.sleep(fake.graph_delay)
                     if fault is not None:
                         self._send(*fault)
                         return
-                    items = fake.issues if path == ISSUES_PATH else fake.health
+                    if path.startswith((f"{ISSUES_PATH}/", f"{MESSAGES_PATH}/")):
+                        self._one(path, tenant)
+                        return
+                    if path == ISSUES_PATH:
+                        items = fake.tenant_issues.get(tenant, fake.issues)
+                    elif path == MESSAGES_PATH:
+                        self._messages(fake.tenant_messages.get(tenant, fake.messages))
+                        return
+                    else:
+                        items = fake.health
                     if fake.huge_graph:
                         self._huge()
                     elif fake.graph_dribble:
@@ -331,6 +367,16 @@ class FakeMicrosoft:
                     with fake._lock:
                         fake.counts["token"] += 1
                     form = parse_qs(raw)
+                    tenant = _tenant_in(path)
+                    refused = fake.refused_tenants.get(tenant)
+                    if refused is not None:
+                        self._send(
+                            400,
+                            json.dumps(
+                                {"error": "unauthorized_client", "error_description": refused}
+                            ),
+                        )
+                        return
                     if fake.token_echo is not None:
                         said = fake.token_echo(raw)
                         self._send(
@@ -340,7 +386,8 @@ class FakeMicrosoft:
                     if form.get("client_id") != [CLIENT_ID]:
                         self._send(400, json.dumps({"error": "unauthorized_client"}))
                         return
-                    body = {"token_type": "Bearer", "expires_in": 3599, "access_token": fake.token}
+                    token = fake.token if tenant == TENANT else f"{fake.token}~{tenant}"
+                    body = {"token_type": "Bearer", "expires_in": 3599, "access_token": token}
                     if fake.token_dribble:
                         self._dribble("token", json.dumps(body), fake.token_dribble)
                     else:
@@ -389,6 +436,12 @@ def send(
     handler.send_header("Content-Length", str(len(data)))
     handler.end_headers()
     handler.wfile.write(data)
+
+
+def _tenant_in(path: str) -> str:
+    """The tenant a sign-in path names (``/contoso.onmicrosoft.com/v2.0/...``)."""
+    tenant = path.lstrip("/").partition("/")[0]
+    return TENANT if tenant == TENANT_GUID else tenant
 
 
 def _openid(base: str) -> dict[str, Any]:

@@ -60,6 +60,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "use case": (
         "poll",
         "tenants",
+        "tenant_query",
         "watcher",
         "query",
         "message_query",

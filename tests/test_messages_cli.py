@@ -302,7 +302,7 @@ def test_help_lists_the_exit_codes(config: Path) -> None:
     result = run(config, "messages", "--help")
     assert result.exit_code == 0
     assert "Exit codes:\n" in result.stdout and "  1   runtime failure" in result.stdout
-    assert "--action-required" in result.stdout and "--tenant" not in result.stdout
+    assert "--action-required" in result.stdout and "--tenant NAME" in result.stdout
 
 
 # -- messages --cached -------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from click.testing import CliRunner, Result
 from m365watch.cli import main
 from m365watch.config import parse_settings
 from m365watch.errors import ConfigError
-from tests.installation import SENTINEL, issue, reset
+from tests.installation import SENTINEL, issue, reset, tenants_config
 from tests.loopback import CLIENT_ID, FakeMicrosoft
 
 NAMES = ("contoso", "fabrikam", "northwind")
@@ -33,9 +33,6 @@ def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeMicrosoft]:
 def write_config(
     fake: FakeMicrosoft, root: Path, names: tuple[str, ...] = NAMES, notify: str = ""
 ) -> Path:
-    tenants = "".join(
-        f'[[tenants]]\nname = "{n}"\ntenant_id = "{n}.onmicrosoft.com"\n\n' for n in names
-    )
     notify = notify or textwrap.dedent(
         f"""\
         [[notify]]
@@ -53,14 +50,7 @@ def write_config(
         url = "json://{fake.hook_base}/hooks/each"
         """
     )
-    config = root / "config.toml"
-    config.write_text(
-        f'[tenant]\nclient_id = "{CLIENT_ID}"\nclient_secret = "${{M365WATCH_CLIENT_SECRET}}"\n'
-        f'authority = "{fake.base_url}"\ngraph_endpoint = "{fake.base_url}"\n\n'
-        f'{tenants}[state]\npath = "{root / "state" / "state.json"}"\n\n{notify}'
-    )
-    config.chmod(0o600)
-    return config
+    return tenants_config(fake, root, names, notify)
 
 
 def run(fake: FakeMicrosoft, config: Path, *args: str) -> Result:
