@@ -1543,9 +1543,15 @@ def doctor(ctx: Context, tenant_names: tuple[str, ...]) -> int:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Save it here; default: ISSUE_ID.pdf (or .docx) in [pir] directory, else here.",
 )
+@click.option(
+    "--tenant",
+    "tenant_name",
+    metavar="NAME",
+    help="With [[tenants]]: the tenant to ask (required there; the report is the same in each).",
+)
 @click.pass_obj
 @guarded
-def pir(ctx: Context, issue_id: str, output: Path | None) -> int:
+def pir(ctx: Context, issue_id: str, output: Path | None, tenant_name: str | None) -> int:
     """Download the post-incident report of one issue (a PDF or Word file).
 
     ISSUE_ID is the id Microsoft gives it, such as EX1256020 (any case). Microsoft
@@ -1562,6 +1568,10 @@ def pir(ctx: Context, issue_id: str, output: Path | None) -> int:
             "for service health issues only (see it with m365watch show)"
         )
     issue_id = normalise_issue_id(issue_id)
+    if settings.many_tenants and tenant_name is None:
+        names = ", ".join(str(t.name) for t in settings.tenants)
+        raise ConfigError(f"with [[tenants]], name the tenant to ask: --tenant NAME ({names})")
+    (settings,) = settings.for_tenants((tenant_name,) if tenant_name else ())
     data, extension = fetch_report(wiring.build_graph(settings), issue_id)
     if output is None:
         folder = settings.pir.directory if settings.pir is not None else Path.cwd()

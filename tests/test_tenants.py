@@ -263,3 +263,18 @@ def test_bad_tenants_configuration_is_one_clear_error(
     with pytest.raises(ConfigError) as caught:
         settings_of(**changes)
     assert expected in str(caught.value)
+
+
+def test_pir_asks_the_tenant_named(fake: FakeMicrosoft, tmp_path: Path) -> None:
+    reset(fake)
+    fake.reports["EX1200002"] = b"%PDF-1.7 report"
+    config = write_config(fake, tmp_path)
+
+    unnamed = run(fake, config, "pir", "EX1200002")
+    named = run(fake, config, "pir", "EX1200002", "--tenant", "fabrikam", "-o", str(tmp_path / "r"))
+
+    assert unnamed.exit_code == 2
+    assert "name the tenant to ask: --tenant NAME (contoso, fabrikam, northwind)" in unnamed.output
+    assert named.exit_code == 0, named.output
+    assert (tmp_path / "r").read_bytes() == b"%PDF-1.7 report"
+    assert (tmp_path / "state" / "tenants" / "fabrikam" / "msal_token_cache.json").exists()
