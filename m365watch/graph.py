@@ -7,6 +7,7 @@ it returns raw JSON dicts and leaves parsing to ``m365watch.models``.
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import http
 import json
 import logging
@@ -171,7 +172,7 @@ class GraphClient:
         # Attempts by how they ended: "200", "429", … or NO_ANSWER; drained by take_request_codes.
         self._request_codes: dict[str, int] = {}
 
-    def list_issues(self, *, filter: str | None = None) -> list[dict[str, Any]]:
+    def list_issues(self, *, filter: str | None = None) -> Collection:
         """Return every service health issue, following ``@odata.nextLink`` to the end.
 
         ``filter`` is sent as ``$filter``; Graph's filter support is undocumented,
@@ -183,7 +184,7 @@ class GraphClient:
             url += "?$filter=" + quote(filter, safe="")
         return self._get_collection(url, {"Prefer": PREFER_MAX_PAGE_SIZE})
 
-    def list_messages(self) -> list[dict[str, Any]]:
+    def list_messages(self) -> Collection:
         """Return every Message center post, following ``@odata.nextLink`` to the end.
 
         Needs the application permission ServiceMessage.Read.All (not ServiceHealth.Read.All).
@@ -296,10 +297,15 @@ class GraphClient:
         seconds = self._time_limit if time_limit is None else time_limit
         return _WaitBudget(self._max_total_wait, Deadline(seconds, clock=self._monotonic))
 
-    def _get_collection(self, first_url: str, headers: dict[str, str]) -> list[dict[str, Any]]:
-        """Fetch a collection and all its pages; the wait budget covers all pages."""
+    def _get_collection(self, first_url: str, headers: dict[str, str]) -> Collection:
+        """Fetch a collection and all its pages; the wait budget covers all pages.
+
+        The result carries a digest of every page's bytes: the same digest as last poll's
+        means Graph sent the very same collection (the poll can skip comparing it).
+        """
         budget = self._budget()
-        items: list[dict[str, Any]] = []
+        items = Collection()
+        digest = hashlib.sha256()
         seen: set[str] = set()
         url: str | None = first_url
         pages = 0
@@ -311,7 +317,7 @@ class GraphClient:
                     f"{_path(first_url)}; stopping to avoid an endless loop"
                 )
             seen.add(url)
-            body = self._get_json(url, headers, budget, None)
+            body = self._get_json(url, headers, budget, None, digest)
             if not isinstance(body, dict) or not isinstance(body.get("value"), list):
                 self._fail(
                     f"Graph answered {_path(url)} without a 'value' list; "
@@ -323,6 +329,7 @@ class GraphClient:
                 items.append(item)
             url = self._next_link(body, url, seen)
         logger.debug("fetched %d items from %s in %d pages", len(items), _path(first_url), pages)
+        items.digest = f"sha256:{digest.hexdigest()}"
         return items
 
     def _next_link(self, body: dict[str, Any], current: str, seen: set[str]) -> str | None:
@@ -351,15 +358,19 @@ class GraphClient:
         headers: dict[str, str],
         budget: _WaitBudget,
         not_found: str | None,
+        digest: Any = None,
     ) -> Any:
         """GET with retries and map the outcome to JSON or an m365watch error.
 
         ``not_found`` is the NotFoundError message when a missing resource is an
-        answer (get_issue) rather than a misconfiguration.
+        answer (get_issue) rather than a misconfiguration. ``digest`` (a hashlib
+        object) is fed the answer's bytes.
         """
         response = self._send(url, headers, budget, not_found is not None)
         if not 200 <= response.status_code < 300:
             self._raise_for_status(response, url, not_found)
+        if digest is not None:
+            digest.update(response.content)
         try:
             return response.json()
         except ValueError as exc:
@@ -590,6 +601,12 @@ class GraphClient:
     def _redact(self, text: str) -> str:
         """Remove the access token (and anything token-like) from text."""
         return redact_tokens(redact_secrets(text, (self._last_token,)))
+
+
+class Collection(list[dict[str, Any]]):
+    """A collection's items, and ``digest``: a hash of the bytes Graph sent for it."""
+
+    digest: str | None = None
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

@@ -186,6 +186,22 @@ def plan_poll(
     return Plan(feeds=plans, state=next_state, dropped=dropped)
 
 
+def quiet_until(state: State, feeds: Sequence[Feed[Any, Any]]) -> datetime | None:
+    """Until when ``state``, polled again with the same items from Graph, changes nothing.
+
+    The earliest of: an item gone from the feed being forgotten, and each feed's
+    own next event (a reminder window opening). None: nothing but Graph can change it.
+    """
+    times: list[datetime] = []
+    for feed in feeds:
+        snapshots = state.items(feed.name)
+        times += (s.missing_since + FORGET_AFTER for s in snapshots.values() if s.missing_since)
+        event = feed.next_event(s.item for s in snapshots.values() if s.missing_since is None)
+        if event is not None:
+            times.append(event)
+    return min(times, default=None)
+
+
 def _owed_for(
     feed: Feed[Any, Any], change: Any, targets: Sequence[TargetSettings]
 ) -> tuple[Owed, ...]:

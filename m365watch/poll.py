@@ -17,6 +17,7 @@ time is refreshed instead).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -34,7 +35,16 @@ from m365watch.feeds.issues import ISSUES
 from m365watch.feeds.messages import NAME as MESSAGES_NAME
 from m365watch.feeds.messages import MessageChange, MessagesFeed
 from m365watch.messages import Message, render_test
-from m365watch.plan import Dropped, Outgoing, outgoing, plan_poll, with_fingerprint
+from m365watch.models import format_timestamp, parse_timestamp
+from m365watch.plan import (
+    Dropped,
+    Outgoing,
+    Plan,
+    outgoing,
+    plan_poll,
+    quiet_until,
+    with_fingerprint,
+)
 from m365watch.records import STATE_SCHEMA, Entry, State, Unit
 from m365watch.settings import MessagesSettings, PollSettings, TargetSettings
 
@@ -72,6 +82,18 @@ class StateStorage(Protocol):
 
     def touch(self) -> None:
         """Note a poll that wrote nothing."""
+        ...
+
+    def load_quiet(self) -> dict[str, Any] | None:
+        """The quiet mark, when it still describes the state file; else None."""
+        ...
+
+    def save_quiet(self, mark: Mapping[str, Any]) -> None:
+        """Write the quiet mark for the state file as it is now."""
+        ...
+
+    def outbox_is_empty(self) -> bool:
+        """True when nothing at all is in the outbox."""
         ...
 
 
@@ -326,8 +348,26 @@ def _plan_and_commit(
 ) -> PlannedPoll:
     """The body of :func:`planned_poll`, under its lock."""
     feeds = [s.feed for s in sources]
-    state = store.load()
+    by_name = {feed.name: feed for feed in feeds}
+    # A state file with a quiet mark was read and written by a poll like this one: the
+    # feeds come first, and when Graph sent the very same bytes the state is not read.
+    mark = None if dry_run else store.load_quiet()
+    state = store.load() if mark is None else None
     fetched, errors = _read(sources)
+    config = _config_key(feeds, poll, targets_fingerprint)
+    if mark is not None:
+        quiet = _quiet(mark, fetched, config, now, store)
+        if quiet is not None:
+            found = PollResult(
+                baseline=False,
+                issues_seen=quiet.get(ISSUES.name, 0),
+                changes=(),
+                errors=errors,
+                posts_seen=quiet.get(MESSAGES_NAME) if MESSAGES_NAME in fetched else None,
+            )
+            return PlannedPoll(found, [], by_name, _Outbox(store, [], now), state_written=False)
+        state = store.load()
+    assert state is not None
     plan = plan_poll(
         state,
         fetched,
@@ -361,7 +401,6 @@ def _plan_and_commit(
         sender.checked()
         next_state = with_fingerprint(next_state, targets_fingerprint)
     owed = outgoing(next_state.outbox, targets, feeds)
-    by_name = {feed.name: feed for feed in feeds}
     sends = [o for o in owed if o.changes]
     outbox = _Outbox(store, list(next_state.outbox), now)
     if dry_run:
@@ -378,7 +417,81 @@ def _plan_and_commit(
         planned = PlannedPoll(
             found, sends, by_name, outbox, state_written, tenant=tenant, reports=reports
         )
+        read = [feed for feed in feeds if feed.name in fetched]
+        _mark_quiet(store, fetched, plan, quiet_until(next_state, read), config, state_written)
     return planned
+
+
+# What the quiet mark holds (beside the state file; see StateStore.load_quiet).
+QUIET_SCHEMA = 1
+
+
+def _config_key(
+    feeds: Sequence[Feed[Any, Any]], poll: PollSettings, targets_fingerprint: str
+) -> str:
+    """What of the configuration a plan depends on, as one hash (filters, targets)."""
+    settings = [(feed.name, getattr(feed, "settings", None)) for feed in feeds]
+    text = repr((settings, replace(poll, concurrency=0), targets_fingerprint))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _digests(fetched: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, str] | None:
+    """Each feed's digest of what Graph sent; None when a source gives none (not Graph)."""
+    digests = {name: getattr(items, "digest", None) for name, items in fetched.items()}
+    if not digests or not all(isinstance(d, str) for d in digests.values()):
+        return None
+    return {name: str(d) for name, d in digests.items()}
+
+
+def _quiet(
+    mark: Mapping[str, Any],
+    fetched: Mapping[str, Sequence[Mapping[str, Any]]],
+    config: str,
+    now: datetime,
+    store: StateStorage,
+) -> Mapping[str, int] | None:
+    """The items seen per feed when this poll can change nothing; None when it must plan.
+
+    Quiet when Graph sent the very bytes the state was planned from (every feed read),
+    with the same configuration, before any of the state's own events is due (an item
+    forgotten, a reminder), and nothing is owed to any target.
+    """
+    until = parse_timestamp(mark.get("until"))
+    if (
+        mark.get("schema") != QUIET_SCHEMA
+        or mark.get("config") != config
+        or _digests(fetched) != mark.get("digests")
+        or (mark.get("until") is not None and (until is None or now >= until))
+    ):
+        return None
+    seen = mark.get("seen")
+    if not isinstance(seen, dict) or not store.outbox_is_empty():
+        return None
+    return {str(k): v for k, v in seen.items() if isinstance(v, int)}
+
+
+def _mark_quiet(
+    store: StateStorage,
+    fetched: Mapping[str, Sequence[Mapping[str, Any]]],
+    plan: Plan,
+    until: datetime | None,
+    config: str,
+    state_written: bool,
+) -> None:
+    """Note which feed bytes the state file now stands for (when every feed had a digest)."""
+    digests = _digests(fetched)
+    if digests is None:
+        return
+    mark = {
+        "schema": QUIET_SCHEMA,
+        "digests": digests,
+        "seen": {p.feed: p.seen for p in plan.feeds},
+        "until": format_timestamp(until),
+        "config": config,
+    }
+    old = None if state_written else store.load_quiet()
+    if old is None or {k: v for k, v in old.items() if k != "file"} != mark:
+        store.save_quiet(mark)
 
 
 def _read(

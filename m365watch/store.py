@@ -133,6 +133,7 @@ class StateStore:
     def __init__(self, path: Path, *, lock_wait: float = DEFAULT_LOCK_WAIT) -> None:
         self.path = path
         self.outbox_path = path.with_name(path.stem + ".outbox.json")
+        self.quiet_path = path.with_name(path.stem + ".quiet.json")
         self.lock_path = path.with_name(path.name + ".lock")
         self.lock_wait = lock_wait
 
@@ -226,7 +227,11 @@ class StateStore:
         return tuple(entries)
 
     def save(self, state: State, feeds: Mapping[str, Feed[Any, Any]] = FEEDS) -> None:
-        """Replace the state file (meta and snapshots) in one atomic write."""
+        """Replace the state file (meta and snapshots) in one atomic write.
+
+        The quiet mark goes first: it describes the state file it was written beside.
+        """
+        self._drop_quiet()
         tables: dict[str, list[dict[str, Any]]] = {"meta": [meta_to_json(state.meta)]}
         for name, rows in state.snapshots.items():
             feed = feeds[name]
@@ -242,6 +247,46 @@ class StateStore:
         tables = {"meta": [{"schema": OUTBOX_SCHEMA}], "entries": rows}
         _write_tables(AtomicJSONStorage(self.outbox_path, label="outbox"), tables)
         log.debug("outbox written to %s (%d entries)", self.outbox_path, len(rows))
+
+    def load_quiet(self) -> dict[str, Any] | None:
+        """The quiet mark, when it still describes the state file beside it; else None.
+
+        The mark says which feed digests the state file was planned from (see
+        :mod:`m365watch.poll`); it is dropped before the state file is replaced and
+        names the file's inode and size, so a file written any other way is not
+        mistaken for the one it described.
+        """
+        try:
+            raw = files.read_bounded(self.quiet_path, MAX_HEALTH_BYTES)
+            mark = json.loads(raw)
+            info = self.path.stat()
+        except (OSError, ValueError, files.TooLargeError, files.NotAFileError):
+            return None
+        if not isinstance(mark, dict) or mark.get("file") != [info.st_ino, info.st_size]:
+            return None
+        return mark
+
+    def save_quiet(self, mark: Mapping[str, Any]) -> None:
+        """Write the quiet mark for the state file as it is now (a failure only logs)."""
+        try:
+            info = self.path.stat()
+            payload = json.dumps({**mark, "file": [info.st_ino, info.st_size]}, sort_keys=True)
+            files.write_private_file(self.quiet_path, payload.encode("utf-8"))
+        except OSError as exc:
+            log.debug("quiet mark %s not written: %s", self.quiet_path, exc)
+
+    def _drop_quiet(self) -> None:
+        try:
+            self.quiet_path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StateError(f"cannot remove {self.quiet_path}: {exc.strerror}") from None
+
+    def outbox_is_empty(self) -> bool:
+        """True when no outbox file exists or it lists no entry (read without parsing them)."""
+        raw = AtomicJSONStorage(self.outbox_path, label="outbox").read()
+        return raw is None or not raw.get("entries")
 
     def touch(self) -> None:
         """Mark a successful poll that changed nothing (the file's time says when)."""

@@ -214,6 +214,7 @@ def test_state_caches_locks_and_health_are_0600_in_a_0700_folder(
         "state.json",
         "state.json.lock",
         "state.outbox.json",
+        "state.quiet.json",
     ]
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
     assert modes == dict.fromkeys(names, 0o600)

@@ -9,7 +9,8 @@ wiring, with no edit inside the pipeline. Pure: standard library only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -88,6 +89,13 @@ class Feed(Protocol[ItemT, ChangeT]):
 
     def wanted_by(self, change: ChangeT, target: TargetSettings) -> bool:
         """True when ``target``'s filters (services, classifications, events) want it."""
+        ...
+
+    def next_event(self, items: Iterable[ItemT]) -> datetime | None:
+        """The first time after this poll's at which ``items``, unchanged, could make a change.
+
+        None when only a change in Graph can (issues); a reminder's time for posts.
+        """
         ...
 
     def render(

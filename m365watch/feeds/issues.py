@@ -8,6 +8,7 @@ rendering is :mod:`m365watch.messages`; this module binds them into the
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,10 @@ class IssuesFeed:
         return in_scope(change.issue, target.services, target.classifications) and change.matches(
             target.events
         )
+
+    def next_event(self, items: Iterable[Issue]) -> datetime | None:
+        """None: an issue changes only when Graph says so."""
+        return None
 
     def render(
         self,

@@ -390,6 +390,19 @@ class MessagesFeed:
         left = act_by - self.now
         return tuple(t for t in self.thresholds if left <= timedelta(days=t))
 
+    def next_event(self, items: Iterable[ServiceMessage]) -> datetime | None:
+        """The first reminder window still ahead of ``now`` among ``items``' act-by dates."""
+        if self.now is None:
+            return None
+        now = self.now
+        starts = (
+            post.act_by - timedelta(days=days)
+            for post in items
+            if post.act_by is not None
+            for days in self.thresholds
+        )
+        return min((start for start in starts if start > now), default=None)
+
     def days_left(self, act_by: datetime | None) -> float | None:
         """Days from ``now`` to ``act_by``."""
         if act_by is None or self.now is None:

@@ -1,0 +1,184 @@
+"""The quiet path: a poll whose feeds are byte for byte what the state was planned from.
+
+Such a poll reads no state, plans nothing and writes nothing but the state file's
+time, unless something else could make a change: an owed delivery, a changed
+configuration, an item due to be forgotten, a reminder window opening, or a state
+file written behind the mark's back.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import responses
+
+from m365watch.feeds.issues import ISSUES
+from m365watch.feeds.messages import MessagesFeed
+from m365watch.graph import Collection
+from m365watch.notify import Notifier
+from m365watch.poll import FeedSource, PollResult, run_poll
+from m365watch.records import State
+from m365watch.settings import MessagesSettings, PollSettings, TargetSettings
+from m365watch.store import StateStore
+from tests.helpers import SLACK_URL, SLACK_WEBHOOK, timeline_steps
+
+T0 = datetime(2026, 11, 20, 13, 30, tzinfo=timezone.utc)
+STEPS = timeline_steps()
+
+
+def collection(items: list[dict[str, Any]]) -> Collection:
+    """Items as the Graph adapter returns them: with the digest of the bytes sent."""
+    fetched = Collection(copy.deepcopy(items))
+    text = json.dumps({"value": items}, sort_keys=True).encode()
+    fetched.digest = "sha256:" + hashlib.sha256(text).hexdigest()
+    return fetched
+
+
+class CountingStore(StateStore):
+    loads = 0
+
+    def load(self, *args: Any, **kwargs: Any) -> State:
+        self.loads += 1
+        return super().load(*args, **kwargs)
+
+
+def poll(
+    store: StateStore,
+    issues: list[dict[str, Any]],
+    *,
+    now: datetime = T0,
+    targets: tuple[TargetSettings, ...] = (),
+    posts: list[dict[str, Any]] | None = None,
+    messages: MessagesSettings | None = None,
+) -> PollResult:
+    sources = [FeedSource(ISSUES, lambda: collection(issues))]
+    if posts is not None:
+        feed = MessagesFeed(settings=messages or MessagesSettings(), now=now)
+        sources.append(FeedSource(feed, lambda: collection(posts)))
+    return run_poll(
+        sources=sources,
+        store=store,
+        make_sender=lambda: Notifier({t.name: t.urls for t in targets}, throttle=False),
+        poll=PollSettings(),
+        targets=targets,
+        targets_fingerprint="fp-" + ",".join(t.name for t in targets),
+        now=now,
+    )
+
+
+def step(n: int) -> list[dict[str, Any]]:
+    return copy.deepcopy(STEPS[n]["issues"])
+
+
+def test_the_same_bytes_again_read_no_state_and_write_nothing(tmp_path: Path) -> None:
+    store = CountingStore(tmp_path / "state.json")
+    poll(store, step(2))
+    poll(store, step(2), now=T0 + timedelta(minutes=5))  # writes the mark (first quiet poll)
+    before = {p.name: p.read_bytes() for p in tmp_path.glob("state*.json")}
+    loads = store.loads
+
+    result = poll(store, step(2), now=T0 + timedelta(minutes=10))
+
+    assert store.loads == loads  # the state was not read
+    assert result.changes == () and result.issues_seen == len(step(2))
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("state*.json")} == before
+
+
+@responses.activate
+def test_changed_bytes_are_planned_as_ever(tmp_path: Path) -> None:
+    responses.post(SLACK_WEBHOOK, body="ok")
+    slack = (TargetSettings(name="slack", urls=(SLACK_URL,)),)
+    store = CountingStore(tmp_path / "state.json")
+    poll(store, step(1), targets=slack)
+    poll(store, step(1), targets=slack)
+
+    result = poll(store, step(2), now=T0 + timedelta(hours=1), targets=slack)
+
+    assert [c.item_id for c in result.changes] == ["EX1256020"]
+    assert [d.ok for d in result.deliveries] == [True]
+
+
+@responses.activate
+def test_an_owed_delivery_is_retried_though_graph_sent_the_same_bytes(tmp_path: Path) -> None:
+    responses.post(SLACK_WEBHOOK, status=500)
+    slack = (TargetSettings(name="slack", urls=(SLACK_URL,)),)
+    store = StateStore(tmp_path / "state.json")
+    poll(store, step(1), targets=slack)
+    failed = poll(store, step(2), now=T0 + timedelta(hours=1), targets=slack)
+    assert failed.pending == 1
+    responses.replace(responses.POST, SLACK_WEBHOOK, body="ok")
+
+    retried = poll(store, step(2), now=T0 + timedelta(hours=2), targets=slack)
+
+    assert [d.ok for d in retried.deliveries] == [True]
+    assert retried.pending == 0
+
+
+def test_a_changed_configuration_plans_again(tmp_path: Path) -> None:
+    store = CountingStore(tmp_path / "state.json")
+    poll(store, step(2))
+    poll(store, step(2))
+    loads = store.loads
+    poll(store, step(2), targets=(TargetSettings(name="new", urls=("json://localhost/",)),))
+    assert store.loads == loads + 1
+
+
+def test_an_item_due_to_be_forgotten_plans_again(tmp_path: Path) -> None:
+    store = CountingStore(tmp_path / "state.json")
+    gone = [i for i in step(1) if i["id"] != "EX1256020"]
+    poll(store, step(1))
+    poll(store, gone, now=T0 + timedelta(hours=1))  # EX1256020 left the feed
+    poll(store, gone, now=T0 + timedelta(days=30))
+    assert "EX1256020" in store.load().items("issues")
+
+    poll(store, gone, now=T0 + timedelta(days=91))
+
+    assert "EX1256020" not in store.load().items("issues")
+
+
+def test_a_reminder_window_opening_plans_again(tmp_path: Path) -> None:
+    post = {
+        "id": "MC1000001",
+        "title": "Retirement",
+        "category": "planForChange",
+        "severity": "normal",
+        "services": ["Exchange Online"],
+        "actionRequiredByDateTime": "2027-01-15T00:00:00Z",
+        "lastModifiedDateTime": "2026-11-01T00:00:00Z",
+        "body": {"contentType": "html", "content": "<p>Act.</p>"},
+    }
+    store = CountingStore(tmp_path / "state.json")
+    settings = MessagesSettings(remind_before_days=(30.0,))
+    poll(store, step(1), posts=[post], messages=settings)
+    poll(store, step(1), posts=[post], messages=settings, now=T0 + timedelta(days=1))
+    loads = store.loads
+    quiet = poll(store, step(1), posts=[post], messages=settings, now=T0 + timedelta(days=2))
+    assert store.loads == loads and quiet.changes == ()
+
+    due = poll(
+        store,
+        step(1),
+        posts=[post],
+        messages=settings,
+        now=datetime(2026, 12, 17, tzinfo=timezone.utc),
+    )
+
+    assert [c.item_id for c in due.changes] == ["MC1000001"]
+
+
+def test_a_state_file_replaced_behind_the_mark_is_read(tmp_path: Path) -> None:
+    store = CountingStore(tmp_path / "state.json")
+    poll(store, step(2))
+    poll(store, step(2))
+    text = store.path.read_text()
+    store.path.write_text(text.replace('"generation":', '"generation" :'))  # one byte longer
+    loads = store.loads
+
+    poll(store, step(2))
+
+    assert store.loads == loads + 1
