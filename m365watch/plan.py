@@ -86,7 +86,22 @@ def plan_feed(
     poll: PollSettings,
     now: datetime,
 ) -> FeedPlan[ItemT, ChangeT]:
-    """Diff one feed's fetched items against its snapshots."""
+    """Diff one feed's fetched items against its snapshots.
+
+    For a feed that stores what Graph sent (``raw_records``), an item whose JSON is the
+    very JSON stored is unchanged without being parsed: a poll in which one of 5,000
+    issues changed parses and compares one.
+    """
+    unchanged: dict[str, Snapshot[ItemT]] = {}
+    if feed.raw_records and not baseline:
+        rest = []
+        for raw in fetched:
+            old = previous.get(raw.get("id"))  # type: ignore[arg-type]
+            if old is not None and old.record == raw and raw["id"] not in unchanged:
+                unchanged[raw["id"]] = old
+            else:
+                rest.append(raw)
+        fetched = rest
     items, skipped = feed.parse(fetched)
     found: list[ChangeT] = []
     if baseline:
@@ -99,11 +114,12 @@ def plan_feed(
             if change is not None:
                 found.append(change)
     changes = tuple(c for c in found if feed.in_scope(c, poll))
-    snapshots, changed = _next_snapshots(feed, previous, items, now)
+    records = {str(r.get("id")): r for r in fetched} if feed.raw_records else {}
+    snapshots, changed = _next_snapshots(feed, previous, unchanged, items, records, now)
     return FeedPlan(
         feed=feed.name,
         baseline=baseline,
-        seen=len(items),
+        seen=len(unchanged) + len(items),
         skipped=skipped,
         changes=changes,
         snapshots=snapshots,
@@ -114,12 +130,22 @@ def plan_feed(
 def _next_snapshots(
     feed: Feed[ItemT, Any],
     previous: Mapping[str, Snapshot[ItemT]],
+    unchanged: Mapping[str, Snapshot[ItemT]],
     items: Sequence[ItemT],
+    records: Mapping[str, Mapping[str, Any]],
     now: datetime,
 ) -> tuple[dict[str, Snapshot[ItemT]], bool]:
-    """Snapshots after this poll (unchanged ones kept as they were), and whether any changed."""
+    """Snapshots after this poll (unchanged ones kept as they were), and whether any changed.
+
+    ``unchanged``: snapshots whose item Graph sent again to the byte; ``records``: what
+    Graph sent for the others, by id (for a feed that stores it).
+    """
     snapshots: dict[str, Snapshot[ItemT]] = {}
     changed = False
+    for item_id, kept in unchanged.items():
+        if kept.missing_since is not None:
+            kept, changed = replace(kept, missing_since=None), True
+        snapshots[item_id] = kept
     for item in items:
         item_id = feed.item_id(item)
         old = previous.get(item_id)
@@ -128,7 +154,7 @@ def _next_snapshots(
                 old, changed = replace(old, missing_since=None), True
             snapshots[item_id] = old
         else:
-            snapshots[item_id], changed = Snapshot(item), True
+            snapshots[item_id], changed = Snapshot(item, record=records.get(item_id)), True
     for item_id, old in previous.items():
         if item_id in snapshots:
             continue

@@ -23,7 +23,7 @@ writes it in the new layout: the outbox first, then the state file.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -126,14 +126,37 @@ class Entry(Generic[ChangeT]):
         return replace(self, owed=owed)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Snapshot(Generic[ItemT]):
-    """An item as last seen; ``missing_since`` once it left the feed."""
+    """An item as last seen; ``missing_since`` once it left the feed.
 
-    item: ItemT
+    ``record`` is its JSON: as loaded (an unchanged snapshot is written back as it
+    was), or for a feed with ``raw_records``, exactly what Graph sent, so that the
+    next poll can tell an unchanged item by comparing JSON. A snapshot loaded from
+    the state file is parsed (``parse``) only when its item is first asked for: a
+    poll in which few items changed parses only those.
+    """
+
+    value: ItemT | None = None
     missing_since: datetime | None = None
-    # The JSON it was loaded from: an unchanged snapshot is written back as it was.
-    record: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    record: Mapping[str, Any] | None = field(default=None, repr=False)
+    parse: Callable[[Mapping[str, Any]], ItemT] | None = field(default=None, repr=False)
+
+    @property
+    def item(self) -> ItemT:
+        """The item, parsed from ``record`` on first use."""
+        if self.value is None:
+            assert self.parse is not None and self.record is not None, "an empty snapshot"
+            object.__setattr__(self, "value", self.parse(self.record))
+        return self.value  # type: ignore[return-value]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Snapshot):
+            return NotImplemented
+        return (self.item, self.missing_since) == (other.item, other.missing_since)
+
+    def __hash__(self) -> int:
+        return hash(self.missing_since)
 
 
 @dataclass(frozen=True)
@@ -212,15 +235,19 @@ def snapshot_from_json(
     record = row.get("issue" if schema == 1 else "item")
     if not (isinstance(item_id, str) and isinstance(record, Mapping)):
         raise RecordError("it has no id or no item")
-    try:
-        item = feed.from_record(record)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise RecordError(f"its item cannot be read ({exc})") from None
     missing = row.get("missingSince")
     missing_since = parse_timestamp(missing)
     if missing is not None and missing_since is None:
         raise RecordError(f"its missingSince {_shown(missing)} is not a time")
-    return item_id, Snapshot(item, missing_since, record)
+    return item_id, Snapshot(None, missing_since, record, parse=lambda r: _item(feed, r, item_id))
+
+
+def _item(feed: Feed[ItemT, Any], record: Mapping[str, Any], item_id: str) -> ItemT:
+    """A stored record's item (parsed when first needed); RecordError when unreadable."""
+    try:
+        return feed.from_record(record)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RecordError(f"the record of {item_id} cannot be read ({exc})") from None
 
 
 def entry_to_json(feed: Feed[Any, Any], entry: Entry[Any]) -> dict[str, Any]:

@@ -13,7 +13,8 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -170,15 +171,14 @@ class StateStore:
         for name, feed in feeds.items():
             rows: dict[str, Snapshot[Any]] = {}
             for doc_id, row in tables.get(name, []):
+                # Skipping a malformed record would announce its item again as new: a
+                # person decides. Its item is parsed when first needed: the same error then.
+                where = f"{name.removesuffix('s')} record {doc_id}"
                 try:
                     item_id, snapshot = snapshot_from_json(feed, row, schema)
                 except RecordError as exc:
-                    # Skipping it would announce the item again as new: a person decides.
-                    singular = name.removesuffix("s")
-                    raise StateError(
-                        _corrupt(self.path, f"{singular} record {doc_id} is malformed ({exc})")
-                    ) from None
-                rows[item_id] = snapshot
+                    raise StateError(_corrupt(self.path, f"{where} is malformed ({exc})")) from None
+                rows[item_id] = replace(snapshot, parse=_parser(snapshot, self.path, where))
             snapshots[name] = rows
         outbox = self._load_outbox(feeds, meta.generation)
         if outbox is None:
@@ -299,6 +299,20 @@ class StateStore:
             return self.path.stat().st_mtime
         except OSError:
             return None
+
+
+def _parser(snapshot: Snapshot[Any], path: Path, where: str) -> Callable[[Any], Any]:
+    """The snapshot's own parser, its RecordError told as the state file's StateError."""
+    parse = snapshot.parse
+    assert parse is not None
+
+    def parsed(record: Any) -> Any:
+        try:
+            return parse(record)
+        except RecordError as exc:
+            raise StateError(_corrupt(path, f"{where} is malformed ({exc})")) from None
+
+    return parsed
 
 
 def _tables(raw: dict[str, Any], path: Path) -> dict[str, list[tuple[int, dict[str, Any]]]]:

@@ -15,8 +15,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
 import responses
 
+from m365watch.errors import StateError
 from m365watch.feeds.issues import ISSUES
 from m365watch.feeds.messages import MessagesFeed
 from m365watch.graph import Collection
@@ -182,3 +184,44 @@ def test_a_state_file_replaced_behind_the_mark_is_read(tmp_path: Path) -> None:
     poll(store, step(2))
 
     assert store.loads == loads + 1
+
+
+def test_a_change_among_many_parses_only_what_graph_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from m365watch.models import Issue
+
+    many = [dict(step(1)[0], id=f"EX{1000000 + n}") for n in range(50)]
+    store = StateStore(tmp_path / "state.json")
+    poll(store, many)
+    parsed: list[str] = []
+    real = Issue.from_graph.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[Issue], data: Any) -> Issue:
+        parsed.append(str(data.get("id")))
+        return real(cls, data)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(Issue, "from_graph", classmethod(counting))
+    changed = copy.deepcopy(many)
+    changed[7]["status"] = "serviceRestored"
+
+    result = poll(store, changed, now=T0 + timedelta(hours=1))
+
+    assert [c.item_id for c in result.changes] == ["EX1000007"]
+    assert sorted(parsed) == ["EX1000007", "EX1000007"]  # what Graph sent, and what was stored
+
+
+def test_a_stored_record_that_cannot_be_read_is_a_state_error_when_needed(
+    tmp_path: Path,
+) -> None:
+    store = StateStore(tmp_path / "state.json")
+    poll(store, step(1))
+    raw = json.loads(store.path.read_text())
+    (doc,) = [d for d in raw["issues"].values() if d["id"] == "EX1256020"]
+    doc["item"] = {"title": "no id"}
+    store.path.write_text(json.dumps(raw))
+    changed = step(1)
+    changed[0]["status"] = "serviceDegradation"
+
+    with pytest.raises(StateError, match=r"issue record \d+ is malformed"):
+        poll(store, changed, now=T0 + timedelta(hours=1))

@@ -43,6 +43,15 @@ class Feed(Protocol[ItemT, ChangeT]):
         """The feed's name: its table in the state file and its tag in the outbox."""
         ...
 
+    @property
+    def raw_records(self) -> bool:
+        """True when an item's stored record is exactly what Graph sent (id under "id").
+
+        An item Graph sends again to the byte is then unchanged without being parsed;
+        False for a feed that stores more than Graph sent (the reminders given).
+        """
+        ...
+
     def parse(self, raw: Sequence[Mapping[str, Any]]) -> tuple[list[ItemT], int]:
         """Items from Graph's JSON, and how many were skipped (no id)."""
         ...

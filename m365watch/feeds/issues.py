@@ -34,6 +34,7 @@ class IssuesFeed:
     """Service-health issues: incidents and advisories."""
 
     name = "issues"
+    raw_records = True
 
     def parse(self, raw: Sequence[Mapping[str, Any]]) -> tuple[list[Issue], int]:
         """Issues from Graph's collection, and how many items had no id."""

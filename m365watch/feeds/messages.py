@@ -377,6 +377,7 @@ class MessagesFeed:
     settings: MessagesSettings | None = None
     now: datetime | None = None
     name: str = field(default=NAME, init=False)
+    raw_records: bool = field(default=False, init=False)  # records add the reminders given
 
     @property
     def thresholds(self) -> tuple[float, ...]:
