@@ -41,7 +41,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_poll import make_issues  # noqa: E402
+from bench.common import make_issues  # noqa: E402
 from tests.loopback import ISSUES_PATH, FakeTenants  # noqa: E402
 
 MAX_RUNS = 50
