@@ -26,9 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (
     Run,
+    add_feed_options,
+    feed_of,
     header,
     interleave,
-    make_issues,
     median_ms,
     require,
     run,
@@ -47,13 +48,11 @@ def imports_apprise(importtime_log: str) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=9)
-    parser.add_argument("--issues", type=int, default=300)
-    parser.add_argument("--posts", type=int, default=5)
-    parser.add_argument("--post-chars", type=int, default=300)
+    add_feed_options(parser, issues=300, posts=5)
     args = parser.parse_args()
     runs = max(1, args.runs)
 
-    issues = make_issues(args.issues, args.posts, args.post_chars, filler=False)
+    issues = feed_of(args)
     with stand_in(issues) as s:
         poll = s.poll_argv("-q", "poll")
         traced = [sys.executable, "-X", "importtime", *poll[1:]]

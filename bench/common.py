@@ -21,8 +21,10 @@ issue names one). Figures are medians.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -42,6 +44,9 @@ if str(ROOT) not in sys.path:
 from tests.loopback import ISSUES_PATH, TENANT, FakeTenants  # noqa: E402
 
 RUN_TIMEOUT = 600.0
+# Characters of prose per post: about 750 bytes of HTML, so 5,000 issues x 10 posts make
+# the 37 MB state file of issue 13's profile.
+POST_CHARS = 300
 # Graph's own page size when the request does not ask (both sides ask for 1000).
 SERVER_PAGE_SIZE = 100
 
@@ -343,3 +348,25 @@ def header(what: str) -> str:
     return f"{what}\nPython {sys.version.split()[0]}, {os.cpu_count()} cores, load average " + (
         " ".join(f"{x:.1f}" for x in os.getloadavg())
     )
+
+
+def add_feed_options(parser: argparse.ArgumentParser, issues: int, posts: int) -> None:
+    """--issues, --posts and --post-chars: the issues feed the stand-in serves."""
+    parser.add_argument("--issues", type=int, default=issues, help=f"issues (default {issues})")
+    parser.add_argument("--posts", type=int, default=posts, help=f"posts each (default {posts})")
+    parser.add_argument(
+        "--post-chars",
+        type=int,
+        default=POST_CHARS,
+        help=f"characters of prose per post (default {POST_CHARS}: about 750 bytes of HTML)",
+    )
+
+
+def feed_of(args: argparse.Namespace) -> list[dict[str, Any]]:
+    return make_issues(args.issues, args.posts, args.post_chars, filler=False)
+
+
+def copy_folder(source: Path, target: Path) -> None:
+    """``target`` becomes a copy of ``source`` (files only; what a state folder holds)."""
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source, target)
