@@ -41,6 +41,7 @@ from bench.common import (
     bytes_written,
     changed_issue,
     copy_folder,
+    exit_status,
     feed_of,
     files_in,
     header,
@@ -133,10 +134,14 @@ def main() -> int:
     print(f"  the changed issue's JSON                {changed_bytes / 1e3:8.1f} kB")
     print(f"  the outbox holding its message          {outbox_bytes / 1e3:8.1f} kB")
     print(f"  kernel: bytes dirtied in files (info)   {kernel / 1e3:8.1f} kB  (ru_oublock x 512)")
-    print(verdict("wall time", poll_ms / floor_ms, GOAL, FAIL))
-    print(verdict("peak RSS", poll_rss / floor_rss, RSS_GOAL))
-    print(verdict("bytes written vs changed issue + outbox", wrote / reference, WRITE_GOAL))
-    return 0
+    return exit_status(
+        [],
+        [
+            verdict("wall time", poll_ms / floor_ms, GOAL, FAIL),
+            verdict("peak RSS", poll_rss / floor_rss, RSS_GOAL),
+            verdict("bytes written vs changed issue + outbox", wrote / reference, WRITE_GOAL),
+        ],
+    )
 
 
 if __name__ == "__main__":

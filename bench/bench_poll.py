@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import (
     Run,
     add_feed_options,
+    exit_status,
     feed_of,
     header,
     interleave,
@@ -95,10 +96,7 @@ def main() -> int:
     print(f"{runs} interleaved runs each; median (min-max) wall time:")
     print(f"  floor (requests GET + .json())  {floor_ms:7.0f} ms  ({spread_ms(done['floor'])})")
     print(f"  m365watch -q poll               {poll_ms:7.0f} ms  ({spread_ms(done['m365watch'])})")
-    for what, value, ok in checks:
-        print(f"  {what:<32}{value!s:>8}  [{'ok' if ok else 'FAIL'}]")
-    print(verdict("no-change poll", poll_ms / floor_ms, GOAL, FAIL))
-    return 0 if all(ok for *_, ok in checks) else 1
+    return exit_status(checks, [verdict("no-change poll", poll_ms / floor_ms, GOAL, FAIL)])
 
 
 if __name__ == "__main__":

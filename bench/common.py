@@ -16,7 +16,8 @@ Each benchmark ends with lines such as::
     ratio 1.27 (goal <= 1.3, fail > 1.5): OK
 
 OK at or under the goal, OVER above it, FAIL above the fail bound (when the
-issue names one). Figures are medians.
+issue names one). Times are medians. A script exits 1 when a run or a check
+fails or a ratio is past its fail bound (OVER alone exits 0).
 """
 
 from __future__ import annotations
@@ -370,3 +371,13 @@ def copy_folder(source: Path, target: Path) -> None:
     """``target`` becomes a copy of ``source`` (files only; what a state folder holds)."""
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(source, target)
+
+
+def exit_status(checks: Sequence[tuple[str, object, bool]], verdicts: Sequence[str]) -> int:
+    """Print the checks and verdicts; 1 when a check failed or a ratio is past its fail bound."""
+    for what, value, ok in checks:
+        print(f"  {what:<40} {value!s:>10}  [{'ok' if ok else 'FAIL'}]")
+    for line in verdicts:
+        print(line)
+    failed = not all(ok for *_, ok in checks) or any(v.endswith(": FAIL") for v in verdicts)
+    return 1 if failed else 0
