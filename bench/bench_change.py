@@ -29,21 +29,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (
+    ChangePolls,
     Run,
     add_feed_options,
-    bytes_written,
     changed_issue,
     copy_folder,
     exit_status,
     feed_of,
-    files_in,
     header,
     interleave,
     median_ms,
@@ -73,31 +71,13 @@ def main() -> int:
     feed_mb = len(json.dumps({"value": issues})) / 1e6
     with stand_in(issues) as s:
         poll = s.poll_argv("-q", "poll")
-        folder = s.state.parent
         pristine = s.folder / "pristine"
         baseline = require(run(poll, s.env), "the baseline poll")
-        copy_folder(folder, pristine)
+        copy_folder(s.state.parent, pristine)
         s.set_issues([*issues[:middle], changed, *issues[middle + 1 :]])
 
-        # The outbox holding the change's message: as a poll whose delivery failed leaves it.
-        s.fake.failing_hooks.add("ops")
-        failed = run(poll, s.env)
-        assert "not delivered" in failed.stderr, (failed.returncode, failed.stderr[-2000:])
-        outbox_bytes = sum(p.stat().st_size for p in folder.glob("*outbox*"))
-        s.fake.failing_hooks.clear()
-
-        written: list[int] = []
-        names: set[str] = set()
-
-        def change_poll() -> Run:
-            copy_folder(pristine, folder)
-            before, hooks = files_in(folder), s.hooks()
-            done = require(run(poll, s.env), "the poll with one change")
-            assert s.hooks() == hooks + 1, f"{s.hooks() - hooks} messages sent, not 1"
-            size, files = bytes_written(before, files_in(folder))
-            written.append(size)
-            names.update(files)
-            return done
+        change_poll = ChangePolls(s, poll, pristine)
+        outbox_bytes = change_poll.outbox_bytes()
 
         def floor() -> Run:
             done = require(run(s.floor_argv(), s.env), "the floor")
@@ -111,9 +91,6 @@ def main() -> int:
     floor_ms, poll_ms = median_ms(floors), median_ms(polls)
     floor_rss = max(r.max_rss_mb for r in floors)
     poll_rss = max(r.max_rss_mb for r in polls)
-    wrote = max(written)
-    reference = changed_bytes + outbox_bytes
-    kernel = statistics.median(r.block_writes for r in polls)
     print(
         header(
             f"One issue changed among {args.issues} issues x {args.posts} posts "
@@ -127,19 +104,16 @@ def main() -> int:
     print("peak RSS (highest of the runs):")
     print(f"  floor                                   {floor_rss:8.0f} MB")
     print(f"  m365watch                               {poll_rss:8.0f} MB")
-    print("written to the state folder by the poll (files replaced or modified, whole):")
-    print(
-        f"  m365watch                               {wrote / 1e3:8.1f} kB  ({', '.join(sorted(names))})"
+    lines, write_ratio = change_poll.report(
+        polls, "the changed issue's", changed_bytes, outbox_bytes
     )
-    print(f"  the changed issue's JSON                {changed_bytes / 1e3:8.1f} kB")
-    print(f"  the outbox holding its message          {outbox_bytes / 1e3:8.1f} kB")
-    print(f"  kernel: bytes dirtied in files (info)   {kernel / 1e3:8.1f} kB  (ru_oublock x 512)")
+    print("\n".join(lines))
     return exit_status(
         [],
         [
             verdict("wall time", poll_ms / floor_ms, GOAL, FAIL),
             verdict("peak RSS", poll_rss / floor_rss, RSS_GOAL),
-            verdict("bytes written vs changed issue + outbox", wrote / reference, WRITE_GOAL),
+            verdict("bytes written vs changed issue + outbox", write_ratio, WRITE_GOAL),
         ],
     )
 

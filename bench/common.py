@@ -381,3 +381,56 @@ def exit_status(checks: Sequence[tuple[str, object, bool]], verdicts: Sequence[s
         print(line)
     failed = not all(ok for *_, ok in checks) or any(v.endswith(": FAIL") for v in verdicts)
     return 1 if failed else 0
+
+
+class ChangePolls:
+    """Polls that each start from the state ``pristine`` holds and find one change.
+
+    Calling it restores the state folder (not timed), runs ``argv``, checks the
+    webhook got one message and records the bytes written to the state folder.
+    """
+
+    def __init__(self, s: StandIn, argv: list[str], pristine: Path) -> None:
+        self.s, self.argv, self.pristine = s, argv, pristine
+        self.written: list[int] = []
+        self.files: set[str] = set()
+
+    def __call__(self) -> Run:
+        folder = self.s.state.parent
+        copy_folder(self.pristine, folder)
+        before, hooks = files_in(folder), self.s.hooks()
+        done = require(run(self.argv, self.s.env), "the poll with one change")
+        assert self.s.hooks() == hooks + 1, f"{self.s.hooks() - hooks} messages sent, not 1"
+        size, files = bytes_written(before, files_in(folder))
+        self.written.append(size)
+        self.files.update(files)
+        return done
+
+    def outbox_bytes(self) -> int:
+        """The outbox holding the change's message: as a poll whose delivery failed leaves it."""
+        folder = self.s.state.parent
+        copy_folder(self.pristine, folder)
+        self.s.fake.failing_hooks.add("ops")
+        try:
+            failed = run(self.argv, self.s.env)
+        finally:
+            self.s.fake.failing_hooks.discard("ops")
+        assert "not delivered" in failed.stderr, (failed.returncode, failed.stderr[-2000:])
+        return sum(p.stat().st_size for p in folder.glob("*outbox*"))
+
+    def report(
+        self, polls: Sequence[Run], what: str, changed_bytes: int, outbox_bytes: int
+    ) -> tuple[list[str], float]:
+        """Lines saying what the polls wrote, and its ratio to what changed plus the outbox."""
+        wrote = max(self.written)
+        kernel = statistics.median(r.block_writes for r in polls)
+        lines = [
+            "written to the state folder by the poll (files replaced or modified, whole):",
+            f"  m365watch                               {wrote / 1e3:8.1f} kB  "
+            f"({', '.join(sorted(self.files))})",
+            f"  {what + ' JSON':<40}{changed_bytes / 1e3:8.1f} kB",
+            f"  {'the outbox holding its message':<40}{outbox_bytes / 1e3:8.1f} kB",
+            f"  {'kernel: bytes dirtied in files (info)':<40}{kernel / 1e3:8.1f} kB  "
+            "(ru_oublock x 512)",
+        ]
+        return lines, wrote / (changed_bytes + outbox_bytes)
