@@ -1,6 +1,6 @@
 """Benchmark row 3 of issue 13: the baseline (first) poll of 5,000 issues x 10 posts.
 
-The stand-in (bench/common.py) serves 5,000 issues of 10 posts (37 MB of JSON,
+The stand-in (bench/common.py) serves 5,000 issues of 10 posts (35 MB of JSON,
 five pages of 1,000). Interleaved --runs times, as real processes:
 
 - the floor: ``python -c`` importing requests and following every

@@ -1,6 +1,6 @@
 """Benchmark row 2 of issue 13: 5,000 issues x 10 posts, one issue changed.
 
-The stand-in (bench/common.py) serves 5,000 issues of 10 posts (37 MB of JSON,
+The stand-in (bench/common.py) serves 5,000 issues of 10 posts (35 MB of JSON,
 five pages of 1,000). After a baseline poll, one issue in the middle changes
 (reopened, a new post). Then, interleaved --runs times, as real processes:
 

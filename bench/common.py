@@ -46,7 +46,7 @@ from tests.loopback import ISSUES_PATH, TENANT, FakeTenants  # noqa: E402
 
 RUN_TIMEOUT = 600.0
 # Characters of prose per post: about 750 bytes of HTML, so 5,000 issues x 10 posts make
-# the 37 MB state file of issue 13's profile.
+# a 35 MB feed and state file (issue 13's profile saw 37 MB).
 POST_CHARS = 300
 # Graph's own page size when the request does not ask (both sides ask for 1000).
 SERVER_PAGE_SIZE = 100
