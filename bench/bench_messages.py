@@ -1,38 +1,60 @@
-"""Benchmark: the Message center with 5,000 posts of 20 KB each (issue 10's performance contract).
+"""Benchmark row 7 of issue 13: the Message center at 5,000 posts of 20 KB, next to the floor.
 
-Starts a loopback HTTPS stand-in for Entra ID and Graph (tests/loopback.py)
-serving the posts 1,000 to a page (five pages, @odata.nextLink between them),
-then runs as real subprocesses, each with ``[messages]``:
+The stand-in (bench/common.py) serves 5,000 posts with 20 KB HTML bodies (about
+100 MB of JSON, five pages of 1,000 with @odata.nextLink) and no issues; the
+config has ``[messages]`` and a webhook. After the baseline poll it runs, as
+real processes, interleaved --runs times each:
 
-1. the baseline poll (every post recorded, nothing sent);
-2. a quiet poll (nothing changed);
-3. a poll in which one post changed (its act-by date moved, a paragraph added):
-   one message, to a JSON webhook on the same stand-in.
+1. the floor (``python -c``: requests, the issues feed and every page of the
+   Message center, ``.json()`` each, every post kept) and a quiet
+   ``m365watch -q poll`` (nothing changed);
+2. the floor and a poll in which one post changed (its act-by date moved, a
+   paragraph added: one message), each from the state the baseline left
+   (restored before each run, not timed).
 
-For each it prints the wall time, the whole process's peak memory (max RSS, as
-``/usr/bin/time -v`` reports it: ``os.wait4``'s rusage of that child), Graph
-requests and messages delivered, and the state file's size.
+It prints medians, each side's peak memory (max RSS, as ``/usr/bin/time -v``
+reports it: ``os.wait4``'s rusage of that child), the bytes the changed poll
+wrote to the state folder (as bench_change.py counts them), and the ratios:
+no-change and one-change polls <= 1.3x the floor (fail > 1.5x), peak RSS <= 2x,
+bytes written <= 2x the changed post's JSON plus the outbox. BENCH_PROFILE=FILE
+cProfiles one more changed poll into FILE.
 
-Run: python bench/bench_messages.py [--posts N] [--body-kb K]
+Run: python bench/bench_messages.py [--runs 3] [--posts 5000] [--body-kb 20]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.loopback import FakeMicrosoft  # noqa: E402
+from bench.common import (  # noqa: E402
+    ChangePolls,
+    Run,
+    copy_folder,
+    exit_status,
+    header,
+    interleave,
+    median_ms,
+    require,
+    run,
+    spread_ms,
+    stand_in,
+    verdict,
+)
+from tests.loopback import ISSUES_PATH, MESSAGES_PATH  # noqa: E402
 
+# Issue 13: the same ratios as the issues feed's.
+GOAL, FAIL = 1.3, 1.5
+RSS_GOAL = 2.0
+WRITE_GOAL = 2.0
 SERVICES = ("Exchange Online", "Microsoft Teams", "SharePoint Online", "Microsoft Entra")
 
 
@@ -76,88 +98,111 @@ def make_posts(count: int, body_kb: int) -> list[dict[str, Any]]:
     return posts
 
 
-def run(argv: list[str], env: dict[str, str], folder: Path) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS in KiB (the child's own, from wait4) and the output of ``argv``."""
-    out = folder / "out.txt"
-    with out.open("w") as sink:
-        start = time.perf_counter()
-        child = subprocess.Popen(argv, env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT)
-        _, status, usage = os.wait4(child.pid, 0)
-        seconds = time.perf_counter() - start
-    child.returncode = os.waitstatus_to_exitcode(status)
-    text = out.read_text()
-    assert child.returncode == 0, text[-2000:]
-    return seconds, usage.ru_maxrss, text
+def changed_post(post: dict[str, Any]) -> dict[str, Any]:
+    """``post`` as Microsoft updates it: the act-by date moved, a paragraph added."""
+    post = copy.deepcopy(post)
+    post["actionRequiredByDateTime"] = "2027-08-31T07:00:00Z"
+    post["lastModifiedDateTime"] = "2026-11-03T09:30:00Z"
+    post["body"]["content"] = (
+        "<p>Updated: we have moved the act-by date.</p>" + post["body"]["content"]
+    )
+    return post
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--posts", type=int, default=5000)
     parser.add_argument("--body-kb", type=int, default=20)
     args = parser.parse_args()
+    runs = max(1, args.runs)
 
     posts = make_posts(args.posts, args.body_kb)
-    served_mb = sum(len(p["body"]["content"]) for p in posts) / 1e6
-    with tempfile.TemporaryDirectory() as tmp, FakeMicrosoft(Path(tmp)).start() as fake:
-        folder = Path(tmp)
-        fake.messages = posts
-        state = folder / "state" / "state.json"
-        config = folder / "config.toml"
-        notify = f'[[notify]]\nname = "hook"\nurl = "{fake.hook_url("ops")}"\n'
-        config.write_text(fake.config_text(state, notify=notify, extra="[messages]\n"))
-        config.chmod(0o600)
-        env = {
-            **os.environ,
-            "M365WATCH_CLIENT_SECRET": "bench-secret",
-            "REQUESTS_CA_BUNDLE": str(fake.ca_bundle),
-            "PYTHONPATH": str(ROOT),
-        }
-        profile = os.environ.get("BENCH_PROFILE")  # a file: cProfile the changed poll into it
-        poll = [sys.executable, "-m", "m365watch", "-c", str(config), "poll"]
+    served_mb = len(json.dumps({"value": posts})) / 1e6
+    middle = len(posts) // 2
+    changed = changed_post(posts[middle])
+    changed_bytes = len(json.dumps(changed).encode())
+    with stand_in(messages=posts, extra="[messages]\n") as s:
+        poll = s.poll_argv("-q", "poll")
+        pristine = s.folder / "pristine"
+        graph = s.tenant.counts
+        before = graph["messages"]
+        baseline = require(run(poll, s.env), "the baseline poll")
+        pages = graph["messages"] - before
+        copy_folder(s.state.parent, pristine)
+        state_mb = s.state.stat().st_size / 1e6
 
-        rows = []
-        for label, change in (("baseline", False), ("quiet", False), ("one post changed", True)):
-            if change:
-                middle = len(posts) // 2
-                post = copy.deepcopy(posts[middle])
-                post["actionRequiredByDateTime"] = "2027-08-31T07:00:00Z"
-                post["body"]["content"] = (
-                    "<p>Updated: we have moved the act-by date.</p>" + post["body"]["content"]
-                )
-                fake.messages = [*posts[:middle], post, *posts[middle + 1 :]]
-            before = dict(fake.counts)
-            hooks = len(fake.hooks["ops"])
-            argv = poll
-            if change and profile:
-                argv = [sys.executable, "-m", "cProfile", "-o", profile, *poll[1:]]
-            seconds, rss_kib, output = run(argv, env, folder)
-            rows.append(
-                (
-                    label,
-                    seconds,
-                    rss_kib,
-                    fake.counts["messages"] - before.get("messages", 0),
-                    len(fake.hooks["ops"]) - hooks,
-                    state.stat().st_size,
-                    output.strip().splitlines()[-1],
-                )
-            )
+        def floor() -> Run:
+            done = require(run(s.floor_argv(ISSUES_PATH, MESSAGES_PATH), s.env), "the floor")
+            assert int(done.stdout) == len(posts), done.stdout
+            return done
+
+        def quiet_poll() -> Run:
+            hooks = s.hooks()
+            done = require(run(poll, s.env), "a quiet poll")
+            assert s.hooks() == hooks, "a quiet poll sent messages"
+            return done
+
+        floor()  # warms the OS file cache for requests' imports
+        quiet = interleave(runs, {"floor": floor, "m365watch": quiet_poll})
+
+        s.set_messages([*posts[:middle], changed, *posts[middle + 1 :]])
+        change_poll = ChangePolls(s, poll, pristine)
+        outbox_bytes = change_poll.outbox_bytes()
+        change = interleave(runs, {"floor": floor, "m365watch": change_poll})
+
+        profile = os.environ.get("BENCH_PROFILE")  # a file: cProfile one more changed poll
+        if profile:
+            ChangePolls(s, [sys.executable, "-m", "cProfile", "-o", profile, *poll[1:]], pristine)()
 
     print(
-        f"Message center: {args.posts} posts x {args.body_kb} KB bodies "
-        f"({served_mb:.0f} MB of HTML, {args.posts // fake.messages_page or 1} pages), "
-        f"Python {sys.version.split()[0]}, {os.cpu_count()} cores"
-    )
-    print(
-        f"{'poll':<18} {'wall s':>7} {'peak RSS MiB':>13} {'pages':>6} {'sent':>5} {'state MB':>9}"
-    )
-    for label, seconds, rss, pages, sent, size, _ in rows:
-        print(
-            f"{label:<18} {seconds:7.1f} {rss / 1024:13.0f} {pages:6d} {sent:5d} {size / 1e6:9.1f}"
+        header(
+            f"Message center: {args.posts} posts x {args.body_kb} KB bodies "
+            f"({served_mb:.0f} MB of JSON, {pages} pages; state file {state_mb:.0f} MB)"
         )
-    for label, *_, summary in rows:
-        print(f"  {label}: {summary}")
+    )
+    print(
+        f"  {'baseline poll (not compared here)':<40}{baseline.seconds * 1000:8.0f} ms"
+        f"  {'':>13}  {baseline.max_rss_mb:5.0f} MB"
+    )
+    print(f"{runs} interleaved runs each; median (min-max) wall time, highest peak RSS:")
+    rows = [
+        ("floor (requests, every page, .json())", quiet["floor"]),
+        ("m365watch -q poll (nothing new)", quiet["m365watch"]),
+        ("floor (the same, one post changed)", change["floor"]),
+        ("m365watch -q poll (one post changed)", change["m365watch"]),
+    ]
+    for label, done in rows:
+        print(
+            f"  {label:<40}{median_ms(done):8.0f} ms  ({spread_ms(done):>11})"
+            f"  {max(r.max_rss_mb for r in done):5.0f} MB"
+        )
+    lines, write_ratio = change_poll.report(
+        change["m365watch"], "the changed post's", changed_bytes, outbox_bytes
+    )
+    print("\n".join(lines))
+    change_rss = max(r.max_rss_mb for r in change["m365watch"])
+    floor_rss = max(r.max_rss_mb for r in change["floor"])
+    return exit_status(
+        [],
+        [
+            verdict(
+                "no-change poll",
+                median_ms(quiet["m365watch"]) / median_ms(quiet["floor"]),
+                GOAL,
+                FAIL,
+            ),
+            verdict(
+                "one post changed",
+                median_ms(change["m365watch"]) / median_ms(change["floor"]),
+                GOAL,
+                FAIL,
+            ),
+            verdict("peak RSS (one post changed)", change_rss / floor_rss, RSS_GOAL),
+            verdict("bytes written vs changed post + outbox", write_ratio, WRITE_GOAL),
+        ],
+    )
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,140 +1,103 @@
-"""Benchmark: a poll that finds nothing new (issue 2's performance contract).
+"""Benchmark row 1 of issue 13: a poll that finds nothing new, next to the floor.
 
-Starts a loopback HTTPS stand-in for Entra ID and Graph (tests/loopback.py)
-serving 1,000 issues, runs one baseline poll, then times quiet polls as real
-subprocesses, next to `python -c "import requests"`. Prints, for the quiet
-polls: wall time (median), Graph requests, identity-platform requests, whether
-apprise was imported, and whether the state file was rewritten.
+The loopback HTTPS stand-in (bench/common.py) serves 300 issues of 5 posts
+(about 750 bytes of HTML each). After one baseline poll (which signs in and
+caches the token), it runs, interleaved --runs times as real processes:
 
-Run: python bench/bench_poll.py [--runs N]
+- the floor: ``python -c`` importing requests, GETting the same feed with the
+  same CA bundle and token header (``Prefer: odata.maxpagesize=1000``), ``.json()``;
+- ``m365watch -q poll``, token cached, nothing changed.
+
+It prints both medians and their ratio (goal <= 1.3, fail > 1.5), and checks
+issue 2's contract: one Graph request and none to the identity platform per
+quiet poll, apprise not imported, the state file not rewritten (exit 1 if not).
+
+Run: python bench/bench_poll.py [--runs 9] [--issues 300] [--posts 5] [--post-chars 300]
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import os
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.loopback import FakeMicrosoft  # noqa: E402
+from bench.common import (
+    Run,
+    add_feed_options,
+    exit_status,
+    feed_of,
+    header,
+    interleave,
+    median_ms,
+    require,
+    run,
+    spread_ms,
+    stand_in,
+    verdict,
+)
 
-
-def make_issues(count: int) -> list[dict[str, object]]:
-    issues = []
-    for n in range(count):
-        issues.append(
-            {
-                "id": f"EX{1200000 + n}",
-                "title": f"Users may be unable to reach mailboxes (issue {n})",
-                "impactDescription": "Users may be unable to access their mailboxes.",
-                "classification": "incident" if n % 3 else "advisory",
-                "origin": "microsoft",
-                "status": "serviceRestored" if n % 5 else "serviceDegradation",
-                "service": ["Exchange Online", "Microsoft Teams", "SharePoint Online"][n % 3],
-                "feature": "E-Mail and calendar access",
-                "featureGroup": "E-Mail and calendar access",
-                "isResolved": bool(n % 5),
-                "startDateTime": "2026-11-01T10:00:00Z",
-                "endDateTime": None,
-                "lastModifiedDateTime": "2026-11-02T10:00:00.1234567Z",
-                "details": [],
-                "posts": [
-                    {
-                        "createdDateTime": f"2026-11-01T1{p}:00:00Z",
-                        "postType": "regular",
-                        "description": {
-                            "contentType": "html",
-                            "content": "<p>Title: …</p><p>User impact: …</p>" + "x" * 1500,
-                        },
-                    }
-                    for p in range(3)
-                ],
-            }
-        )
-    return issues
+GOAL, FAIL = 1.3, 1.5
 
 
 def imports_apprise(importtime_log: str) -> bool:
     return any(line.rsplit("|", 1)[-1].strip() == "apprise" for line in importtime_log.splitlines())
 
 
-def timed(argv: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[str]]:
-    start = time.perf_counter()
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=ROOT, check=False)
-    return time.perf_counter() - start, done
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--issues", type=int, default=1000)
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=9)
+    add_feed_options(parser, issues=300, posts=5)
     args = parser.parse_args()
+    runs = max(1, args.runs)
 
-    with tempfile.TemporaryDirectory() as tmp, FakeMicrosoft(Path(tmp)).start() as fake:
-        fake.issues = make_issues(args.issues)
-        state = Path(tmp) / "state" / "state.json"
-        config = Path(tmp) / "config.toml"
-        config.write_text(
-            fake.config_text(
-                state, notify='[[notify]]\nname = "hook"\nurl = "' + fake.hook_url("ops") + '"\n'
-            )
-        )
-        config.chmod(0o600)
-        env = {
-            **os.environ,
-            "M365WATCH_CLIENT_SECRET": "bench-secret",
-            "REQUESTS_CA_BUNDLE": str(fake.ca_bundle),
-            "PYTHONPATH": str(ROOT),
-        }
-        poll = [sys.executable, "-m", "m365watch", "-c", str(config), "-q", "poll"]
+    issues = feed_of(args)
+    with stand_in(issues) as s:
+        poll = s.poll_argv("-q", "poll")
         traced = [sys.executable, "-X", "importtime", *poll[1:]]
-        _, first = timed(traced, env)
-        assert first.returncode == 0, first.stderr[-2000:]
+        first = require(run(traced, s.env), "the baseline poll")
         # The baseline poll checks the notification URLs, so it must show apprise: proves the probe.
         assert imports_apprise(first.stderr), "importtime probe did not see apprise on the baseline"
-        digest = hashlib.sha256(state.read_bytes()).hexdigest()
-        inode = state.stat().st_ino
+        digest = hashlib.sha256(s.state.read_bytes()).hexdigest()
+        inode = s.state.stat().st_ino
+        apprise_loaded = imports_apprise(require(run(traced, s.env), "a quiet poll").stderr)
 
-        _, quiet_traced = timed(traced, env)
-        apprise_loaded = imports_apprise(quiet_traced.stderr)
-        times, graph, identity = [], [], []
-        for _ in range(args.runs):
-            before = dict(fake.counts)
-            seconds, done = timed(poll, env)
-            assert done.returncode == 0, done.stderr[-2000:]
-            times.append(seconds)
-            graph.append(fake.counts["graph"] - before.get("graph", 0))
-            identity.append(
-                fake.counts["token"]
-                + fake.counts["openid"]
-                - before.get("token", 0)
-                - before.get("openid", 0)
-            )
+        graph, identity = set(), set()
+
+        def quiet_poll() -> Run:
+            before = dict(s.fake.counts)
+            done = require(run(poll, s.env), "a quiet poll")
+            graph.add(s.fake.counts["graph"] - before.get("graph", 0))
+            identity.add(sum(s.fake.counts[k] - before.get(k, 0) for k in ("token", "openid")))
+            return done
+
+        def floor() -> Run:
+            done = require(run(s.floor_argv(), s.env), "the floor")
+            assert int(done.stdout) == len(issues), done.stdout
+            return done
+
+        floor()  # warms the OS file cache for requests' imports
+        done = interleave(runs, {"floor": floor, "m365watch": quiet_poll})
         rewritten = (
-            hashlib.sha256(state.read_bytes()).hexdigest() != digest or state.stat().st_ino != inode
+            hashlib.sha256(s.state.read_bytes()).hexdigest() != digest
+            or s.state.stat().st_ino != inode
         )
 
-        baseline = []
-        for _ in range(args.runs):
-            seconds, _ = timed([sys.executable, "-c", "import requests"], env)
-            baseline.append(seconds)
-
-    print(f"quiet poll over {args.issues} issues, {args.runs} runs (median wall time):")
-    print(f"  m365watch poll (nothing new)  {statistics.median(times) * 1000:7.0f} ms")
-    print(f"  python -c 'import requests'   {statistics.median(baseline) * 1000:7.0f} ms")
-    print(f"  Graph requests per poll       {sorted(set(graph))}")
-    print(f"  identity requests per poll    {sorted(set(identity))}")
-    print(f"  apprise imported              {apprise_loaded}")
-    print(f"  state file rewritten          {rewritten}")
+    floor_ms, poll_ms = median_ms(done["floor"]), median_ms(done["m365watch"])
+    checks = [
+        ("Graph requests per quiet poll", sorted(graph), graph == {1}),
+        ("identity requests per quiet poll", sorted(identity), identity == {0}),
+        ("apprise imported", apprise_loaded, not apprise_loaded),
+        ("state file rewritten", rewritten, not rewritten),
+    ]
+    print(header(f"No-change poll, {args.issues} issues x {args.posts} posts, token cached"))
+    print(f"{runs} interleaved runs each; median (min-max) wall time:")
+    print(f"  floor (requests GET + .json())  {floor_ms:7.0f} ms  ({spread_ms(done['floor'])})")
+    print(f"  m365watch -q poll               {poll_ms:7.0f} ms  ({spread_ms(done['m365watch'])})")
+    return exit_status(checks, [verdict("no-change poll", poll_ms / floor_ms, GOAL, FAIL)])
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

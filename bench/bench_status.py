@@ -1,6 +1,12 @@
-"""Wall time of `m365watch --help`, `status --cached` and a live `status`, next to `import click`.
+"""Benchmark row 4 of issue 13: `status --cached`, `show --cached`, next to `import click`.
 
 Run from the repository root:  python bench/bench_status.py [--runs N]
+
+Times, as real processes taking turns (interleaved rounds, medians), `python -c
+"import click"` (the floor), `m365watch --help`, `status --cached`, `show ID
+--cached`, `status --cached --json` and a live `status` (token cached, and
+signing in), and prints each goal's ratio to the floor: `status --cached` and
+`show --cached` <= 1.5, `status --cached --json` <= 1.3.
 
 A live `status` talks to the loopback HTTPS stand-in for Entra ID and Graph in
 tests/loopback.py (config.py accepts only https:// for authority and
@@ -34,9 +40,16 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
 sys.path.insert(0, str(ROOT))
 
+from bench.common import verdict  # noqa: E402
 from tests.loopback import FakeMicrosoft  # noqa: E402
 
 MAX_RUNS = 100
+# Issue 13's goals: each command's median over `python -c "import click"`'s.
+GOALS = {
+    "m365watch status --cached": 1.5,
+    "m365watch show EX900000 --cached": 1.5,
+    "m365watch status --cached --json": 1.3,
+}
 RUN_TIMEOUT = 60.0
 NETWORK_MODULES = ("msal", "requests", "apprise")
 
@@ -88,29 +101,35 @@ def sample_overviews() -> list[dict[str, Any]]:
 # -- measuring ------------------------------------------------------------------------------
 
 
-def wall_times(
-    command: list[str],
+def wall_time(command: list[str], env: dict[str, str]) -> float:
+    """Wall time in ms of one run of ``command`` (exit 1 when it fails)."""
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, timeout=RUN_TIMEOUT, check=False)
+    elapsed = (time.perf_counter() - start) * 1000
+    if done.returncode != 0:
+        raise SystemExit(
+            f"{' '.join(command[-3:])} failed with {done.returncode}: "
+            f"{done.stderr.decode(errors='replace').strip()[-300:]}"
+        )
+    return elapsed
+
+
+def interleaved(
+    commands: list[tuple[str, list[str], Callable[[], None] | None]],
     env: dict[str, str],
     runs: int,
-    before: Callable[[], None] | None = None,
-) -> list[float]:
-    """Wall times in ms of ``runs`` runs, after one unmeasured warm-up run."""
-    times = []
+) -> dict[str, list[float]]:
+    """Wall times in ms of each command, ``runs`` rounds taking turns (the order rotating),
+    after one unmeasured round that warms the OS file cache."""
+    times: dict[str, list[float]] = {name: [] for name, _, _ in commands}
     for n in range(runs + 1):
-        if before is not None:
-            before()
-        start = time.perf_counter()
-        done = subprocess.run(
-            command, env=env, capture_output=True, timeout=RUN_TIMEOUT, check=False
-        )
-        elapsed = (time.perf_counter() - start) * 1000
-        if done.returncode != 0:
-            raise SystemExit(
-                f"{' '.join(command[-3:])} failed with {done.returncode}: "
-                f"{done.stderr.decode(errors='replace').strip()[-300:]}"
-            )
-        if n:  # the first run only warms the OS file cache
-            times.append(elapsed)
+        shift = n % len(commands)
+        for name, command, before in commands[shift:] + commands[:shift]:
+            if before is not None:
+                before()
+            elapsed = wall_time(command, env)
+            if n:
+                times[name].append(elapsed)
     return times
 
 
@@ -192,32 +211,44 @@ def run_benchmark(folder: Path, fake: FakeMicrosoft, runs: int) -> int:
         for path in msal_caches:
             path.unlink(missing_ok=True)
 
-    rows: list[tuple[str, list[float]]] = [
-        ('python -c "import click"', wall_times([*python, "-c", "import click"], env, runs)),
-        ("m365watch --help", wall_times([*m365watch, "--help"], env, runs)),
-        ("m365watch status --cached", wall_times([*m365watch, "status", "--cached"], env, runs)),
-        (
-            "m365watch status --cached --json",
-            wall_times([*m365watch, "status", "--cached", "--json"], env, runs),
-        ),
-        ("m365watch status (live, token cached)", wall_times([*m365watch, "status"], env, runs)),
-        (
-            "m365watch status (live, signs in)",
-            wall_times([*m365watch, "status"], env, runs, before=forget_sign_in),
-        ),
-    ]
+    click_row = 'python -c "import click"'
+    times = interleaved(
+        [
+            (click_row, [*python, "-c", "import click"], None),
+            ("m365watch --help", [*m365watch, "--help"], None),
+            ("m365watch status --cached", [*m365watch, "status", "--cached"], None),
+            (
+                "m365watch show EX900000 --cached",
+                [*m365watch, "show", "EX900000", "--cached"],
+                None,
+            ),
+            (
+                "m365watch status --cached --json",
+                [*m365watch, "status", "--cached", "--json"],
+                None,
+            ),
+            ("m365watch status (live, token cached)", [*m365watch, "status"], None),
+            ("m365watch status (live, signs in)", [*m365watch, "status"], forget_sign_in),
+        ],
+        env,
+        runs,
+    )
     # One more live run with the token cached: which requests does it make?
     before = dict(fake.counts)
-    wall_times([*m365watch, "status"], env, 0)
+    wall_time([*m365watch, "status"], env)
     made = {k: fake.counts[k] - before.get(k, 0) for k in ("graph", "token", "openid")}
 
-    click_ms = statistics.median(rows[0][1])
-    print(f"Median wall time of {runs} runs each (Python {sys.version.split()[0]}):\n")
+    click_ms = statistics.median(times[click_row])
+    print(
+        f"Median wall time of {runs} interleaved runs each (Python {sys.version.split()[0]}, ",
+        end="",
+    )
+    print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}):\n")
     print(f"{'command':<40} {'median':>8} {'min':>8} {'max':>8} {'vs click':>9}")
-    for name, times in rows:
-        mid = statistics.median(times)
-        extra = "" if name.startswith("python") else f"{mid - click_ms:+8.0f}"
-        print(f"{name:<40} {mid:8.0f} {min(times):8.0f} {max(times):8.0f} {extra:>9}")
+    for name, row in times.items():
+        mid = statistics.median(row)
+        extra = "" if name == click_row else f"{mid - click_ms:+8.0f}"
+        print(f"{name:<40} {mid:8.0f} {min(row):8.0f} {max(row):8.0f} {extra:>9}")
     print("(milliseconds)\n")
 
     failed = False
@@ -233,6 +264,12 @@ def run_benchmark(folder: Path, fake: FakeMicrosoft, runs: int) -> int:
         f"requests of a live status with a cached token: {made['graph']} to Graph, "
         f"{made['token'] + made['openid']} to the identity platform [{'ok' if ok else 'FAIL'}]"
     )
+    for name, goal in GOALS.items():
+        print(
+            verdict(
+                name.removeprefix("m365watch "), statistics.median(times[name]) / click_ms, goal
+            )
+        )
     return 1 if failed else 0
 
 
