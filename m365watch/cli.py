@@ -467,10 +467,15 @@ def poll_tenants(
     views = settings.for_tenants(names)
     started = wiring.utc_now()
     graphs = {} if graphs is None else graphs
+    session = None
     for view in views:
         name = str(view.tenant_name)
         if name not in graphs:
-            graphs[name] = wiring.build_graph(view)
+            # Shared by the clients (which watch keeps): a thread reuses its connection.
+            session = session or wiring.thread_sessions()
+            graphs[name] = wiring.build_graph(
+                view, tokens=wiring.build_tokens(view), session=session
+            )
     reports: list[WatcherReport] = []
     reports_lock = threading.Lock()
 

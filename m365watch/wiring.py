@@ -123,6 +123,13 @@ def build_graph(
     )
 
 
+def thread_sessions() -> requests.Session:
+    """One session for the Graph clients of many tenants: each thread reuses its connection."""
+    from m365watch.graph import ThreadSessions
+
+    return ThreadSessions()
+
+
 def graph_requests_per_poll(settings: Settings | None = None) -> int:
     """The most requests one poll can send Graph (every retry of a one-page read).
 

@@ -1010,3 +1010,24 @@ def test_request_codes_count_every_attempt_by_status_and_are_drained(
     assert client.request_count == 3
     assert client.take_request_codes() == {"429": 1, graph.NO_ANSWER: 1, "200": 1}
     assert client.take_request_codes() == {}  # drained: the next poll counts only its own
+
+
+def test_thread_sessions_give_each_thread_one_session_and_keep_no_cookies() -> None:
+    import threading
+
+    from m365watch.graph import ThreadSessions
+
+    shared = ThreadSessions()
+    mine = shared._own()
+    theirs: list[object] = []
+    worker = threading.Thread(target=lambda: theirs.append(shared._own()))
+    worker.start()
+    worker.join(timeout=10)
+
+    assert shared._own() is mine  # a thread keeps its session (and its connection)
+    assert theirs and theirs[0] is not mine
+    with responses.RequestsMock() as rsps:
+        rsps.get("https://graph.example/x", headers={"Set-Cookie": "a=b; Path=/"})
+        shared.get("https://graph.example/x")
+    assert not list(mine.cookies)  # one tenant's cookie never goes to another
+    shared.close()
