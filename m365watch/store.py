@@ -14,7 +14,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -135,8 +135,12 @@ class StateStore:
         self.path = path
         self.outbox_path = path.with_name(path.stem + ".outbox.json")
         self.quiet_path = path.with_name(path.stem + ".quiet.json")
+        self.delta_path = path.with_name(path.stem + ".delta.json")
         self.lock_path = path.with_name(path.name + ".lock")
         self.lock_wait = lock_wait
+        # What the last load read: the snapshot objects (a snapshot the next state still
+        # holds as the very object loaded is unchanged), the delta's ids, the base's.
+        self._loaded: _Loaded | None = None
 
     def locked(self) -> contextlib.AbstractContextManager[None]:
         """Hold the state lock; another holder for longer than ``lock_wait`` -> LockedError."""
@@ -167,10 +171,19 @@ class StateStore:
             meta = meta_from_json(meta_doc, schema)
         except RecordError as exc:
             raise StateError(_corrupt(self.path, str(exc))) from None
+        delta = self._read_delta(meta.generation, schema)
+        base_generation = meta.generation
+        if delta is not None:
+            try:
+                meta = meta_from_json(delta.meta, STATE_SCHEMA)
+            except RecordError as exc:
+                raise StateError(_corrupt(self.delta_path, str(exc))) from None
         snapshots: dict[str, dict[str, Snapshot[Any]]] = {}
+        base_ids: dict[str, set[str]] = {}
         for name, feed in feeds.items():
             rows: dict[str, Snapshot[Any]] = {}
-            for doc_id, row in tables.get(name, []):
+            changed = delta.tables.get(name, []) if delta is not None else []
+            for doc_id, row in [*tables.get(name, []), *changed]:
                 # Skipping a malformed record would announce its item again as new: a
                 # person decides. Its item is parsed when first needed: the same error then.
                 where = f"{name.removesuffix('s')} record {doc_id}"
@@ -179,7 +192,21 @@ class StateStore:
                 except RecordError as exc:
                     raise StateError(_corrupt(self.path, f"{where} is malformed ({exc})")) from None
                 rows[item_id] = replace(snapshot, parse=_parser(snapshot, self.path, where))
+            base_ids[name] = {str(row.get("id")) for _, row in tables.get(name, [])}
+            for gone in delta.gone.get(name, ()) if delta is not None else ():
+                rows.pop(gone, None)
             snapshots[name] = rows
+        self._loaded = _Loaded(
+            snapshots={name: dict(rows) for name, rows in snapshots.items()},
+            base_ids=base_ids,
+            base_generation=base_generation,
+            delta_ids={n: {str(r.get("id")) for _, r in t} for n, t in delta.tables.items()}
+            if delta is not None
+            else {},
+            delta_gone={n: set(g) for n, g in delta.gone.items()} if delta is not None else {},
+            schema=schema,
+            rows=sum(len(ids) for ids in base_ids.values()),
+        )
         outbox = self._load_outbox(feeds, meta.generation)
         if outbox is None:
             # No outbox yet: release 0.1 kept the queue in the state file.
@@ -227,17 +254,85 @@ class StateStore:
         return tuple(entries)
 
     def save(self, state: State, feeds: Mapping[str, Feed[Any, Any]] = FEEDS) -> None:
-        """Replace the state file (meta and snapshots) in one atomic write.
+        """Write the state: what changed since the state file, or the whole state file.
 
-        The quiet mark goes first: it describes the state file it was written beside.
+        After a load, the snapshots that changed (not the very objects loaded) and the
+        meta go to ``state.delta.json``, replaced atomically: a poll in which one of
+        5,000 issues changed writes that one, not 5,000. The whole state file is
+        rewritten (and the delta removed) when there is no state file yet, when it
+        was of an older schema, and when the delta has grown past a tenth of it.
+        The quiet mark goes first: it describes the files it was written beside.
         """
         self._drop_quiet()
+        loaded = self._loaded
+        if loaded is not None and self.path.exists() and loaded.schema == STATE_SCHEMA:
+            delta = _delta_of(loaded, state, feeds)
+            size = sum(len(rows) for rows in delta.values())
+            if size <= max(DELTA_MIN_ROWS, loaded.rows // DELTA_FRACTION):
+                self._write_delta(state, delta, loaded)
+                return
         tables: dict[str, list[dict[str, Any]]] = {"meta": [meta_to_json(state.meta)]}
         for name, rows in state.snapshots.items():
             feed = feeds[name]
             tables[name] = [snapshot_to_json(feed, i, s) for i, s in sorted(rows.items())]
         _write_tables(AtomicJSONStorage(self.path), tables)
+        # The state file now holds all: a delta left from before is stale (its base
+        # generation is not this file's), and goes.
+        with contextlib.suppress(FileNotFoundError):
+            self.delta_path.unlink()
+        self._loaded = _Loaded(
+            snapshots={name: dict(rows) for name, rows in state.snapshots.items()},
+            base_ids={name: set(rows) for name, rows in state.snapshots.items()},
+            base_generation=state.meta.generation,
+            schema=STATE_SCHEMA,
+            rows=sum(len(rows) for rows in state.snapshots.values()),
+        )
         log.debug("state written to %s", self.path)
+
+    def _write_delta(
+        self,
+        state: State,
+        delta: Mapping[str, Mapping[str, Snapshot[Any] | None]],
+        loaded: _Loaded,
+    ) -> None:
+        meta = {**meta_to_json(state.meta), "base": loaded.base_generation}
+        tables: dict[str, list[dict[str, Any]]] = {"meta": [meta]}
+        gone: list[dict[str, Any]] = []
+        for name, rows in delta.items():
+            feed = FEEDS[name]
+            tables[name] = [
+                snapshot_to_json(feed, i, s) for i, s in sorted(rows.items()) if s is not None
+            ]
+            gone += [{"feed": name, "id": i} for i, s in sorted(rows.items()) if s is None]
+        tables[DELTA_GONE] = gone
+        _write_tables(AtomicJSONStorage(self.delta_path, label="state delta"), tables)
+        loaded.snapshots = {name: dict(rows) for name, rows in state.snapshots.items()}
+        loaded.delta_ids = {
+            n: {i for i, s in rows.items() if s is not None} for n, rows in delta.items()
+        }
+        loaded.delta_gone = {
+            n: {i for i, s in rows.items() if s is None} for n, rows in delta.items()
+        }
+        log.debug("state delta written to %s", self.delta_path)
+
+    def _read_delta(self, base_generation: int, schema: int) -> _Delta | None:
+        """The delta written since the state file, or None (none, or already in the file)."""
+        raw = AtomicJSONStorage(self.delta_path, label="state delta").read()
+        if raw is None:
+            return None
+        tables = _tables(raw, self.delta_path)
+        meta_docs = tables.get("meta", [])
+        meta = dict(meta_docs[0][1]) if meta_docs else {}
+        if meta.get("schema") != STATE_SCHEMA or not isinstance(meta.get("base"), int):
+            raise StateError(_corrupt(self.delta_path, "it has no m365watch schema or base"))
+        if schema != STATE_SCHEMA or meta["base"] != base_generation:
+            return None  # written before the state file was: the file holds it all
+        gone: dict[str, list[str]] = {}
+        for _, row in tables.pop(DELTA_GONE, []):
+            if isinstance(row.get("feed"), str) and isinstance(row.get("id"), str):
+                gone.setdefault(row["feed"], []).append(row["id"])
+        tables.pop("meta", None)
+        return _Delta(meta=meta, tables=tables, gone=gone)
 
     def save_outbox(
         self, entries: Sequence[Entry[Any]], feeds: Mapping[str, Feed[Any, Any]] = FEEDS
@@ -259,18 +354,26 @@ class StateStore:
         try:
             raw = files.read_bounded(self.quiet_path, MAX_HEALTH_BYTES)
             mark = json.loads(raw)
-            info = self.path.stat()
+            stamp = self._stamp()
         except (OSError, ValueError, files.TooLargeError, files.NotAFileError):
             return None
-        if not isinstance(mark, dict) or mark.get("file") != [info.st_ino, info.st_size]:
+        if not isinstance(mark, dict) or mark.get("file") != stamp:
             return None
         return mark
+
+    def _stamp(self) -> list[int]:
+        """The state file's and its delta's inode and size (OSError without a state file)."""
+        info = self.path.stat()
+        try:
+            delta = self.delta_path.stat()
+        except FileNotFoundError:
+            return [info.st_ino, info.st_size]
+        return [info.st_ino, info.st_size, delta.st_ino, delta.st_size]
 
     def save_quiet(self, mark: Mapping[str, Any]) -> None:
         """Write the quiet mark for the state file as it is now (a failure only logs)."""
         try:
-            info = self.path.stat()
-            payload = json.dumps({**mark, "file": [info.st_ino, info.st_size]}, sort_keys=True)
+            payload = json.dumps({**mark, "file": self._stamp()}, sort_keys=True)
             files.write_private_file(self.quiet_path, payload.encode("utf-8"))
         except OSError as exc:
             log.debug("quiet mark %s not written: %s", self.quiet_path, exc)
@@ -296,9 +399,62 @@ class StateStore:
     def age_source(self) -> float | None:
         """When the state was last confirmed by a poll (a POSIX time), or None."""
         try:
-            return self.path.stat().st_mtime
+            when = self.path.stat().st_mtime
         except OSError:
             return None
+        with contextlib.suppress(OSError):
+            when = max(when, self.delta_path.stat().st_mtime)
+        return when
+
+
+# The delta is folded into the state file once it holds more rows than this, or a
+# tenth of the state file's rows, whichever is more.
+DELTA_MIN_ROWS = 256
+DELTA_FRACTION = 10
+DELTA_GONE = "gone"  # the delta's table of items forgotten since the state file
+
+
+@dataclass
+class _Loaded:
+    """What a store read last (see StateStore.save)."""
+
+    snapshots: dict[str, dict[str, Snapshot[Any]]]
+    base_ids: dict[str, set[str]]
+    base_generation: int
+    schema: int
+    rows: int
+    delta_ids: dict[str, set[str]] = field(default_factory=dict)
+    delta_gone: dict[str, set[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Delta:
+    meta: dict[str, Any]
+    tables: dict[str, list[tuple[int, dict[str, Any]]]]
+    gone: dict[str, list[str]]
+
+
+def _delta_of(
+    loaded: _Loaded, state: State, feeds: Mapping[str, Feed[Any, Any]]
+) -> dict[str, dict[str, Snapshot[Any] | None]]:
+    """The rows that differ from the state file: changed or new (a snapshot), gone (None)."""
+    delta: dict[str, dict[str, Snapshot[Any] | None]] = {}
+    for name in set(state.snapshots) | set(loaded.base_ids):
+        if name not in feeds:
+            continue
+        rows = state.snapshots.get(name, {})
+        before = loaded.snapshots.get(name, {})
+        base = loaded.base_ids.get(name, set())
+        earlier = loaded.delta_ids.get(name, set()) | loaded.delta_gone.get(name, set())
+        out: dict[str, Snapshot[Any] | None] = {}
+        for item_id, snapshot in rows.items():
+            if before.get(item_id) is not snapshot or item_id in earlier or item_id not in base:
+                out[item_id] = snapshot
+        for item_id in base - set(rows):
+            out[item_id] = None
+        if out:
+            delta[name] = out
+    return delta
 
 
 def _parser(snapshot: Snapshot[Any], path: Path, where: str) -> Callable[[Any], Any]:

@@ -225,3 +225,79 @@ def test_a_stored_record_that_cannot_be_read_is_a_state_error_when_needed(
 
     with pytest.raises(StateError, match=r"issue record \d+ is malformed"):
         poll(store, changed, now=T0 + timedelta(hours=1))
+
+
+def test_one_change_among_many_writes_the_change_not_the_state_file(tmp_path: Path) -> None:
+    many = [dict(step(1)[0], id=f"EX{1000000 + n}") for n in range(300)]
+    store = StateStore(tmp_path / "state.json")
+    poll(store, many)
+    base = store.path.read_bytes()
+    changed = copy.deepcopy(many)
+    changed[7]["status"] = "serviceRestored"
+
+    poll(store, changed, now=T0 + timedelta(hours=1))
+
+    assert store.path.read_bytes() == base  # the state file is not rewritten …
+    delta = store.delta_path.stat().st_size
+    assert delta < len(json.dumps(changed[7])) * 2 + 1000  # … its delta holds the change
+    loaded = StateStore(store.path).load()
+    assert loaded.items("issues")["EX1000007"].item.status == "serviceRestored"
+    assert loaded.meta.generation == 2
+
+
+def test_the_delta_keeps_every_change_and_gone_item_until_it_is_folded_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    many = [dict(step(1)[0], id=f"EX{1000000 + n}") for n in range(20)]
+    store = StateStore(tmp_path / "state.json")
+    poll(store, many)
+    feed = copy.deepcopy(many)
+    feed[3]["status"] = "serviceRestored"
+    poll(store, feed, now=T0 + timedelta(hours=1))
+    feed = [i for i in feed if i["id"] != "EX1000005"]
+    poll(store, feed, now=T0 + timedelta(hours=2))  # EX1000005 left the feed
+    poll(store, feed, now=T0 + timedelta(days=91))  # … and is forgotten
+
+    state = StateStore(store.path).load()
+    assert state.items("issues")["EX1000003"].item.status == "serviceRestored"
+    assert "EX1000005" not in state.items("issues")
+    assert store.delta_path.exists()
+
+    monkeypatch.setattr("m365watch.store.DELTA_MIN_ROWS", 0)  # fold at once from now
+    feed[0]["status"] = "serviceRestored"
+    poll(store, feed, now=T0 + timedelta(days=92))
+    assert not store.delta_path.exists()
+    folded = StateStore(store.path).load()
+    assert folded.items("issues") == StateStore(store.path).load().items("issues")
+    assert folded.items("issues")["EX1000000"].item.status == "serviceRestored"
+    assert "EX1000005" not in folded.items("issues")
+
+
+def test_a_delta_older_than_the_state_file_is_ignored(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.json")
+    poll(store, step(1))
+    changed = step(1)
+    changed[0]["status"] = "serviceRestored"
+    poll(store, changed, now=T0 + timedelta(hours=1))
+    stale = json.loads(store.delta_path.read_text())
+    fresh = StateStore(store.path)
+    state = fresh.load()
+    fresh._loaded = None  # as a poll that folds the delta in: the whole state file
+    fresh.save(state)
+    assert not store.delta_path.exists()
+    # As if killed before the old delta was removed, and that delta said something else:
+    (row,) = [r for r in stale["issues"].values() if r["id"] == "TM1255871"]
+    row["item"]["status"] = "investigating"
+    store.delta_path.write_text(json.dumps(stale))
+
+    tm = StateStore(store.path).load().items("issues")["TM1255871"].item
+
+    assert tm.status == "serviceRestored"
+
+
+def test_a_damaged_delta_is_the_state_files_error(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.json")
+    poll(store, step(1))
+    store.delta_path.write_text('{"meta": {"1": {"schema": 2}}}')
+    with pytest.raises(StateError, match=r"state\.delta\.json .*no m365watch schema or base"):
+        StateStore(store.path).load()

@@ -209,6 +209,7 @@ def test_state_caches_locks_and_health_are_0600_in_a_0700_folder(
     assert names == [
         "msal_http_cache.json",
         "msal_token_cache.json",
+        "state.delta.json",
         "state.health.json",
         "state.health.json.lock",
         "state.json",

@@ -18,6 +18,7 @@ from click.testing import CliRunner, Result
 from m365watch.cli import main
 from m365watch.config import parse_settings
 from m365watch.errors import ConfigError
+from m365watch.store import StateStore
 from tests.installation import SENTINEL, issue, reset, tenants_config
 from tests.loopback import CLIENT_ID, FakeMicrosoft
 
@@ -91,8 +92,8 @@ def test_one_incident_in_every_tenant_is_one_grouped_message_and_routed_per_tena
     ]
     assert "3 tenants (0 failed), 6 issues, 3 change(s), 5 message(s) sent" in second.output
     for name in NAMES:
-        state = json.loads((tmp_path / "state" / "tenants" / name / "state.json").read_text())
-        assert "EX1200002" in json.dumps(state)
+        state = StateStore(tmp_path / "state" / "tenants" / name / "state.json").load()
+        assert "EX1200002" in state.items("issues")
         outbox = tmp_path / "state" / "tenants" / name / "state.outbox.json"
         assert json.loads(outbox.read_text()).get("outbox", {}) in ({}, [])
     assert SENTINEL not in second.output
