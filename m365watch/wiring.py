@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import requests
 
     from m365watch.auth import TokenProvider
-    from m365watch.certificate import CertificateInfo
+    from m365watch.certificate import Certificate, CertificateInfo
     from m365watch.deliver import Delivery
     from m365watch.doctor import ClockReading, DoctorAdapters
     from m365watch.graph import GraphClient
@@ -71,12 +71,14 @@ def build_tokens(
     Its caches live beside the state, or in ``cache_dir``.
     """
     from m365watch.auth import ClientSecret, TokenProvider
-    from m365watch.certificate import Certificate
 
     tenant = settings.require_tenant()
     authority_host, graph_endpoint = tenant.endpoints
     credential: ClientSecret | Certificate
     if tenant.certificate_path is not None:
+        # cryptography (~50 ms to import) only when a certificate is configured.
+        from m365watch.certificate import Certificate
+
         credential = Certificate(tenant.certificate_path, tenant.certificate_password)
     else:
         credential = ClientSecret(tenant.client_secret or "")
