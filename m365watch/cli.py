@@ -869,7 +869,7 @@ def status(
 
     def ask(view: Settings) -> StatusReport:
         if cached:
-            return status_from_state(wiring.build_state_store(view), query, now=now)
+            return status_from_state(wiring.build_cached_issues(view), query, now=now)
         return status_from_graph(wiring.build_graph(view), query, now=now)
 
     if settings.many_tenants:
@@ -919,7 +919,7 @@ def show(
                 return message_from_state(wiring.build_state_store(view), item_id, now=now)
             return message_from_graph(wiring.build_graph(view), item_id, now=now)
         if cached:
-            return issue_from_state(wiring.build_state_store(view), item_id, now=now)
+            return issue_from_state(wiring.build_cached_issues(view), item_id, now=now)
         return issue_from_graph(wiring.build_graph(view), item_id, now=now)
 
     if settings.many_tenants:
