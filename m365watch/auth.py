@@ -13,20 +13,19 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-import msal
 import requests
-from msal.exceptions import MsalServiceError
 
 from m365watch.budget import EXCHANGE_SECONDS, FETCH_SECONDS, SIGN_IN_MAX_BYTES
 from m365watch.deadline import Deadline, ReadFailed, TimeUp, TooLarge, format_size, read_body
 from m365watch.errors import AuthError
-from m365watch.msal_cache import CACHE_CORRUPTION_ERRORS, MsalCaches
+from m365watch.msal_cache import CACHE_CORRUPTION_ERRORS, MsalCaches, cached_access_token
 from m365watch.redact import first_line, first_sentence, redact_secrets
 
 logger = logging.getLogger(__name__)
@@ -184,6 +183,18 @@ class TokenProvider:
         certificate file cannot be used.
         """
         with self._lock:
+            if self._app is None:
+                # A token still good in the persisted cache: no MSAL (not even imported).
+                cached = cached_access_token(
+                    self._caches.folder,
+                    client_id=self._client_id,
+                    authority=self.authority,
+                    scope=self.scope,
+                    now=time.time(),
+                )
+                if cached is not None:
+                    logger.debug("access token for %s from the persisted cache", self.scope)
+                    return cached
             self._http.deadline = deadline or Deadline(self._time_limit)
             loaded_from_disk = False
             if not self._caches_loaded:
@@ -208,6 +219,8 @@ class TokenProvider:
         Only what the MSAL calls raise becomes `AuthError`; the certificate is read
         before them, so its `ConfigError` (and any bug of ours) passes unchanged.
         """
+        from msal.exceptions import MsalServiceError
+
         client_credential = self._client_credential() if self._app is None else None
         try:
             if client_credential is not None:
@@ -239,6 +252,8 @@ class TokenProvider:
         return credential
 
     def _create_app(self, client_credential: str | dict[str, str]) -> Any:
+        import msal
+
         # The constructor already talks to the network: it fetches the discovery document.
         return msal.ConfidentialClientApplication(
             self._client_id,
@@ -257,6 +272,8 @@ class TokenProvider:
 
     def _auth_error(self, exc: Exception) -> AuthError:
         """What an exception from an MSAL call means for the user, as one `AuthError`."""
+        from msal.exceptions import MsalServiceError
+
         host = self._host
         # Most specific first: ProxyError, SSLError and ConnectTimeout are ConnectionErrors.
         if isinstance(exc, TimeUp):

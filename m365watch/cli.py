@@ -733,18 +733,20 @@ def _print_answer(
         _print_json(answer.to_json())
         return 0
     from m365watch import tables
-    from m365watch.message_query import MessageDetail, MessagesReport
-    from m365watch.query import StatusReport
+    from m365watch.query import IssueDetail, StatusReport
 
     width, color = _output_style()
     if isinstance(answer, StatusReport):
         text = tables.render_status(answer, now=now, width=width, color=color)
-    elif isinstance(answer, MessagesReport):
-        text = tables.render_messages(answer, now=now, width=width, color=color)
-    elif isinstance(answer, MessageDetail):
-        text = tables.render_message(answer, now=now, width=width, color=color)
-    else:
+    elif isinstance(answer, IssueDetail):
         text = tables.render_issue(answer, now=now, width=width, color=color)
+    else:
+        from m365watch.message_query import MessagesReport
+
+        if isinstance(answer, MessagesReport):
+            text = tables.render_messages(answer, now=now, width=width, color=color)
+        else:
+            text = tables.render_message(answer, now=now, width=width, color=color)
     click.echo(text, nl=False)
     return 0
 
@@ -874,7 +876,7 @@ def status(
 
     def ask(view: Settings) -> StatusReport:
         if cached:
-            return status_from_state(wiring.build_state_store(view), query, now=now)
+            return status_from_state(wiring.build_cached_issues(view), query, now=now)
         return status_from_graph(wiring.build_graph(view), query, now=now)
 
     if settings.many_tenants:
@@ -924,7 +926,7 @@ def show(
                 return message_from_state(wiring.build_state_store(view), item_id, now=now)
             return message_from_graph(wiring.build_graph(view), item_id, now=now)
         if cached:
-            return issue_from_state(wiring.build_state_store(view), item_id, now=now)
+            return issue_from_state(wiring.build_cached_issues(view), item_id, now=now)
         return issue_from_graph(wiring.build_graph(view), item_id, now=now)
 
     if settings.many_tenants:

@@ -11,7 +11,6 @@ import contextlib
 import errno
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 
@@ -42,6 +41,8 @@ def write_readable_file(path: Path, data: bytes) -> None:
 def replace_atomically(path: Path, data: bytes, mode: int) -> None:
     """Temp file, fsync, rename into an existing folder: ``mode`` is set before any byte."""
     # mkstemp creates the file 0600 with O_EXCL: the content is never readable by others.
+    import tempfile  # only when writing (its import brings random and hashlib)
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:

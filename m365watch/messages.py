@@ -18,7 +18,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from m365watch.channels import PAYLOAD_BUILDERS
 from m365watch.diff import IssueChange
 from m365watch.models import Post
 from m365watch.posts import Block, Inline, Link, clean_text, join_blocks, post_blocks
@@ -218,6 +217,10 @@ def render_sections(title: str, sections: Sequence[Section], *, digest: bool) ->
 
 
 def _message(title: str, sections: Sequence[Section], *, digest: bool) -> Message:
+    # The channel payloads only when a message is written: a poll that sends nothing,
+    # and the queries, never load them.
+    from m365watch.channels import PAYLOAD_BUILDERS
+
     kind = worst_type(s.notify_type for s in sections)
     heading = title if digest else ""  # a digest opens with its title; one change with its issue
     limit = DIGEST_EXCERPT_LIMIT if digest else TEXT_POST_LIMIT

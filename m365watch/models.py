@@ -172,6 +172,13 @@ def parse_timestamp(raw: object) -> datetime | None:
     return parsed.astimezone(timezone.utc)
 
 
+def format_time(value: datetime | None) -> str:
+    """A time for people: ``2026-11-20 14:05 UTC``."""
+    if value is None:
+        return "unknown"
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def format_timestamp(value: datetime | None) -> str | None:
     """Graph's own form: ``2021-08-06T17:49:34.54Z`` style, seconds precision kept exact."""
     if value is None:

@@ -7,6 +7,9 @@ that cannot be read is ignored and one that cannot be written is logged; either
 costs one sign-in, never the run. Only the discovery answers of the HTTP cache are
 written: MSAL also keeps error answers of the token endpoint there (to throttle), and
 one from a proxy that echoes the request would hold the client secret.
+
+:func:`cached_access_token` reads the token cache with json alone, so a run whose
+token is still good never imports MSAL.
 """
 
 from __future__ import annotations
@@ -15,13 +18,14 @@ import json
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
-
-import msal
-from msal.exceptions import MsalServiceError
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from m365watch import files
 from m365watch.redact import redact_secrets
+
+if TYPE_CHECKING:
+    import msal
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +38,82 @@ MAX_CACHE_BYTES = 16 * 1024 * 1024
 _HTTP_CACHE_INDEX = "_index_"
 # What MSAL raises when a persisted cache holds well-formed nonsense.
 CACHE_CORRUPTION_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError)
+# A cached token closer than this to its expiry is left to MSAL (which itself takes one
+# within five minutes of expiry as expired): it outlives any one poll that uses it.
+TOKEN_MARGIN_SECONDS = 10 * 60
+
+
+def cached_access_token(
+    folder: Path, *, client_id: str, authority: str, scope: str, now: float
+) -> str | None:
+    """An access token of the persisted token cache that MSAL would hand out as it is.
+
+    Read with json alone (no MSAL import, no network): the app-only bearer token for
+    ``client_id`` from ``authority`` (``https://host/tenant``) whose scopes include
+    ``scope``, valid for at least :data:`TOKEN_MARGIN_SECONDS` after ``now`` (POSIX
+    seconds) and not yet due for refresh. MSAL files a token under the tenant's GUID;
+    a tenant configured by domain name is found through the cached discovery answer.
+    None when there is no such token or a file is missing or unreadable: then MSAL
+    decides, as it always did.
+    """
+    text = _read_cache_file(folder / TOKEN_CACHE_FILE)
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
+        _check_token_cache_shape(data)
+    except (ValueError, TypeError, RecursionError):
+        return None
+    parts = urlsplit(authority)
+    host, tenant = (parts.hostname or "").lower(), parts.path.strip("/")
+    realms = {tenant, _discovered_realm(folder, authority, host)} - {None, ""}
+    for entry in data.get("AccessToken", {}).values():
+        secret = entry.get("secret")
+        if not (
+            isinstance(secret, str)
+            and secret
+            and entry.get("credential_type") == "AccessToken"
+            and entry.get("client_id") == client_id
+            and entry.get("environment") == host
+            and entry.get("realm") in realms
+            and not entry.get("home_account_id")
+            # Tokens bound to a key (PoP, SSH) or kept apart (FMI paths) are not ours.
+            and "key_id" not in entry
+            and "ext_cache_key" not in entry
+            and str(entry.get("token_type", "Bearer")).lower() == "bearer"
+            and scope in str(entry.get("target", "")).split()
+        ):
+            continue
+        try:
+            expires_on = int(entry["expires_on"])
+            refresh_on = int(entry["refresh_on"]) if "refresh_on" in entry else None
+        except (KeyError, TypeError, ValueError):
+            continue
+        if expires_on - now < TOKEN_MARGIN_SECONDS:
+            continue
+        if refresh_on is not None and refresh_on <= now:
+            continue  # MSAL would refresh it now
+        return secret
+    return None
+
+
+def _discovered_realm(folder: Path, authority: str, host: str) -> str | None:
+    """The tenant (GUID) in the token endpoint of ``authority``'s cached discovery answer."""
+    text = _read_cache_file(folder / HTTP_CACHE_FILE)
+    if text is None:
+        return None
+    prefix = f"GET {authority}/v2.0/.well-known/openid-configuration "
+    try:
+        data = json.loads(text)
+        for key, value in data.items() if isinstance(data, dict) else ():
+            if key.startswith(prefix) and value.get("status_code") == 200:
+                endpoint = urlsplit(json.loads(value["text"])["token_endpoint"])
+                if (endpoint.hostname or "").lower() == host:
+                    realm = endpoint.path.strip("/").split("/")[0]
+                    return realm or None
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+        return None
+    return None
 
 
 class MsalCaches:
@@ -47,9 +127,18 @@ class MsalCaches:
         """Empty caches for ``folder``; no I/O. No file gets any part of ``secrets``."""
         self.folder = folder
         self._secrets = tuple(s for s in secrets if s)
-        self.token_cache = msal.SerializableTokenCache()
+        self._token_cache: msal.SerializableTokenCache | None = None
         self.http_cache: dict[str, Any] = {}
         self._http_saved = ""
+
+    @property
+    def token_cache(self) -> msal.SerializableTokenCache:
+        """MSAL's token cache (MSAL is imported on first use)."""
+        if self._token_cache is None:
+            import msal
+
+            self._token_cache = msal.SerializableTokenCache()
+        return self._token_cache
 
     def load(self) -> bool:
         """Fill both caches from their files; True when either file contributed anything.
@@ -79,7 +168,7 @@ class MsalCaches:
     def save(self) -> None:
         """Write each cache that changed since `load` or the last save; never raises OSError."""
         # A cache that cannot be written costs one sign-in next run; it must not fail this one.
-        if self.token_cache.has_state_changed:
+        if self._token_cache is not None and self._token_cache.has_state_changed:
             try:
                 files.write_private_file(
                     self.folder / TOKEN_CACHE_FILE, self.token_cache.serialize().encode("utf-8")
@@ -119,6 +208,8 @@ class _CachedResponse:
 
     def raise_for_status(self) -> None:
         if self.status_code >= 400:
+            from msal.exceptions import MsalServiceError
+
             raise MsalServiceError(
                 f"HTTP Error: {self.status_code}", error=None, error_description=None
             )

@@ -8,17 +8,14 @@ query never loads msal, requests or apprise.
 
 from __future__ import annotations
 
-import difflib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from m365watch.errors import ConfigError, GraphError, NotFoundError, StateError
-from m365watch.feeds.issues import ISSUES
-from m365watch.messages import post_text
 from m365watch.models import (
     CLASSIFICATIONS,
     KNOWN_SERVICES,
@@ -28,13 +25,13 @@ from m365watch.models import (
     Post,
     ServiceHealth,
     as_sent,
+    format_time,
     format_timestamp,
     is_issue_id,
     parse_issues,
     severity_of,
     status_words,
 )
-from m365watch.sections import format_time
 
 if TYPE_CHECKING:
     from m365watch.records import State
@@ -43,6 +40,9 @@ log = logging.getLogger(__name__)
 
 SOURCE_GRAPH = "graph"
 SOURCE_CACHE = "cache"
+# The issues feed's name (feeds.issues.ISSUES.name), its table in the state: named here so
+# that a cached query loads no feed (and none of the rendering the feeds bring).
+ISSUES_FEED = "issues"
 # Sent to Graph as an optimisation only: the result is filtered again here.
 OPEN_ISSUES_FILTER = "isResolved eq false"
 
@@ -63,6 +63,37 @@ class StateSource(Protocol):
     path: Path
 
     def load(self) -> State: ...
+
+    def age_source(self) -> float | None: ...
+
+
+class CachedSnapshot(Protocol):
+    """An issue as the last poll saw it."""
+
+    @property
+    def item(self) -> Issue: ...
+
+    @property
+    def missing_since(self) -> datetime | None: ...
+
+
+class CachedIssues(Protocol):
+    """What ``status --cached`` and ``show --cached`` read of the state: its issues."""
+
+    @property
+    def exists(self) -> bool: ...
+
+    def items(self, feed: str) -> Mapping[str, CachedSnapshot]: ...
+
+
+class IssueStateSource(Protocol):
+    """The cached source of issues: the state store, or a reader of its issues alone
+    (``m365watch.state_reader``)."""
+
+    @property
+    def path(self) -> Path: ...
+
+    def load(self) -> CachedIssues: ...
 
     def age_source(self) -> float | None: ...
 
@@ -185,6 +216,8 @@ class PostText:
     @classmethod
     def from_post(cls, post: Post) -> PostText:
         """Convert a post's HTML or text content."""
+        from m365watch.messages import post_text  # rendering: only ``show`` needs it
+
         return cls(created=post.created, post_type=post.post_type, text=post_text(post))
 
     def to_json(self) -> dict[str, Any]:
@@ -244,7 +277,9 @@ def status_from_graph(source: HealthSource, query: StatusQuery, *, now: datetime
     return build_status(overviews, issues, query, now=now, source=SOURCE_GRAPH)
 
 
-def status_from_state(store: StateSource, query: StatusQuery, *, now: datetime) -> StatusReport:
+def status_from_state(
+    store: IssueStateSource, query: StatusQuery, *, now: datetime
+) -> StatusReport:
     """Answer from the state file alone; no network request.
 
     The state keeps issues but not ``healthOverviews``, so each service's health
@@ -252,7 +287,7 @@ def status_from_state(store: StateSource, query: StatusQuery, *, now: datetime) 
     Issues the last poll no longer found in Graph's feed are left out.
     """
     state = load_cached_state(store)
-    snapshots = state.items(ISSUES.name).values()
+    snapshots = state.items(ISSUES_FEED).values()
     issues = [s.item for s in snapshots if s.missing_since is None]
     return build_status(
         None, issues, query, now=now, source=SOURCE_CACHE, cached_at=cached_at_of(store)
@@ -400,6 +435,8 @@ def _closest(folded: str, services: dict[str, str]) -> str:
         for word in key.split():
             if len(word) >= 3:
                 candidates.setdefault(word, service)
+    import difflib  # only to word this error
+
     close = difflib.get_close_matches(folded, list(candidates), n=6, cutoff=0.6)
     names = list(dict.fromkeys(candidates[c] for c in close))[:3]
     if names:
@@ -424,11 +461,11 @@ def issue_from_graph(source: HealthSource, issue_id: str, *, now: datetime) -> I
     return IssueDetail.of(issue, generated=now, source=SOURCE_GRAPH)
 
 
-def issue_from_state(store: StateSource, issue_id: str, *, now: datetime) -> IssueDetail:
+def issue_from_state(store: IssueStateSource, issue_id: str, *, now: datetime) -> IssueDetail:
     """Find one issue in the state file; NotFoundError (exit 4) when it is not there."""
     state = load_cached_state(store)
     wanted = normalise_issue_id(issue_id)
-    snapshots = state.items(ISSUES.name)
+    snapshots = state.items(ISSUES_FEED)
     snapshot = next((s for k, s in snapshots.items() if k.upper() == wanted), None)
     if snapshot is None:
         raise NotFoundError(
@@ -463,7 +500,17 @@ def normalise_issue_id(issue_id: str) -> str:
 # -- freshness ----------------------------------------------------------------------------
 
 
-def load_cached_state(store: StateSource) -> State:
+Loaded = TypeVar("Loaded", bound="CachedIssues", covariant=True)
+
+
+class _Loads(Protocol[Loaded]):
+    @property
+    def path(self) -> Path: ...
+
+    def load(self) -> Loaded: ...
+
+
+def load_cached_state(store: _Loads[Loaded]) -> Loaded:
     """The state for a ``--cached`` answer; StateError (exit 1) when no poll has written one."""
     state = store.load()
     if not state.exists:
@@ -474,7 +521,7 @@ def load_cached_state(store: StateSource) -> State:
     return state
 
 
-def cached_at_of(store: StateSource) -> datetime | None:
+def cached_at_of(store: IssueStateSource) -> datetime | None:
     """When the state was last written by a poll (its file's time), if known."""
     stamp = store.age_source()
     return datetime.fromtimestamp(stamp, tz=timezone.utc) if stamp is not None else None

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 
 from m365watch.diff import ChangeKind, IssueChange
 from m365watch.models import PIR_STATUS, Issue, status_words
+from m365watch.models import format_time as format_time  # here since it began
 from m365watch.posts import Block, Link, clean_text, post_blocks, shorten_blocks
 
 # Apprise's notify types, by how good or bad the news is.
@@ -41,13 +41,6 @@ class Fact:
 
     label: str
     value: str
-
-
-def format_time(value: datetime | None) -> str:
-    """A time for people: ``2026-11-20 14:05 UTC``."""
-    if value is None:
-        return "unknown"
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def classification_word(issue: Issue) -> str:

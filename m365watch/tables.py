@@ -13,6 +13,7 @@ import io
 import textwrap
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from rich import box
 from rich.cells import cell_len
@@ -21,9 +22,7 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-from m365watch.feeds.messages import ServiceMessage
-from m365watch.message_query import MessageDetail, MessagesReport, acting_ahead, from_now
-from m365watch.models import Issue
+from m365watch.models import Issue, format_time
 from m365watch.query import (
     SOURCE_CACHE,
     IssueDetail,
@@ -34,13 +33,12 @@ from m365watch.query import (
     cache_note,
     missing_note,
 )
-from m365watch.sections import classification_word, format_time
-from m365watch.tenant_query import (
-    TenantsDetail,
-    TenantsMessages,
-    TenantsStatus,
-    tenants_cache_note,
-)
+from m365watch.sections import classification_word
+
+if TYPE_CHECKING:  # the Message center's and many tenants' modules load only when drawn
+    from m365watch.feeds.messages import ServiceMessage
+    from m365watch.message_query import MessageDetail, MessagesReport
+    from m365watch.tenant_query import TenantsDetail, TenantsMessages, TenantsStatus
 
 # Below this many columns for titles, each title gets a line of its own instead.
 MIN_TITLE_COLUMN = 40
@@ -214,6 +212,8 @@ def render_message(detail: MessageDetail, *, now: datetime, width: int, color: b
 
 def render_tenants_status(report: TenantsStatus, *, now: datetime, width: int, color: bool) -> str:
     """``m365watch status`` with [[tenants]]: as for one, each row naming its tenant."""
+    from m365watch.tenant_query import tenants_cache_note
+
     parts: list[RenderableType | _Unwrapped] = []
     if report.source == SOURCE_CACHE:
         parts += [Text(tenants_cache_note(report.cached_ats, now), style="dim"), Text()]
@@ -238,6 +238,8 @@ def render_tenants_messages(
     report: TenantsMessages, *, now: datetime, width: int, color: bool
 ) -> str:
     """``m365watch messages`` with [[tenants]]: as for one, each row naming its tenant."""
+    from m365watch.tenant_query import tenants_cache_note
+
     parts: list[RenderableType | _Unwrapped] = []
     if report.source == SOURCE_CACHE and report.answered:
         parts += [Text(tenants_cache_note(report.cached_ats, now), style="dim"), Text()]
@@ -256,6 +258,8 @@ def render_tenants_messages(
 
 def render_tenants_detail(detail: TenantsDetail, *, now: datetime, width: int, color: bool) -> str:
     """``m365watch show ID`` with [[tenants]]: a heading per tenant that has it, then it whole."""
+    from m365watch.message_query import MessageDetail
+
     pieces = []
     for name, answer in detail.answered:
         pieces.append(_to_text([Rule(Text(name, style="bold"), style="cyan")], width, color))
@@ -349,10 +353,14 @@ def _severity_style(post: ServiceMessage) -> str:
 
 def _act_by_style(post: ServiceMessage, now: datetime) -> str:
     """An act-by date still ahead stands out; one that has passed is dim."""
+    from m365watch.message_query import acting_ahead
+
     return "bold yellow" if acting_ahead(post, now) else "dim"
 
 
 def _when_either_way(value: datetime, now: datetime) -> str:
+    from m365watch.message_query import from_now
+
     return f"{format_time(value)} ({from_now(value, now)})"
 
 

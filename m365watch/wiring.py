@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,13 +28,14 @@ if TYPE_CHECKING:
     import requests
 
     from m365watch.auth import TokenProvider
-    from m365watch.certificate import CertificateInfo
+    from m365watch.certificate import Certificate, CertificateInfo
     from m365watch.deliver import Delivery
     from m365watch.doctor import ClockReading, DoctorAdapters
     from m365watch.graph import GraphClient
     from m365watch.notify import Notifier
     from m365watch.outputs import PollOutcome
     from m365watch.outputs.metrics import Family, MetricsRecord
+    from m365watch.query import CachedIssues as CachedState
     from m365watch.store import StateStore, WatcherStore
 
 log = logging.getLogger(__name__)
@@ -71,12 +71,14 @@ def build_tokens(
     Its caches live beside the state, or in ``cache_dir``.
     """
     from m365watch.auth import ClientSecret, TokenProvider
-    from m365watch.certificate import Certificate
 
     tenant = settings.require_tenant()
     authority_host, graph_endpoint = tenant.endpoints
     credential: ClientSecret | Certificate
     if tenant.certificate_path is not None:
+        # cryptography (~50 ms to import) only when a certificate is configured.
+        from m365watch.certificate import Certificate
+
         credential = Certificate(tenant.certificate_path, tenant.certificate_password)
     else:
         credential = ClientSecret(tenant.client_secret or "")
@@ -181,6 +183,39 @@ def build_state_store(settings: Settings, *, lock_wait: float = DEFAULT_LOCK_WAI
     return StateStore(settings.state_path, lock_wait=lock_wait)
 
 
+class CachedIssues:
+    """The issues of the state for ``status --cached`` and ``show ID --cached``.
+
+    Read with json alone (:mod:`m365watch.state_reader`: no TinyDB, no filelock); a
+    state file that reader does not fully understand (missing, damaged, newer) is
+    loaded through the store, whose answer or error is then the one given.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.path = settings.state_path
+        self._settings = settings
+
+    def load(self) -> CachedState:
+        """The issues' snapshots (and whether a state exists)."""
+        from m365watch import state_reader
+
+        try:
+            return state_reader.read_issues(self.path)
+        except state_reader.NotPlain:
+            return build_state_store(self._settings).load()
+
+    def age_source(self) -> float | None:
+        """When a poll last wrote or confirmed the state (its file's time)."""
+        from m365watch import state_reader
+
+        return state_reader.modified(self.path)
+
+
+def build_cached_issues(settings: Settings) -> CachedIssues:
+    """What the cached issue queries read the state through (no TinyDB, no lock)."""
+    return CachedIssues(settings)
+
+
 def build_watcher_store(
     settings: Settings, *, lock_wait: float = DEFAULT_LOCK_WAIT
 ) -> WatcherStore:
@@ -202,8 +237,14 @@ def build_doctor_adapters(clock: Callable[[], datetime] = utc_now) -> DoctorAdap
         write_private_file=files.write_private_file,
         load_state=_load_state,
         now=clock,
-        free_space=lambda folder: shutil.disk_usage(folder).free,
+        free_space=_free_space,
     )
+
+
+def _free_space(folder: Path) -> int:
+    import shutil
+
+    return shutil.disk_usage(folder).free
 
 
 def _read_certificate(path: Path, password: str | None) -> CertificateInfo:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -128,24 +129,30 @@ REPO = Path(__file__).resolve().parents[1]
 
 _PROBE = """
 import json, runpy, sys
+watched = json.loads(sys.argv[2])
 sys.argv = ["m365watch", *json.loads(sys.argv[1])]
 code = 0
 try:
     runpy.run_module("m365watch", run_name="__main__")
 except SystemExit as exc:
     code = exc.code
-watched = ("msal", "requests", "apprise", "rich", "tinydb")
 print(json.dumps({"code": code, "loaded": [m for m in watched if m in sys.modules]}),
       file=sys.stderr)
 """
+HEAVY = ("msal", "requests", "apprise", "rich", "tinydb")
 
 
-def probe(*args: str) -> dict[str, Any]:
-    """Run m365watch in a fresh interpreter; which heavy modules did it import?"""
+def probe(
+    *args: str, watched: Sequence[str] = HEAVY, env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Run m365watch in a fresh interpreter; which of the ``watched`` modules did it import?
+
+    ``env`` adds to a minimal environment (no proxy, no config of the user's).
+    """
     done = subprocess.run(
-        [sys.executable, "-c", _PROBE, json.dumps(args)],
+        [sys.executable, "-c", _PROBE, json.dumps(args), json.dumps(list(watched))],
         cwd=REPO,
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "COLUMNS": "80"},
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "COLUMNS": "80", **(env or {})},
         capture_output=True,
         text=True,
         timeout=60,

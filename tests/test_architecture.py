@@ -49,6 +49,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "certificate",
         "graph",
         "store",
+        "state_reader",  # the state file's issues, read with json alone (store's format)
         "notify",
         "config",
         "prometheus",

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
@@ -17,10 +18,19 @@ import responses
 from requests import PreparedRequest
 
 from m365watch.errors import AuthError
-from m365watch.msal_cache import HTTP_CACHE_FILE, TOKEN_CACHE_FILE, MsalCaches
+from m365watch.msal_cache import (
+    HTTP_CACHE_FILE,
+    TOKEN_CACHE_FILE,
+    TOKEN_MARGIN_SECONDS,
+    MsalCaches,
+    cached_access_token,
+)
 from tests.identity import (
+    CLIENT_ID,
     GLOBAL_HOST,
     SECRET,
+    TENANT,
+    TENANT_GUID,
     TOKEN,
     discovery_url,
     mock_identity,
@@ -276,3 +286,138 @@ def test_a_cache_file_that_is_a_pipe_or_too_deep_is_ignored_without_hanging(
     worker.start()
     worker.join(timeout=10)
     assert loaded == [False], "loading the caches hung or failed"
+
+
+# -- a token still good: MSAL is not even built ----------------------------------------------
+
+
+@pytest.fixture
+def msal_apps(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every MSAL app the provider builds (it builds one only when it needs MSAL)."""
+    import msal
+
+    made: list[object] = []
+    real = msal.ConfidentialClientApplication
+
+    def spy(*args: object, **kwargs: object) -> object:
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(msal, "ConfidentialClientApplication", spy)
+    return made
+
+
+def signed_in(cache_dir: Path) -> dict[str, Any]:
+    """Sign in once (the caches land in ``cache_dir``); the cached access-token entry."""
+    with responses.RequestsMock() as rsps:
+        mock_identity(rsps)
+        assert provider(cache_dir).get_token() == TOKEN
+    entries = json.loads((cache_dir / TOKEN_CACHE_FILE).read_text())["AccessToken"]
+    assert len(entries) == 1
+    entry: dict[str, Any] = next(iter(entries.values()))
+    return entry
+
+
+def rewrite_entry(cache_dir: Path, **changes: object) -> None:
+    path = cache_dir / TOKEN_CACHE_FILE
+    data = json.loads(path.read_text())
+    for entry in data["AccessToken"].values():
+        entry.update(changes)
+    path.write_text(json.dumps(data))
+
+
+def test_a_cached_token_still_good_is_served_without_msal(
+    tmp_path: Path, msal_apps: list[object], caplog: pytest.LogCaptureFixture
+) -> None:
+    entry = signed_in(tmp_path)
+    # The domain-name tenant is filed under its GUID, found through the cached discovery.
+    assert entry["realm"] == TENANT_GUID
+    msal_apps.clear()
+    before = {p.name: p.stat().st_ino for p in tmp_path.iterdir()}
+    caplog.set_level(logging.DEBUG)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        assert provider(tmp_path).get_token() == TOKEN
+        assert len(rsps.calls) == 0
+    assert msal_apps == []
+    assert {p.name: p.stat().st_ino for p in tmp_path.iterdir()} == before  # nothing written
+    assert "from the persisted cache" in caplog.text
+    assert TOKEN not in caplog.text and SECRET not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("changes", "msal_answer"),
+    [
+        # MSAL itself still serves it (more than 5 minutes left), but that is its call.
+        ({"expires_on": f"+{TOKEN_MARGIN_SECONDS - 60}"}, TOKEN),
+        ({"expires_on": "+0"}, "fresh"),
+        ({"refresh_on": "-1"}, "fresh"),
+        ({"realm": "99999999-8888-7777-6666-555555555555"}, "fresh"),
+        ({"client_id": "99999999-2222-3333-4444-555555555555"}, "fresh"),
+        ({"environment": "login.example.com"}, "fresh"),
+        # (MSAL finds this one by its key, which still names the old scope: its call.)
+        ({"target": "https://graph.example.com/.default"}, None),
+        ({"expires_on": "soon"}, "fresh"),
+    ],
+    ids=[
+        "expiring",
+        "expired",
+        "refresh-due",
+        "other-tenant",
+        "other-client",
+        "other-host",
+        "other-scope",
+        "damaged-expiry",
+    ],
+)
+def test_any_doubt_about_the_cached_token_leaves_it_to_msal(
+    tmp_path: Path, msal_apps: list[object], changes: dict[str, str], msal_answer: str | None
+) -> None:
+    import time
+
+    signed_in(tmp_path)
+    now = int(time.time())
+    rewrite_entry(
+        tmp_path,
+        **{
+            key: str(now + int(value)) if value[0] in "+-" else value
+            for key, value in changes.items()
+        },
+    )
+    msal_apps.clear()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        mock_identity(rsps, token="fresh")
+        token = provider(tmp_path).get_token()
+    assert msal_apps  # (two when MSAL chokes on the entry and starts afresh)
+    assert msal_answer is None or token == msal_answer
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["{not json", "[]", '{"AccessToken": []}', ""],
+    ids=["json", "list", "shape", "empty"],
+)
+def test_a_damaged_token_cache_leaves_the_sign_in_to_msal(
+    tmp_path: Path, msal_apps: list[object], content: str
+) -> None:
+    signed_in(tmp_path)
+    (tmp_path / TOKEN_CACHE_FILE).write_text(content)
+    msal_apps.clear()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        mock_identity(rsps, token="fresh")
+        assert provider(tmp_path).get_token() == "fresh"
+    assert len(msal_apps) == 1
+
+
+def test_cached_access_token_matches_tenant_client_scope_and_time(tmp_path: Path) -> None:
+    entry = signed_in(tmp_path)
+    expires = int(entry["expires_on"])
+    authority = f"{GLOBAL_HOST}/{TENANT}"
+    ask = dict(client_id=CLIENT_ID, authority=authority, scope=entry["target"])
+    assert cached_access_token(tmp_path, now=expires - 3600, **ask) == TOKEN
+    assert cached_access_token(tmp_path, now=expires - TOKEN_MARGIN_SECONDS + 1, **ask) is None
+    # By GUID directly, and without the discovery answer when the tenant is the GUID.
+    (tmp_path / HTTP_CACHE_FILE).unlink()
+    by_guid = {**ask, "authority": f"{GLOBAL_HOST}/{TENANT_GUID}"}
+    assert cached_access_token(tmp_path, now=expires - 3600, **by_guid) == TOKEN
+    assert cached_access_token(tmp_path, now=expires - 3600, **ask) is None
+    assert cached_access_token(tmp_path / "nowhere", now=expires - 3600, **by_guid) is None

@@ -1,0 +1,127 @@
+"""The issues of the state file, read with json alone: what ``status --cached`` and
+``show ID --cached`` answer from.
+
+:mod:`m365watch.store` reads the whole state (every feed, the outbox) through TinyDB
+under filelock; importing those two costs more than the answer. A cached query needs
+only the issues' snapshots, so this reader takes them from the file as
+:mod:`m365watch.store` writes it (TinyDB's layout: ``{table: {document id: document}}``,
+the meta document saying the schema) and decodes them as :mod:`m365watch.records` does.
+
+It reads only a state it fully understands. Anything else (no file, a damaged or
+newer one, a record that does not decode) raises :class:`NotPlain`, and the caller
+asks the store, whose answer or error is the last word. It never writes, locks or
+reads the outbox, and it does not look at other feeds' tables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from m365watch import files
+from m365watch.models import Issue, parse_timestamp
+
+# The schemas of the state file this reader knows (records.STATE_SCHEMA is the newest);
+# a newer one goes to the store, which says to upgrade.
+SCHEMAS = (1, 2)
+ISSUES_TABLE = "issues"  # feeds.issues.ISSUES.name: the issues' table in the state file
+MAX_STATE_BYTES = 256 * 1024 * 1024  # as the store reads it
+
+
+class NotPlain(Exception):
+    """The state file is not one this reader fully understands: ask the store."""
+
+
+@dataclass(frozen=True)
+class IssueSnapshot:
+    """An issue as last seen; ``missing_since`` once it left Graph's feed."""
+
+    item: Issue
+    missing_since: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Issues:
+    """The issues of an existing state file, by id (as the store would load them)."""
+
+    snapshots: Mapping[str, IssueSnapshot]
+    exists: bool = True
+
+    def items(self, feed: str) -> Mapping[str, IssueSnapshot]:
+        """The snapshots of the issues feed (the only one read)."""
+        if feed != ISSUES_TABLE:
+            raise ValueError(f"only the {ISSUES_TABLE} table was read, not {feed!r}")
+        return self.snapshots
+
+
+def read_issues(path: Path) -> Issues:
+    """The issues of the state file at ``path``; NotPlain for anything unusual."""
+    try:
+        data = json.loads(files.read_bounded(path, MAX_STATE_BYTES))
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+        raise NotPlain(path) from None
+    if not isinstance(data, dict):
+        raise NotPlain(path)
+    meta_docs = _documents(data.get("meta", {}))
+    meta = meta_docs[0] if meta_docs else {}
+    schema = meta.get("schema")
+    if not (isinstance(schema, int) and not isinstance(schema, bool) and schema in SCHEMAS):
+        raise NotPlain(path)
+    _check_meta(meta, schema)
+    snapshots: dict[str, IssueSnapshot] = {}
+    for row in _documents(data.get(ISSUES_TABLE, {})):
+        item_id = row.get("id")
+        record = row.get("issue" if schema == 1 else "item")
+        missing = row.get("missingSince")
+        missing_since = parse_timestamp(missing)
+        if not (isinstance(item_id, str) and isinstance(record, Mapping)) or (
+            missing is not None and missing_since is None
+        ):
+            raise NotPlain(path)
+        try:
+            issue = Issue.from_graph(record)
+        except (KeyError, TypeError, ValueError):
+            raise NotPlain(path) from None
+        snapshots[item_id] = IssueSnapshot(issue, missing_since)
+    return Issues(snapshots)
+
+
+def modified(path: Path) -> float | None:
+    """When the state was last confirmed by a poll (its file's time), or None."""
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return None
+
+
+def _documents(table: object) -> list[dict[str, Any]]:
+    """A TinyDB table's documents in insertion order (by numeric id)."""
+    if not isinstance(table, dict):
+        raise NotPlain("a table is not an object")
+    try:
+        ordered = sorted((int(doc_id), doc) for doc_id, doc in table.items())
+    except (TypeError, ValueError):
+        raise NotPlain("a document id is not a number") from None
+    if not all(isinstance(doc, dict) for _, doc in ordered):
+        raise NotPlain("a document is not an object")
+    return [doc for _, doc in ordered]
+
+
+def _check_meta(meta: Mapping[str, Any], schema: int) -> None:
+    """What records.meta_from_json refuses, refused (the store then says what is wrong)."""
+    if schema == 1:
+        baselines: object = {"issues": meta.get("baselineAt")} if meta.get("baselineAt") else {}
+    else:
+        baselines = meta.get("baselines") or {}
+    if not isinstance(baselines, Mapping) or any(
+        parse_timestamp(stamp) is None for stamp in baselines.values()
+    ):
+        raise NotPlain("meta baselines")
+    generation = meta.get("generation", 0)
+    if not (isinstance(generation, int) and not isinstance(generation, bool) and generation >= 0):
+        raise NotPlain("meta generation")
