@@ -29,6 +29,8 @@ from m365watch.models import Issue, parse_timestamp
 # The schemas of the state file this reader knows (records.STATE_SCHEMA is the newest);
 # a newer one goes to the store, which says to upgrade.
 SCHEMAS = (1, 2)
+LATEST_SCHEMA = SCHEMAS[-1]
+DELTA_GONE = "gone"  # the delta's table of items forgotten since the state file
 ISSUES_TABLE = "issues"  # feeds.issues.ISSUES.name: the issues' table in the state file
 MAX_STATE_BYTES = 256 * 1024 * 1024  # as the store reads it
 
@@ -73,8 +75,12 @@ def read_issues(path: Path) -> Issues:
     if not (isinstance(schema, int) and not isinstance(schema, bool) and schema in SCHEMAS):
         raise NotPlain(path)
     _check_meta(meta, schema)
+    rows = _documents(data.get(ISSUES_TABLE, {}))
+    delta = _delta(path, schema, meta.get("generation", 0))
+    if delta is not None:
+        rows += _documents(delta.get(ISSUES_TABLE, {}))  # later rows win
     snapshots: dict[str, IssueSnapshot] = {}
-    for row in _documents(data.get(ISSUES_TABLE, {})):
+    for row in rows:
         item_id = row.get("id")
         record = row.get("issue" if schema == 1 else "item")
         missing = row.get("missingSince")
@@ -88,15 +94,47 @@ def read_issues(path: Path) -> Issues:
         except (KeyError, TypeError, ValueError):
             raise NotPlain(path) from None
         snapshots[item_id] = IssueSnapshot(issue, missing_since)
+    for gone in _documents(delta.get(DELTA_GONE, {})) if delta is not None else []:
+        if gone.get("feed") == ISSUES_TABLE:
+            snapshots.pop(str(gone.get("id")), None)
     return Issues(snapshots)
 
 
-def modified(path: Path) -> float | None:
-    """When the state was last confirmed by a poll (its file's time), or None."""
+def delta_path(path: Path) -> Path:
+    """Where the store writes what changed since the state file (store.StateStore)."""
+    return path.with_name(path.stem + ".delta.json")
+
+
+def _delta(path: Path, schema: int, generation: object) -> dict[str, Any] | None:
+    """The store's delta when it applies to this state file; None when there is none."""
     try:
-        return os.stat(path).st_mtime
+        data = json.loads(files.read_bounded(delta_path(path), MAX_STATE_BYTES))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+        raise NotPlain(path) from None
+    if not isinstance(data, dict):
+        raise NotPlain(path)
+    meta_docs = _documents(data.get("meta", {}))
+    meta = meta_docs[0] if meta_docs else {}
+    if meta.get("schema") != LATEST_SCHEMA or not isinstance(meta.get("base"), int):
+        raise NotPlain(path)  # the store says what is wrong with it
+    if schema != LATEST_SCHEMA or meta["base"] != generation:
+        return None  # older than the state file, which holds it all
+    _check_meta(meta, LATEST_SCHEMA)
+    return data
+
+
+def modified(path: Path) -> float | None:
+    """When the state was last confirmed by a poll (its file's or its delta's time), or None."""
+    try:
+        when = os.stat(path).st_mtime
     except OSError:
         return None
+    try:
+        return max(when, os.stat(delta_path(path)).st_mtime)
+    except OSError:
+        return when
 
 
 def _documents(table: object) -> list[dict[str, Any]]:

@@ -19,9 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import filelock
-from tinydb import TinyDB
-from tinydb.middlewares import CachingMiddleware
-from tinydb.storages import Storage
 
 from m365watch import files
 from m365watch.errors import LockedError, StateError
@@ -59,8 +56,13 @@ def ensure_private_dir(path: Path) -> None:
         raise StateError(f"cannot create state folder {path}: {exc.strerror}") from None
 
 
-class AtomicJSONStorage(Storage):
-    """A TinyDB storage that never leaves a half-written file behind."""
+class AtomicJSONStorage:
+    """A TinyDB storage that never leaves a half-written file behind.
+
+    TinyDB takes any object with ``read``, ``write`` and ``close``: this one does not
+    derive from its ``Storage``, so reading a file (a quiet poll's outbox) imports no
+    TinyDB.
+    """
 
     def __init__(self, path: str | Path, *, label: str = "state file") -> None:
         self.path = Path(path)
@@ -95,7 +97,7 @@ class AtomicJSONStorage(Storage):
             raise StateError(f"cannot write {self.label} {self.path}: {exc.strerror}") from None
 
     def close(self) -> None:
-        pass
+        """Nothing to close: every read and write opens and closes the file."""
 
 
 def _corrupt(path: Path, why: str) -> str:
@@ -473,6 +475,8 @@ def _parser(snapshot: Snapshot[Any], path: Path, where: str) -> Callable[[Any], 
 
 def _tables(raw: dict[str, Any], path: Path) -> dict[str, list[tuple[int, dict[str, Any]]]]:
     """Each TinyDB table's documents as (id, document), in insertion order."""
+    from tinydb import TinyDB
+
     db = TinyDB(storage=lambda: _Preloaded(raw))
     try:
         return {
@@ -487,6 +491,9 @@ def _tables(raw: dict[str, Any], path: Path) -> dict[str, list[tuple[int, dict[s
 
 def _write_tables(storage: AtomicJSONStorage, tables: Mapping[str, list[dict[str, Any]]]) -> None:
     """Write every table through TinyDB in one atomic write."""
+    from tinydb import TinyDB
+    from tinydb.middlewares import CachingMiddleware
+
     db = TinyDB(storage=CachingMiddleware(lambda: storage))  # type: ignore[no-untyped-call]
     try:
         db.drop_tables()
@@ -502,7 +509,7 @@ def _in_id_order(docs: list[Any]) -> list[Any]:
     return sorted(docs, key=lambda doc: int(doc.doc_id))
 
 
-class _Preloaded(Storage):
+class _Preloaded:
     """Serves an already-read document to TinyDB, so the file is read only once."""
 
     def __init__(self, data: dict[str, Any]) -> None:
@@ -513,6 +520,9 @@ class _Preloaded(Storage):
 
     def write(self, data: dict[str, Any]) -> None:
         raise StateError("internal error: the loaded state is read-only")
+
+    def close(self) -> None:
+        """Nothing to close."""
 
 
 def watcher_path_for(state_path: Path) -> Path:

@@ -46,6 +46,6 @@ def test_a_quiet_poll_with_a_client_secret_and_a_cached_token_imports_only_what_
 
         signed_in = fake.counts["token"] + fake.counts["openid"]
         quiet = probe(*poll, watched=WATCHED, env=env)
-        assert quiet == {"code": 0, "loaded": ["requests", "tinydb"]}
+        assert quiet == {"code": 0, "loaded": ["requests"]}
         assert fake.counts["token"] + fake.counts["openid"] == signed_in  # no sign-in either
         assert fake.hooks == {}

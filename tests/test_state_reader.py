@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import m365watch.store
 from m365watch import query, state_reader, wiring
 from m365watch.errors import StateError
 from m365watch.feeds.issues import ISSUES
@@ -54,6 +56,28 @@ def test_the_names_and_schemas_are_the_stores() -> None:
     # The newest schema the store writes is one this reader knows (else every cached
     # query quietly takes the slow way through the store).
     assert state_reader.SCHEMAS[-1] == STATE_SCHEMA
+    store = StateStore(Path("/x/state.json"))
+    assert state_reader.delta_path(store.path) == store.delta_path
+    assert state_reader.DELTA_GONE == m365watch.store.DELTA_GONE
+
+
+def test_a_state_with_a_delta_reads_as_the_store_loads_it(tmp_path: Path) -> None:
+    path = written_state(tmp_path / "state.json")
+    store = StateStore(path)
+    state = store.load()
+    rows = dict(state.items("issues"))
+    first, second = list(rows)[:2]
+    restored = replace(rows[first].item, status="serviceRestored", status_raw="serviceRestored")
+    rows[first] = Snapshot(restored)
+    del rows[second]
+    store.save(replace(state, snapshots={"issues": rows}))
+    assert store.delta_path.exists()
+
+    read, loaded = read_issues(path), StateStore(path).load()
+
+    assert as_read(read) == as_read(loaded)
+    assert second not in read.items("issues")
+    assert read.items("issues")[first].item.status == "serviceRestored"
 
 
 def test_a_state_the_store_wrote_reads_the_same(tmp_path: Path) -> None:
