@@ -96,6 +96,10 @@ class StateStorage(Protocol):
         """True when nothing at all is in the outbox."""
         ...
 
+    def release(self) -> None:
+        """Forget what the last load read: the plan is committed."""
+        ...
+
 
 class MessageSource(Protocol):
     """Where Message center posts come from: the Graph adapter."""
@@ -419,6 +423,9 @@ def _plan_and_commit(
         )
         read = [feed for feed in feeds if feed.name in fetched]
         _mark_quiet(store, fetched, plan, quiet_until(next_state, read), config, state_written)
+    # Committed: the store need not hold the loaded state while delivery waits (with
+    # many tenants waiting, that would be every tenant's state at once).
+    store.release()
     return planned
 
 

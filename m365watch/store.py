@@ -282,13 +282,7 @@ class StateStore:
         # generation is not this file's), and goes.
         with contextlib.suppress(FileNotFoundError):
             self.delta_path.unlink()
-        self._loaded = _Loaded(
-            snapshots={name: dict(rows) for name, rows in state.snapshots.items()},
-            base_ids={name: set(rows) for name, rows in state.snapshots.items()},
-            base_generation=state.meta.generation,
-            schema=STATE_SCHEMA,
-            rows=sum(len(rows) for rows in state.snapshots.values()),
-        )
+        self._loaded = None  # a later save without a load writes the whole file again
         log.debug("state written to %s", self.path)
 
     def _write_delta(
@@ -308,13 +302,7 @@ class StateStore:
             gone += [{"feed": name, "id": i} for i, s in sorted(rows.items()) if s is None]
         tables[DELTA_GONE] = gone
         _write_tables(AtomicJSONStorage(self.delta_path, label="state delta"), tables)
-        loaded.snapshots = {name: dict(rows) for name, rows in state.snapshots.items()}
-        loaded.delta_ids = {
-            n: {i for i, s in rows.items() if s is not None} for n, rows in delta.items()
-        }
-        loaded.delta_gone = {
-            n: {i for i, s in rows.items() if s is None} for n, rows in delta.items()
-        }
+        self._loaded = None  # a later save without a load writes the whole file again
         log.debug("state delta written to %s", self.delta_path)
 
     def _read_delta(self, base_generation: int, schema: int) -> _Delta | None:
@@ -344,6 +332,10 @@ class StateStore:
         tables = {"meta": [{"schema": OUTBOX_SCHEMA}], "entries": rows}
         _write_tables(AtomicJSONStorage(self.outbox_path, label="outbox"), tables)
         log.debug("outbox written to %s (%d entries)", self.outbox_path, len(rows))
+
+    def release(self) -> None:
+        """Forget what the last load read (held only to tell what a save must write)."""
+        self._loaded = None
 
     def load_quiet(self) -> dict[str, Any] | None:
         """The quiet mark, when it still describes the state file beside it; else None.
