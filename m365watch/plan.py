@@ -88,17 +88,23 @@ def plan_feed(
 ) -> FeedPlan[ItemT, ChangeT]:
     """Diff one feed's fetched items against its snapshots.
 
-    For a feed that stores what Graph sent (``raw_records``), an item whose JSON is the
-    very JSON stored is unchanged without being parsed: a poll in which one of 5,000
+    Snapshots hold what Graph sent (``Feed.record_for``): an item Graph sends again
+    (``Feed.unchanged``) is kept without being parsed, so a poll in which one of 5,000
     issues changed parses and compares one.
     """
     unchanged: dict[str, Snapshot[ItemT]] = {}
-    if feed.raw_records and not baseline:
+    if not baseline:
         rest = []
         for raw in fetched:
-            old = previous.get(raw.get("id"))  # type: ignore[arg-type]
-            if old is not None and old.record == raw and raw["id"] not in unchanged:
-                unchanged[raw["id"]] = old
+            item_id = raw.get("id")
+            old = previous.get(item_id) if isinstance(item_id, str) else None
+            if (
+                old is not None
+                and old.record is not None
+                and item_id not in unchanged
+                and feed.unchanged(old.record, raw)
+            ):
+                unchanged[str(item_id)] = old
             else:
                 rest.append(raw)
         fetched = rest
@@ -114,7 +120,7 @@ def plan_feed(
             if change is not None:
                 found.append(change)
     changes = tuple(c for c in found if feed.in_scope(c, poll))
-    records = {str(r.get("id")): r for r in fetched} if feed.raw_records else {}
+    records = {str(r.get("id")): r for r in fetched if isinstance(r, Mapping)}
     snapshots, changed = _next_snapshots(feed, previous, unchanged, items, records, now)
     return FeedPlan(
         feed=feed.name,
@@ -149,12 +155,14 @@ def _next_snapshots(
     for item in items:
         item_id = feed.item_id(item)
         old = previous.get(item_id)
+        raw = records.get(item_id)
+        record = feed.record_for(item, raw) if raw is not None else None
         if old is not None and feed.same(old.item, item):
             if old.missing_since is not None:
                 old, changed = replace(old, missing_since=None), True
             snapshots[item_id] = old
         else:
-            snapshots[item_id], changed = Snapshot(item, record=records.get(item_id)), True
+            snapshots[item_id], changed = Snapshot(item, record=record), True
     for item_id, old in previous.items():
         if item_id in snapshots:
             continue

@@ -131,7 +131,7 @@ class Snapshot(Generic[ItemT]):
     """An item as last seen; ``missing_since`` once it left the feed.
 
     ``record`` is its JSON: as loaded (an unchanged snapshot is written back as it
-    was), or for a feed with ``raw_records``, exactly what Graph sent, so that the
+    was), or what Graph sent (``Feed.record_for``), so that the
     next poll can tell an unchanged item by comparing JSON. A snapshot loaded from
     the state file is parsed (``parse``) only when its item is first asked for: a
     poll in which few items changed parses only those.

@@ -301,3 +301,24 @@ def test_a_damaged_delta_is_the_state_files_error(tmp_path: Path) -> None:
     store.delta_path.write_text('{"meta": {"1": {"schema": 2}}}')
     with pytest.raises(StateError, match=r"state\.delta\.json .*no m365watch schema or base"):
         StateStore(store.path).load()
+
+
+def test_a_post_is_unchanged_only_while_its_json_and_reminder_windows_are() -> None:
+    post = {
+        "id": "MC1000001",
+        "title": "Retirement",
+        "actionRequiredByDateTime": "2027-01-15T00:00:00Z",
+        "body": {"contentType": "html", "content": "<p>Act.</p>"},
+    }
+    early = MessagesFeed(settings=MessagesSettings(remind_before_days=(30.0, 7.0)), now=T0)
+    (item,), _ = early.parse([post])
+    record = early.record_for(item, post)
+
+    assert early.unchanged(record, copy.deepcopy(post))
+    assert not early.unchanged(record, {**post, "title": "Retirement (updated)"})
+    inside = MessagesFeed(
+        settings=MessagesSettings(remind_before_days=(30.0, 7.0)),
+        now=datetime(2026, 12, 20, tzinfo=timezone.utc),  # 26 days before: the 30-day window
+    )
+    assert not inside.unchanged(record, post)
+    assert inside.unchanged(inside.record_for(inside.parse([post])[0][0], post), post)

@@ -43,13 +43,16 @@ class Feed(Protocol[ItemT, ChangeT]):
         """The feed's name: its table in the state file and its tag in the outbox."""
         ...
 
-    @property
-    def raw_records(self) -> bool:
-        """True when an item's stored record is exactly what Graph sent (id under "id").
+    def record_for(self, item: ItemT, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """The record stored for ``item``, parsed this poll from ``raw`` (Graph's JSON).
 
-        An item Graph sends again to the byte is then unchanged without being parsed;
-        False for a feed that stores more than Graph sent (the reminders given).
+        What Graph sent (plus what the feed adds), so that :meth:`unchanged` can tell
+        an item Graph sends again without parsing it.
         """
+        ...
+
+    def unchanged(self, record: Mapping[str, Any], raw: Mapping[str, Any]) -> bool:
+        """True when ``raw`` would parse to the very item ``record`` holds (no change due)."""
         ...
 
     def parse(self, raw: Sequence[Mapping[str, Any]]) -> tuple[list[ItemT], int]:

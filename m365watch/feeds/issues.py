@@ -34,7 +34,6 @@ class IssuesFeed:
     """Service-health issues: incidents and advisories."""
 
     name = "issues"
-    raw_records = True
 
     def parse(self, raw: Sequence[Mapping[str, Any]]) -> tuple[list[Issue], int]:
         """Issues from Graph's collection, and how many items had no id."""
@@ -47,6 +46,14 @@ class IssuesFeed:
     def to_record(self, item: Issue) -> dict[str, Any]:
         """Graph's own shape (camelCase), posts included."""
         return item.to_graph()
+
+    def record_for(self, item: Issue, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """What Graph sent: an issue's record is its JSON as Graph sent it."""
+        return dict(raw)
+
+    def unchanged(self, record: Mapping[str, Any], raw: Mapping[str, Any]) -> bool:
+        """The very JSON stored."""
+        return record == raw
 
     def from_record(self, record: Mapping[str, Any]) -> Issue:
         """Inverse of :meth:`to_record`."""

@@ -45,6 +45,7 @@ LABEL = "Message center"
 ACT_BY_LABEL = "Act by"
 # The key in a stored record holding the reminder thresholds (days) already given.
 REMINDED_KEY = "m365watchReminded"
+_ABSENT = object()
 
 _CATEGORIES = {
     "preventorfixissue": ("preventOrFixIssue", "Prevent or fix issue"),
@@ -377,7 +378,6 @@ class MessagesFeed:
     settings: MessagesSettings | None = None
     now: datetime | None = None
     name: str = field(default=NAME, init=False)
-    raw_records: bool = field(default=False, init=False)  # records add the reminders given
 
     @property
     def thresholds(self) -> tuple[float, ...]:
@@ -422,6 +422,20 @@ class MessagesFeed:
     def to_record(self, item: ServiceMessage) -> dict[str, Any]:
         """Graph's shape, plus the reminders given."""
         return item.to_graph()
+
+    def record_for(self, item: ServiceMessage, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """What Graph sent, plus the reminders given."""
+        return {**raw, REMINDED_KEY: list(item.reminded)}
+
+    def unchanged(self, record: Mapping[str, Any], raw: Mapping[str, Any]) -> bool:
+        """The JSON stored, with no reminder window entered since (nor a reminder to undo)."""
+        given = record.get(REMINDED_KEY)
+        if not isinstance(given, list) or len(record) != len(raw) + 1 or REMINDED_KEY in raw:
+            return False
+        windows = self.inside(parse_timestamp(raw.get("actionRequiredByDateTime")))
+        if {float(v) for v in given} != set(windows):
+            return False
+        return all(record.get(key, _ABSENT) == value for key, value in raw.items())
 
     def from_record(self, record: Mapping[str, Any]) -> ServiceMessage:
         """Inverse of :meth:`to_record`."""
