@@ -101,6 +101,12 @@ class AtomicJSONStorage:
 
 
 def _corrupt(path: Path, why: str) -> str:
+    if path.name.endswith(".delta.json"):
+        return (
+            f"state delta {path} cannot be used: {why}; it was left untouched: restore it "
+            "from a backup, or move it aside (the next poll compares with the state file "
+            "and may announce again what changed since it was written whole)"
+        )
     what = "outbox" if path.name.endswith(".outbox.json") else "state file"
     return (
         f"{what} {path} cannot be used: {why}; it was left untouched: restore it from a "
