@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from m365watch.errors import ConfigError, M365WatchError, NotFoundError, first_line
 from m365watch.feeds.messages import ServiceMessage
@@ -146,18 +146,40 @@ def _oldest(stamps: Sequence[datetime | None]) -> datetime | None:
     return min(known) if known else None
 
 
-class _Joined(Generic[T]):
-    """What the joined answers share: the answered tenants, the failed ones, the cache age."""
-
-    answers: tuple[TenantAnswer[T], ...]
+class _Cached(Protocol):
+    """A report that says when its tenant was last polled (--cached)."""
 
     @property
-    def answered(self) -> tuple[tuple[str, T], ...]:
+    def cached_at(self) -> datetime | None:
+        """The tenant's last poll, or None (live)."""
+        ...
+
+
+R = TypeVar("R", bound=_Cached)
+
+
+class _Joined(Generic[R]):
+    """What the joined answers share: the answered tenants, the failed ones, the cache age."""
+
+    answers: tuple[TenantAnswer[R], ...]
+
+    @property
+    def cached_at(self) -> datetime | None:
+        """The oldest of the tenants' last polls (--cached)."""
+        return _oldest([r.cached_at for _, r in self.answered])
+
+    @property
+    def cached_ats(self) -> tuple[tuple[str, datetime | None], ...]:
+        """Each answered tenant's last poll (--cached)."""
+        return tuple((name, r.cached_at) for name, r in self.answered)
+
+    @property
+    def answered(self) -> tuple[tuple[str, R], ...]:
         """(tenant, its report), in the order asked."""
         return tuple((a.name, a.answer) for a in self.answers if a.answer is not None)
 
     @property
-    def failed(self) -> tuple[TenantAnswer[T], ...]:
+    def failed(self) -> tuple[TenantAnswer[R], ...]:
         """The tenants that could not answer."""
         return tuple(a for a in self.answers if a.error is not None)
 
@@ -175,16 +197,6 @@ class TenantsStatus(_Joined[StatusReport]):
     source: str  # query.SOURCE_GRAPH or query.SOURCE_CACHE
     answers: tuple[TenantAnswer[StatusReport], ...]
     query: StatusQuery
-
-    @property
-    def cached_at(self) -> datetime | None:
-        """The oldest of the tenants' last polls (--cached)."""
-        return _oldest([r.cached_at for _, r in self.answered])
-
-    @property
-    def cached_ats(self) -> tuple[tuple[str, datetime | None], ...]:
-        """Each answered tenant's last poll (--cached)."""
-        return tuple((name, r.cached_at) for name, r in self.answered)
 
     @property
     def services(self) -> tuple[tuple[str, ServiceStatus], ...]:
@@ -230,16 +242,6 @@ class TenantsMessages(_Joined[MessagesReport]):
     source: str
     answers: tuple[TenantAnswer[MessagesReport], ...]
     query: MessagesQuery
-
-    @property
-    def cached_at(self) -> datetime | None:
-        """The oldest of the tenants' last polls (--cached)."""
-        return _oldest([r.cached_at for _, r in self.answered])
-
-    @property
-    def cached_ats(self) -> tuple[tuple[str, datetime | None], ...]:
-        """Each answered tenant's last poll (--cached)."""
-        return tuple((name, r.cached_at) for name, r in self.answered)
 
     @property
     def messages(self) -> tuple[tuple[str, ServiceMessage], ...]:
