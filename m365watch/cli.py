@@ -466,6 +466,7 @@ def poll_tenants(
 
     views = settings.for_tenants(names)
     started = wiring.utc_now()
+    one_poll = graphs is None  # watch hands in its clients and keeps their connections
     graphs = {} if graphs is None else graphs
     session = None
     for view in views:
@@ -524,31 +525,39 @@ def poll_tenants(
 
         return TenantJob(name, plan)
 
-    many = run_tenant_polls(
-        [job(view) for view in views],
-        make_sender=lambda: wiring.build_sender(settings),
-        targets=settings.targets,
-        concurrency=settings.poll.concurrency,
-        dry_run=dry_run,
-    )
-    for report in reports:
-        print_watcher_report(report, quiet=quiet)
-    finished = wiring.utc_now()
-    by_name = {str(v.tenant_name): v for v in views}
-    wiring.after_tenant_polls(
-        settings,
-        [
-            (
-                by_name[outcome.name],
-                PollOutcome(
-                    started, finished, result=outcome.result, error=outcome.error, dry_run=dry_run
-                ),
-                graphs[outcome.name],
-            )
-            for outcome in many.tenants
-        ],
-        many.deliveries,
-    )
+    try:
+        many = run_tenant_polls(
+            [job(view) for view in views],
+            make_sender=lambda: wiring.build_sender(settings),
+            targets=settings.targets,
+            concurrency=settings.poll.concurrency,
+            dry_run=dry_run,
+        )
+        for report in reports:
+            print_watcher_report(report, quiet=quiet)
+        finished = wiring.utc_now()
+        by_name = {str(v.tenant_name): v for v in views}
+        wiring.after_tenant_polls(
+            settings,
+            [
+                (
+                    by_name[outcome.name],
+                    PollOutcome(
+                        started,
+                        finished,
+                        result=outcome.result,
+                        error=outcome.error,
+                        dry_run=dry_run,
+                    ),
+                    graphs[outcome.name],
+                )
+                for outcome in many.tenants
+            ],
+            many.deliveries,
+        )
+    finally:
+        if one_poll and session is not None:
+            session.close()  # each thread's kept connection, closed now rather than at exit
     return many, reports
 
 

@@ -19,6 +19,7 @@ import ipaddress
 import json
 import re
 import ssl
+import sys
 import threading
 import time
 import uuid
@@ -158,11 +159,11 @@ class FakeMicrosoft:
 
     def start(self: _Server) -> _Server:
         handler = self._handler()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = _QuietServer(("127.0.0.1", 0), handler)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.ca_bundle, self._key)
         self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._http = _QuietServer(("127.0.0.1", 0), handler)
         self._threads = [
             threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
             for s in (self._server, self._http)
@@ -442,6 +443,23 @@ def _tenant_in(path: str) -> str:
     """The tenant a sign-in path names (``/contoso.onmicrosoft.com/v2.0/...``)."""
     tenant = path.lstrip("/").partition("/")[0]
     return TENANT if tenant == TENANT_GUID else tenant
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A loopback server that drops a client's vanished connection without a traceback.
+
+    socketserver prints one to stderr; a kept-alive connection closed by a client that
+    went away (its process, or a test, ended) is not an error here, and printed while
+    another test's CliRunner holds stderr it would land in that test's output.
+    """
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, ssl.SSLError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
 
 def _openid(base: str) -> dict[str, Any]:
