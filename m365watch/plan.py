@@ -160,6 +160,11 @@ def _next_snapshots(
         if old is not None and feed.same(old.item, item):
             if old.missing_since is not None:
                 old, changed = replace(old, missing_since=None), True
+            if record is not None and old.record != record:
+                # Kept from now on as Graph sends it (a new lastModifiedDateTime, a record
+                # written before records were Graph's JSON), so later polls compare it
+                # unparsed; not a change: it is written with the next change, if any.
+                old = replace(old, value=item, record=record)
             snapshots[item_id] = old
         else:
             snapshots[item_id], changed = Snapshot(item, record=record), True

@@ -24,7 +24,7 @@ from m365watch.feeds.messages import MessagesFeed
 from m365watch.graph import Collection
 from m365watch.notify import Notifier
 from m365watch.poll import FeedSource, PollResult, run_poll
-from m365watch.records import State
+from m365watch.records import Snapshot, State
 from m365watch.settings import MessagesSettings, PollSettings, TargetSettings
 from m365watch.store import StateStore
 from tests.helpers import SLACK_URL, SLACK_WEBHOOK, timeline_steps
@@ -322,3 +322,35 @@ def test_a_post_is_unchanged_only_while_its_json_and_reminder_windows_are() -> N
     )
     assert not inside.unchanged(record, post)
     assert inside.unchanged(inside.record_for(inside.parse([post])[0][0], post), post)
+
+
+def test_records_from_before_are_kept_as_graph_sends_them_from_the_next_change_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from m365watch.models import Issue
+    from m365watch.records import Meta
+
+    many = [dict(step(1)[0], id=f"EX{1000000 + n}") for n in range(40)]
+    store = StateStore(tmp_path / "state.json")
+    old_style = {i["id"]: Snapshot(Issue.from_graph(i)) for i in many}  # records: to_graph()
+    store.save(
+        State(meta=Meta(generation=1, baselines={"issues": T0}), snapshots={"issues": old_style})
+    )
+    parsed: list[str] = []
+    real = Issue.from_graph.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[Issue], data: Any) -> Issue:
+        parsed.append(str(data.get("id")))
+        return real(cls, data)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(Issue, "from_graph", classmethod(counting))
+    feed = copy.deepcopy(many)
+    feed[3]["status"] = "serviceRestored"
+    poll(store, feed, now=T0 + timedelta(hours=1))  # every record compared parsed, once
+    assert len(parsed) > 40
+    parsed.clear()
+    feed[9]["status"] = "serviceRestored"
+
+    poll(store, feed, now=T0 + timedelta(hours=2))
+
+    assert sorted(parsed) == ["EX1000009", "EX1000009"]
