@@ -86,19 +86,6 @@ _KEYS: dict[str, frozenset[str]] = {
             "graph_endpoint",
         }
     ),
-    "tenants": frozenset(
-        {
-            "name",
-            "tenant_id",
-            "client_id",
-            "client_secret",
-            "certificate_path",
-            "certificate_password",
-            "cloud",
-            "authority",
-            "graph_endpoint",
-        }
-    ),
     "state": frozenset({"path"}),
     "poll": frozenset({"services", "classifications", "notify_existing", "concurrency"}),
     "notify": frozenset(
@@ -122,6 +109,10 @@ _KEYS: dict[str, frozenset[str]] = {
         {"categories", "severities", "services", "tags", "major_only", "remind_before_days"}
     ),
 }
+
+
+# A [[tenants]] block: a name, then any [tenant] key (its overrides).
+_KEYS["tenants"] = _KEYS["tenant"] | {"name"}
 
 
 def default_config_path(env: Mapping[str, str] | None = None) -> Path:
