@@ -64,13 +64,9 @@ class Issues:
 def read_issues(path: Path) -> Issues:
     """The issues of the state file at ``path``; NotPlain for anything unusual."""
     try:
-        data = json.loads(files.read_bounded(path, MAX_STATE_BYTES))
-    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+        data, meta = _read(path, path)
+    except FileNotFoundError:
         raise NotPlain(path) from None
-    if not isinstance(data, dict):
-        raise NotPlain(path)
-    meta_docs = _documents(data.get("meta", {}))
-    meta = meta_docs[0] if meta_docs else {}
     schema = meta.get("schema")
     if not (isinstance(schema, int) and not isinstance(schema, bool) and schema in SCHEMAS):
         raise NotPlain(path)
@@ -108,21 +104,33 @@ def delta_path(path: Path) -> Path:
 def _delta(path: Path, schema: int, generation: object) -> dict[str, Any] | None:
     """The store's delta when it applies to this state file; None when there is none."""
     try:
-        data = json.loads(files.read_bounded(delta_path(path), MAX_STATE_BYTES))
+        data, meta = _read(delta_path(path), path)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
-        raise NotPlain(path) from None
-    if not isinstance(data, dict):
-        raise NotPlain(path)
-    meta_docs = _documents(data.get("meta", {}))
-    meta = meta_docs[0] if meta_docs else {}
     if meta.get("schema") != LATEST_SCHEMA or not isinstance(meta.get("base"), int):
         raise NotPlain(path)  # the store says what is wrong with it
     if schema != LATEST_SCHEMA or meta["base"] != generation:
         return None  # older than the state file, which holds it all
     _check_meta(meta, LATEST_SCHEMA)
     return data
+
+
+def _read(file: Path, path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A TinyDB file of the state (``path``'s own, or its delta) and its meta document.
+
+    NotPlain naming ``path`` for anything but a readable JSON object; a missing file
+    stays FileNotFoundError.
+    """
+    try:
+        data = json.loads(files.read_bounded(file, MAX_STATE_BYTES))
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+        raise NotPlain(path) from None
+    if not isinstance(data, dict):
+        raise NotPlain(path)
+    meta_docs = _documents(data.get("meta", {}))
+    return data, (meta_docs[0] if meta_docs else {})
 
 
 def modified(path: Path) -> float | None:
