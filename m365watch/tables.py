@@ -85,15 +85,24 @@ def render_status(report: StatusReport, *, now: datetime, width: int, color: boo
     return _to_text(parts, width, color)
 
 
+def _cache_lines(
+    detail: IssueDetail | MessageDetail, now: datetime
+) -> list[RenderableType | _Unwrapped]:
+    """What ``show --cached`` says first: how old the state is, and since when the item is gone."""
+    if detail.source != SOURCE_CACHE:
+        return []
+    lines: list[RenderableType | _Unwrapped] = [
+        Text(cache_note(detail.cached_at, now), style="dim")
+    ]
+    if detail.missing_since is not None:
+        lines.append(Text(missing_note(detail.missing_since, now), style="yellow"))
+    return [*lines, Text()]
+
+
 def render_issue(detail: IssueDetail, *, now: datetime, width: int, color: bool) -> str:
     """``m365watch show`` for people: facts, impact, every post oldest first, the link."""
     issue = detail.issue
-    parts: list[RenderableType | _Unwrapped] = []
-    if detail.source == SOURCE_CACHE:
-        parts += [Text(cache_note(detail.cached_at, now), style="dim")]
-        if detail.missing_since is not None:
-            parts.append(Text(missing_note(detail.missing_since, now), style="yellow"))
-        parts.append(Text())
+    parts: list[RenderableType | _Unwrapped] = _cache_lines(detail, now)
     heading = Text(f"{issue.id} · {issue.service}: ", style="bold")
     heading.append(issue.status_text, style=_status_style(issue))
     parts += [heading, Text(issue.title, style="bold"), Text()]
@@ -163,12 +172,7 @@ def render_messages(report: MessagesReport, *, now: datetime, width: int, color:
 def render_message(detail: MessageDetail, *, now: datetime, width: int, color: bool) -> str:
     """``m365watch show MC…`` for people: facts, links, details, then the post's text."""
     post = detail.post
-    parts: list[RenderableType | _Unwrapped] = []
-    if detail.source == SOURCE_CACHE:
-        parts += [Text(cache_note(detail.cached_at, now), style="dim")]
-        if detail.missing_since is not None:
-            parts.append(Text(missing_note(detail.missing_since, now), style="yellow"))
-        parts.append(Text())
+    parts: list[RenderableType | _Unwrapped] = _cache_lines(detail, now)
     heading = Text(f"{post.id} · Message center: ", style="bold")
     heading.append(post.category_text, style=_severity_style(post))
     parts += [heading, Text(post.title or "(untitled)", style="bold"), Text()]
