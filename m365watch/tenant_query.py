@@ -189,6 +189,17 @@ class _Joined(Generic[R]):
         return [name for name, _ in self.answered]
 
 
+def _json_head(joined: _Joined[Any], generated: datetime, source: str) -> dict[str, Any]:
+    """What the joined ``status``/``messages`` JSON starts with (see the README)."""
+    return {
+        "generated": format_timestamp(generated),
+        "source": source,
+        "cachedAt": format_timestamp(joined.cached_at),
+        "tenants": joined.tenant_names,
+        "failed": [_error_json(a) for a in joined.failed],
+    }
+
+
 @dataclass(frozen=True)
 class TenantsStatus(_Joined[StatusReport]):
     """The answer to ``m365watch status`` with [[tenants]]: every tenant's report joined."""
@@ -224,11 +235,7 @@ class TenantsStatus(_Joined[StatusReport]):
     def to_json(self) -> dict[str, Any]:
         """The ``status --json`` contract with [[tenants]] (see the README)."""
         return {
-            "generated": format_timestamp(self.generated),
-            "source": self.source,
-            "cachedAt": format_timestamp(self.cached_at),
-            "tenants": self.tenant_names,
-            "failed": [_error_json(a) for a in self.failed],
+            **_json_head(self, self.generated, self.source),
             "services": [{"tenant": name, **s.to_json()} for name, s in self.services],
             "issues": [{"tenant": name, **issue_json(i)} for name, i in self.issues],
         }
@@ -252,11 +259,7 @@ class TenantsMessages(_Joined[MessagesReport]):
     def to_json(self) -> dict[str, Any]:
         """The ``messages --json`` contract with [[tenants]] (see the README)."""
         return {
-            "generated": format_timestamp(self.generated),
-            "source": self.source,
-            "cachedAt": format_timestamp(self.cached_at),
-            "tenants": self.tenant_names,
-            "failed": [_error_json(a) for a in self.failed],
+            **_json_head(self, self.generated, self.source),
             "messages": [{"tenant": name, **message_json(p)} for name, p in self.messages],
         }
 
