@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Concatenate, NoReturn, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, NoReturn, ParamSpec, TypeVar, cast
 
 import click
 
@@ -786,6 +786,32 @@ def tenant_error_line(name: str, error: BaseException, settings: Settings) -> st
     return line
 
 
+def _answer_report(
+    ctx: Context,
+    settings: Settings,
+    views: list[Settings],
+    ask: Callable[[Settings], Any],
+    join: Literal["TenantsStatus", "TenantsMessages"],
+    query: Any,
+    *,
+    as_json: bool,
+    cached: bool,
+    now: datetime,
+) -> int:
+    """``status``/``messages``: one tenant's report, or every tenant's joined, printed.
+
+    ``join`` names the ``tenant_query`` class that joins them (imported only then).
+    """
+    if not settings.many_tenants:
+        return _print_answer(ctx, ask(settings), as_json=as_json, cached=cached, now=now)
+    from m365watch import tenant_query
+    from m365watch.query import SOURCE_CACHE, SOURCE_GRAPH
+
+    source = SOURCE_CACHE if cached else SOURCE_GRAPH
+    joined = getattr(tenant_query, join)(now, source, _ask_tenants(settings, views, ask), query)
+    return _print_tenants_answer(ctx, settings, joined, as_json=as_json, cached=cached, now=now)
+
+
 def _print_tenants_answer(
     ctx: Context,
     settings: Settings,
@@ -867,8 +893,6 @@ def status(
     Tenant column; a tenant that cannot answer is one Error line (exit 1).
     """
     from m365watch.query import (
-        SOURCE_CACHE,
-        SOURCE_GRAPH,
         StatusQuery,
         status_from_graph,
         status_from_state,
@@ -888,14 +912,9 @@ def status(
             return status_from_state(wiring.build_cached_issues(view), query, now=now)
         return status_from_graph(wiring.build_graph(view), query, now=now)
 
-    if settings.many_tenants:
-        from m365watch.tenant_query import TenantsStatus
-
-        answers = _ask_tenants(settings, views, ask)
-        source = SOURCE_CACHE if cached else SOURCE_GRAPH
-        joined = TenantsStatus(now, source, answers, query)
-        return _print_tenants_answer(ctx, settings, joined, as_json=as_json, cached=cached, now=now)
-    return _print_answer(ctx, ask(settings), as_json=as_json, cached=cached, now=now)
+    return _answer_report(
+        ctx, settings, views, ask, "TenantsStatus", query, as_json=as_json, cached=cached, now=now
+    )
 
 
 @main.command(epilog=exit_codes_help("show"))
@@ -1014,7 +1033,6 @@ def messages(
         messages_from_graph,
         messages_from_state,
     )
-    from m365watch.query import SOURCE_CACHE, SOURCE_GRAPH
 
     settings = ctx.settings()
     views = settings.for_tenants(tenant_names)  # --tenant without [[tenants]]: a usage error
@@ -1032,14 +1050,9 @@ def messages(
             return messages_from_state(wiring.build_state_store(view), query, now=now)
         return messages_from_graph(wiring.build_graph(view), query, now=now)
 
-    if settings.many_tenants:
-        from m365watch.tenant_query import TenantsMessages
-
-        answers = _ask_tenants(settings, views, ask)
-        source = SOURCE_CACHE if cached else SOURCE_GRAPH
-        joined = TenantsMessages(now, source, answers, query)
-        return _print_tenants_answer(ctx, settings, joined, as_json=as_json, cached=cached, now=now)
-    return _print_answer(ctx, ask(settings), as_json=as_json, cached=cached, now=now)
+    return _answer_report(
+        ctx, settings, views, ask, "TenantsMessages", query, as_json=as_json, cached=cached, now=now
+    )
 
 
 @main.command("test-notify", epilog=exit_codes_help("test-notify"))
